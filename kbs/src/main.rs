@@ -1,0 +1,2 @@
+//! The `keylatch` command line.
+fn main() {}

@@ -1,0 +1,288 @@
+//! Normalized claims: what verified evidence says, in one JSON shape for every TEE. Release
+//! policies, reference-value appraisal and audit entries all read these names, which follow the
+//! AMD SEV-SNP ABI and Intel TDX specifications. A `Claims` value is only ever built by a
+//! verifier in this crate after every check passed (or by the broker for the unsigned `sample`
+//! TEE, which says so in `tee`).
+
+use serde::{Deserialize, Serialize};
+
+use crate::HexBytes;
+
+/// The kind of trusted execution environment that produced the evidence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tee {
+    Snp,
+    Tdx,
+    /// Trustee's unsigned sample TEE: no hardware, no signature. Accepted only when enabled.
+    Sample,
+}
+
+impl Tee {
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Snp => "snp",
+            Self::Tdx => "tdx",
+            Self::Sample => "sample",
+        }
+    }
+}
+
+/// The claims of one verified piece of evidence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    pub tee: Tee,
+    /// True when the evidence chains to the simulation PKI rather than a hardware root.
+    pub simulated: bool,
+    /// The 64-byte REPORT_DATA the evidence carries.
+    pub report_data: HexBytes<64>,
+    /// SHA-256 of the evidence bytes exactly as verified (report or quote).
+    pub evidence_sha256: HexBytes<32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snp: Option<SnpClaims>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tdx: Option<TdxClaims>,
+}
+
+/// AMD product line (the ARK a report chains to).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SnpProduct {
+    Milan,
+    Genoa,
+    Turin,
+}
+
+impl SnpProduct {
+    pub const ALL: [SnpProduct; 3] = [Self::Milan, Self::Genoa, Self::Turin];
+
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Milan => "milan",
+            Self::Genoa => "genoa",
+            Self::Turin => "turin",
+        }
+    }
+
+    /// Parses a product name case-insensitively ("Milan", "genoa", ...).
+    #[must_use]
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str().eq_ignore_ascii_case(name))
+    }
+}
+
+/// Which AMD key signed the report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SnpSigningKey {
+    /// Versioned Chip Endorsement Key: per chip and TCB, chains ASK → ARK.
+    Vcek,
+    /// Versioned Loaded Endorsement Key: per cloud provider, chains ASVK → ARK.
+    Vlek,
+}
+
+/// A TCB version as its SPL components. `fmc` exists on Turin and later only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub struct SnpTcb {
+    pub bootloader: u8,
+    pub tee: u8,
+    pub snp: u8,
+    pub microcode: u8,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fmc: Option<u8>,
+}
+
+/// The guest policy the VM was launched with (report offset 0x08).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(clippy::struct_excessive_bools)] // reason: one bool per policy bit, named as in the ABI
+pub struct SnpPolicy {
+    /// The raw 64-bit policy, as a `0x`-prefixed hex string in JSON.
+    #[serde(with = "hex_u64")]
+    pub raw: u64,
+    pub abi_minor: u8,
+    pub abi_major: u8,
+    pub smt: bool,
+    pub migrate_ma: bool,
+    pub debug: bool,
+    pub single_socket: bool,
+    pub cxl_allow: bool,
+    pub mem_aes_256_xts: bool,
+    pub rapl_dis: bool,
+    pub ciphertext_hiding: bool,
+    pub page_swap_disable: bool,
+}
+
+/// Platform information (report offset 0x40).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(clippy::struct_excessive_bools)] // reason: one bool per platform bit, named as in the ABI
+pub struct SnpPlatformInfo {
+    #[serde(with = "hex_u64")]
+    pub raw: u64,
+    pub smt_enabled: bool,
+    pub tsme_enabled: bool,
+    pub ecc_enabled: bool,
+    pub rapl_disabled: bool,
+    pub ciphertext_hiding_enabled: bool,
+    pub alias_check_complete: bool,
+    pub tio_enabled: bool,
+}
+
+/// CPUID family, model and stepping (report version 3 and later).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnpCpuid {
+    pub family: u8,
+    pub model: u8,
+    pub stepping: u8,
+}
+
+/// A firmware version (major.minor, build).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnpFirmwareVersion {
+    pub major: u8,
+    pub minor: u8,
+    pub build: u8,
+}
+
+/// Claims of an SEV-SNP attestation report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnpClaims {
+    pub version: u32,
+    pub product: SnpProduct,
+    pub signing_key: SnpSigningKey,
+    pub guest_svn: u32,
+    pub policy: SnpPolicy,
+    pub family_id: HexBytes<16>,
+    pub image_id: HexBytes<16>,
+    pub vmpl: u32,
+    pub signature_algo: u32,
+    pub current_tcb: SnpTcb,
+    pub platform_info: SnpPlatformInfo,
+    pub author_key_en: bool,
+    pub mask_chip_key: bool,
+    pub measurement: HexBytes<48>,
+    pub host_data: HexBytes<32>,
+    pub id_key_digest: HexBytes<48>,
+    pub author_key_digest: HexBytes<48>,
+    pub report_id: HexBytes<32>,
+    pub report_id_ma: HexBytes<32>,
+    pub reported_tcb: SnpTcb,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpuid: Option<SnpCpuid>,
+    /// All zero when MASK_CHIP_ID is set (as VLEK-signed reports commonly have).
+    pub chip_id: HexBytes<64>,
+    pub committed_tcb: SnpTcb,
+    pub current_version: SnpFirmwareVersion,
+    pub committed_version: SnpFirmwareVersion,
+    pub launch_tcb: SnpTcb,
+    /// Report version 5 and later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launch_mit_vector: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_mit_vector: Option<u64>,
+}
+
+/// The TD report body layout inside a TDX quote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TdxBody {
+    /// TDX 1.0 TD report (quote v4, or v5 body type 2).
+    Tdx10,
+    /// TDX 1.5 TD report (quote v5 body type 3): adds TEE_TCB_SVN2 and MRSERVICETD.
+    Tdx15,
+}
+
+/// TD_ATTRIBUTES, raw and decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(clippy::struct_excessive_bools)] // reason: one bool per attribute bit, named as in the spec
+pub struct TdAttributes {
+    /// The 8 bytes as they appear in the quote.
+    pub raw: HexBytes<8>,
+    /// TUD.DEBUG (bit 0): the TD runs in debug mode; its memory is readable by the host.
+    pub debug: bool,
+    /// SEPT_VE_DISABLE (bit 28).
+    pub sept_ve_disable: bool,
+    /// PKS (bit 30).
+    pub pks: bool,
+    /// KL (bit 31).
+    pub kl: bool,
+    /// PERFMON (bit 63).
+    pub perfmon: bool,
+}
+
+/// Intel TCB status of the platform as evaluated against the TCB info collateral.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum TcbStatus {
+    UpToDate,
+    SWHardeningNeeded,
+    ConfigurationNeeded,
+    ConfigurationAndSWHardeningNeeded,
+    OutOfDate,
+    OutOfDateConfigurationNeeded,
+    Revoked,
+}
+
+impl TcbStatus {
+    /// Parses the status string used in Intel's TCB info JSON.
+    #[must_use]
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "UpToDate" => Self::UpToDate,
+            "SWHardeningNeeded" => Self::SWHardeningNeeded,
+            "ConfigurationNeeded" => Self::ConfigurationNeeded,
+            "ConfigurationAndSWHardeningNeeded" => Self::ConfigurationAndSWHardeningNeeded,
+            "OutOfDate" => Self::OutOfDate,
+            "OutOfDateConfigurationNeeded" => Self::OutOfDateConfigurationNeeded,
+            "Revoked" => Self::Revoked,
+            _ => return None,
+        })
+    }
+}
+
+/// Claims of a TDX quote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TdxClaims {
+    pub quote_version: u16,
+    pub body: TdxBody,
+    pub tee_tcb_svn: HexBytes<16>,
+    pub mr_seam: HexBytes<48>,
+    pub mr_signer_seam: HexBytes<48>,
+    pub seam_attributes: HexBytes<8>,
+    pub td_attributes: TdAttributes,
+    pub xfam: HexBytes<8>,
+    pub mr_td: HexBytes<48>,
+    pub mr_config_id: HexBytes<48>,
+    pub mr_owner: HexBytes<48>,
+    pub mr_owner_config: HexBytes<48>,
+    pub rtmr: [HexBytes<48>; 4],
+    /// TDX 1.5 bodies only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tee_tcb_svn2: Option<HexBytes<16>>,
+    /// TDX 1.5 bodies only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mr_service_td: Option<HexBytes<48>>,
+    /// Platform TCB status from the TCB info collateral (combined with the QE's).
+    pub tcb_status: TcbStatus,
+    /// Intel security advisories that apply to the matched TCB level.
+    pub advisory_ids: Vec<String>,
+    /// The platform's FMSPC (from the PCK certificate): its identity for audit.
+    pub fmspc: HexBytes<6>,
+    /// The PCE SVN from the PCK certificate.
+    pub pce_svn: u16,
+}
+
+/// Serde for a u64 as a `0x`-prefixed lowercase hex string, as policies are written by people.
+mod hex_u64 {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(crate) fn serialize<S: Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{v:#x}"))
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        let s = String::deserialize(d)?;
+        let digits = s.strip_prefix("0x").unwrap_or(&s);
+        u64::from_str_radix(digits, 16).map_err(serde::de::Error::custom)
+    }
+}

@@ -1,0 +1,338 @@
+//! X.509 certificates as the verifiers need them: parsed once into the fields we check
+//! (validity, issuer/subject, extensions, public key, signature over the exact TBS bytes), and
+//! signature verification for the three algorithms hardware vendors use: RSASSA-PSS with
+//! SHA-384 (AMD ARK/ASK/ASVK), ECDSA P-384 with SHA-384 and ECDSA P-256 with SHA-256 (Intel).
+//!
+//! General-purpose path building (webpki, rustls) does not fit here: AMD certificates use
+//! RSA-PSS and serial number 0, the chains are fixed by the hardware design, and roots are
+//! pinned by fingerprint. So chains are checked link by link by the TEE modules with these
+//! primitives; certificate decoding itself is the `x509-cert` crate's.
+
+use const_oid::db::rfc5912;
+use der::asn1::{AnyRef, BitStringRef};
+use der::{Decode, Encode};
+use sha2::{Digest, Sha256, Sha384};
+use x509_cert::spki::{AlgorithmIdentifierRef, ObjectIdentifier};
+
+use crate::error::Reason;
+
+/// A signature algorithm this crate accepts in certificates, CRLs and signed collateral.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignatureAlgorithm {
+    /// RSASSA-PSS, SHA-384, MGF1-SHA-384, salt length 48 (AMD's certificates).
+    RsaPssSha384,
+    EcdsaP256Sha256,
+    EcdsaP384Sha384,
+}
+
+/// A public key of a kind the hardware PKIs use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PublicKey {
+    P256(p256::ecdsa::VerifyingKey),
+    P384(p384::ecdsa::VerifyingKey),
+    Rsa(rsa::RsaPublicKey),
+}
+
+impl PublicKey {
+    /// Verifies a DER-encoded (ECDSA) or raw (RSA) signature over `message`.
+    pub fn verify(
+        &self,
+        what: &'static str,
+        algorithm: SignatureAlgorithm,
+        message: &[u8],
+        signature: &[u8],
+    ) -> Result<(), Reason> {
+        use signature::Verifier;
+        let bad = Reason::BadSignature { what };
+        match (self, algorithm) {
+            (Self::P256(key), SignatureAlgorithm::EcdsaP256Sha256) => {
+                let sig = p256::ecdsa::Signature::from_der(signature).map_err(|_| bad.clone())?;
+                key.verify(message, &sig).map_err(|_| bad)
+            }
+            (Self::P384(key), SignatureAlgorithm::EcdsaP384Sha384) => {
+                let sig = p384::ecdsa::Signature::from_der(signature).map_err(|_| bad.clone())?;
+                key.verify(message, &sig).map_err(|_| bad)
+            }
+            (Self::Rsa(key), SignatureAlgorithm::RsaPssSha384) => {
+                let digest = Sha384::digest(message);
+                key.verify(rsa::Pss::new_with_salt::<Sha384>(48), &digest, signature)
+                    .map_err(|_| bad)
+            }
+            _ => Err(Reason::UnsupportedAlgorithm { what }),
+        }
+    }
+
+    /// Parses a SubjectPublicKeyInfo (DER) into one of the supported key kinds.
+    pub fn from_spki_der(what: &'static str, der: &[u8]) -> Result<Self, Reason> {
+        let spki = x509_cert::spki::SubjectPublicKeyInfoRef::from_der(der)
+            .map_err(|_| Reason::Malformed { what })?;
+        Self::from_spki(what, &spki)
+    }
+
+    fn from_spki(
+        what: &'static str,
+        spki: &x509_cert::spki::SubjectPublicKeyInfoRef<'_>,
+    ) -> Result<Self, Reason> {
+        let bits = spki.subject_public_key.as_bytes().ok_or(Reason::Malformed { what })?;
+        let algorithm = spki.algorithm.oid;
+        if algorithm == rfc5912::ID_EC_PUBLIC_KEY {
+            let curve: ObjectIdentifier = spki
+                .algorithm
+                .parameters
+                .ok_or(Reason::Malformed { what })?
+                .decode_as()
+                .map_err(|_| Reason::Malformed { what })?;
+            if curve == rfc5912::SECP_256_R_1 {
+                return p256::ecdsa::VerifyingKey::from_sec1_bytes(bits)
+                    .map(Self::P256)
+                    .map_err(|_| Reason::Malformed { what });
+            }
+            if curve == rfc5912::SECP_384_R_1 {
+                return p384::ecdsa::VerifyingKey::from_sec1_bytes(bits)
+                    .map(Self::P384)
+                    .map_err(|_| Reason::Malformed { what });
+            }
+            return Err(Reason::UnsupportedAlgorithm { what });
+        }
+        if algorithm == rfc5912::RSA_ENCRYPTION || algorithm == rfc5912::ID_RSASSA_PSS {
+            use rsa::pkcs1::DecodeRsaPublicKey;
+            return rsa::RsaPublicKey::from_pkcs1_der(bits)
+                .map(Self::Rsa)
+                .map_err(|_| Reason::Malformed { what });
+        }
+        Err(Reason::UnsupportedAlgorithm { what })
+    }
+}
+
+/// Maps an AlgorithmIdentifier to a supported signature algorithm, checking PSS parameters.
+pub fn signature_algorithm(
+    what: &'static str,
+    id: &AlgorithmIdentifierRef<'_>,
+) -> Result<SignatureAlgorithm, Reason> {
+    if id.oid == rfc5912::ECDSA_WITH_SHA_256 {
+        return Ok(SignatureAlgorithm::EcdsaP256Sha256);
+    }
+    if id.oid == rfc5912::ECDSA_WITH_SHA_384 {
+        return Ok(SignatureAlgorithm::EcdsaP384Sha384);
+    }
+    if id.oid == rfc5912::ID_RSASSA_PSS {
+        let params: rsa::pkcs1::RsaPssParams<'_> = id
+            .parameters
+            .ok_or(Reason::Malformed { what })?
+            .decode_as()
+            .map_err(|_| Reason::Malformed { what })?;
+        let mgf_hash = params.mask_gen.parameters.map(|p| p.oid);
+        if params.hash.oid != rfc5912::ID_SHA_384
+            || mgf_hash != Some(rfc5912::ID_SHA_384)
+            || params.salt_len != 48
+        {
+            return Err(Reason::UnsupportedAlgorithm { what });
+        }
+        return Ok(SignatureAlgorithm::RsaPssSha384);
+    }
+    Err(Reason::UnsupportedAlgorithm { what })
+}
+
+/// The outer SEQUENCE of a certificate or CRL, keeping the signed part as raw bytes so the
+/// signature is checked over exactly what the issuer signed.
+#[derive(der::Sequence)]
+pub(crate) struct SignedEnvelope<'a> {
+    pub(crate) tbs: AnyRef<'a>,
+    pub(crate) algorithm: AlgorithmIdentifierRef<'a>,
+    pub(crate) signature: BitStringRef<'a>,
+}
+
+/// The parts of a signed ASN.1 object (certificate or CRL) needed to check its signature.
+#[derive(Debug, Clone)]
+pub(crate) struct SignedParts {
+    pub(crate) tbs_der: Vec<u8>,
+    pub(crate) algorithm: SignatureAlgorithm,
+    pub(crate) signature: Vec<u8>,
+}
+
+impl SignedParts {
+    pub(crate) fn from_der(what: &'static str, der: &[u8]) -> Result<Self, Reason> {
+        let envelope = SignedEnvelope::from_der(der).map_err(|_| Reason::Malformed { what })?;
+        Ok(Self {
+            tbs_der: envelope.tbs.to_der().map_err(|_| Reason::Malformed { what })?,
+            algorithm: signature_algorithm(what, &envelope.algorithm)?,
+            signature: envelope.signature.as_bytes().ok_or(Reason::Malformed { what })?.to_vec(),
+        })
+    }
+
+    pub(crate) fn verify_with(&self, what: &'static str, key: &PublicKey) -> Result<(), Reason> {
+        key.verify(what, self.algorithm, &self.tbs_der, &self.signature)
+    }
+}
+
+/// A parsed certificate: the fields verification reads, and its own DER.
+#[derive(Debug, Clone)]
+pub struct Certificate {
+    der: Vec<u8>,
+    sha256: [u8; 32],
+    signed: SignedParts,
+    subject_der: Vec<u8>,
+    issuer_der: Vec<u8>,
+    serial: Vec<u8>,
+    not_before: i64,
+    not_after: i64,
+    public_key: PublicKey,
+    extensions: Vec<(ObjectIdentifier, Vec<u8>)>,
+}
+
+impl Certificate {
+    /// Parses a DER certificate. `what` names it in errors ("VCEK certificate", ...).
+    pub fn from_der(what: &'static str, der: &[u8]) -> Result<Self, Reason> {
+        let malformed = || Reason::Malformed { what };
+        let signed = SignedParts::from_der(what, der)?;
+        let cert = x509_cert::Certificate::from_der(der).map_err(|_| malformed())?;
+        let tbs = &cert.tbs_certificate;
+        let spki_der = tbs.subject_public_key_info.to_der().map_err(|_| malformed())?;
+        let extensions = tbs
+            .extensions
+            .iter()
+            .flatten()
+            .map(|e| (e.extn_id, e.extn_value.as_bytes().to_vec()))
+            .collect();
+        Ok(Self {
+            der: der.to_vec(),
+            sha256: Sha256::digest(der).into(),
+            signed,
+            subject_der: tbs.subject.to_der().map_err(|_| malformed())?,
+            issuer_der: tbs.issuer.to_der().map_err(|_| malformed())?,
+            serial: tbs.serial_number.as_bytes().to_vec(),
+            not_before: unix_seconds(tbs.validity.not_before),
+            not_after: unix_seconds(tbs.validity.not_after),
+            public_key: PublicKey::from_spki_der(what, &spki_der)?,
+            extensions,
+        })
+    }
+
+    /// Parses a certificate given as DER or as a single PEM block.
+    pub fn from_pem_or_der(what: &'static str, bytes: &[u8]) -> Result<Self, Reason> {
+        if bytes.starts_with(b"-----BEGIN") {
+            let certs = pem_certificates(what, bytes)?;
+            return match certs.as_slice() {
+                [one] => Self::from_der(what, one),
+                _ => {
+                    Err(Reason::InvalidValue { what, why: "expected exactly one PEM certificate" })
+                }
+            };
+        }
+        Self::from_der(what, bytes)
+    }
+
+    #[must_use]
+    pub fn der(&self) -> &[u8] {
+        &self.der
+    }
+
+    /// SHA-256 of the DER encoding: the fingerprint roots are pinned by.
+    #[must_use]
+    pub fn sha256(&self) -> &[u8; 32] {
+        &self.sha256
+    }
+
+    #[must_use]
+    pub fn public_key(&self) -> &PublicKey {
+        &self.public_key
+    }
+
+    #[must_use]
+    pub fn serial(&self) -> &[u8] {
+        &self.serial
+    }
+
+    #[must_use]
+    pub fn not_before(&self) -> i64 {
+        self.not_before
+    }
+
+    #[must_use]
+    pub fn not_after(&self) -> i64 {
+        self.not_after
+    }
+
+    #[must_use]
+    pub fn subject_der(&self) -> &[u8] {
+        &self.subject_der
+    }
+
+    #[must_use]
+    pub fn issuer_der(&self) -> &[u8] {
+        &self.issuer_der
+    }
+
+    /// The raw value (inside the OCTET STRING) of the extension with this OID.
+    #[must_use]
+    pub fn extension(&self, oid: &ObjectIdentifier) -> Option<&[u8]> {
+        self.extensions.iter().find(|(id, _)| id == oid).map(|(_, v)| v.as_slice())
+    }
+
+    /// Fails unless `now` (Unix seconds) lies within notBefore..=notAfter.
+    pub fn check_valid_at(&self, what: &'static str, now: i64) -> Result<(), Reason> {
+        check_window(what, self.not_before, self.not_after, now)
+    }
+
+    /// Checks that `issuer` issued this certificate: names chain and the signature verifies.
+    pub fn verify_issued_by(&self, what: &'static str, issuer: &Certificate) -> Result<(), Reason> {
+        if self.issuer_der != issuer.subject_der {
+            return Err(Reason::InvalidValue {
+                what,
+                why: "issuer name differs from the issuing certificate's subject",
+            });
+        }
+        self.signed.verify_with(what, &issuer.public_key)
+    }
+
+    /// True for a self-issued certificate whose signature verifies under its own key.
+    pub fn verify_self_signed(&self, what: &'static str) -> Result<(), Reason> {
+        self.verify_issued_by(what, self)
+    }
+}
+
+/// Fails unless `not_before <= now <= not_after`.
+pub fn check_window(
+    what: &'static str,
+    not_before: i64,
+    not_after: i64,
+    now: i64,
+) -> Result<(), Reason> {
+    if now < not_before {
+        return Err(Reason::NotYetValid { what, not_before, now });
+    }
+    if now > not_after {
+        return Err(Reason::Expired { what, not_after, now });
+    }
+    Ok(())
+}
+
+fn unix_seconds(t: x509_cert::time::Time) -> i64 {
+    i64::try_from(t.to_unix_duration().as_secs()).unwrap_or(i64::MAX)
+}
+
+/// Splits PEM text into the DER of each `CERTIFICATE` block, in order.
+pub fn pem_certificates(what: &'static str, pem: &[u8]) -> Result<Vec<Vec<u8>>, Reason> {
+    const END: &[u8] = b"-----END CERTIFICATE-----";
+    let mut out = Vec::new();
+    let mut rest = pem;
+    while let Some(start) = find(rest, b"-----BEGIN CERTIFICATE-----") {
+        let block = rest.get(start..).unwrap_or_default();
+        let end = find(block, END).ok_or(Reason::Malformed { what })? + END.len();
+        let (label, der) = der::pem::decode_vec(block.get(..end).unwrap_or_default())
+            .map_err(|_| Reason::Malformed { what })?;
+        if label != "CERTIFICATE" {
+            return Err(Reason::Malformed { what });
+        }
+        out.push(der);
+        rest = block.get(end..).unwrap_or_default();
+    }
+    if out.is_empty() {
+        return Err(Reason::Missing { what });
+    }
+    Ok(out)
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
