@@ -42,3 +42,9 @@ pub use collateral::TdxCollateral;
 pub use pck::SgxExtensions;
 pub use quote::{parse_quote, QeReport, Quote, TdReport};
 pub use verify::TdxVerifier;
+
+/// OID of the Intel SGX extension in PCK certificates (1.2.840.113741.1.13.1).
+#[must_use]
+pub const fn pck_sgx_extension_oid() -> const_oid::ObjectIdentifier {
+    pck::SGX_EXTENSION
+}
