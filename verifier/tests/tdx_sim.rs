@@ -22,8 +22,9 @@ struct Sim {
 
 fn sim() -> Sim {
     let pki = SimIntelPki::generate(&mut OsRng).unwrap();
-    let collateral =
-        pki.collateral(datetime!(2026-01-01 00:00:00 UTC), datetime!(2026-01-31 00:00:00 UTC)).unwrap();
+    let collateral = pki
+        .collateral(datetime!(2026-01-01 00:00:00 UTC), datetime!(2026-01-31 00:00:00 UTC))
+        .unwrap();
     let verifier = TdxVerifier::new(pki.anchors());
     Sim { pki, collateral, verifier }
 }
@@ -137,26 +138,28 @@ fn quoting_enclave_below_every_level_fails_qe_identity() {
 #[test]
 fn tdx15_out_of_date_launch_with_current_up_to_date_advises_relaunch() {
     let s = sim();
-    let sp = SimTdxQuote {
-        tee_tcb_svn: svn(6, 2),
-        tee_tcb_svn2: svn(6, 3),
-        ..spec(5, TdxBody::Tdx15)
-    };
+    let sp =
+        SimTdxQuote { tee_tcb_svn: svn(6, 2), tee_tcb_svn2: svn(6, 3), ..spec(5, TdxBody::Tdx15) };
     let c = s.verify(&sp).unwrap();
-    assert_eq!(status(&c), (TcbStatus::TDRelaunchAdvised, vec![SIM_ADVISORY_OUT_OF_DATE.to_owned()]));
+    assert_eq!(
+        status(&c),
+        (TcbStatus::TDRelaunchAdvised, vec![SIM_ADVISORY_OUT_OF_DATE.to_owned()])
+    );
 }
 
 #[test]
 fn revoked_tcb_level_fails_at_tcb() {
     let s = sim();
-    let e = s.verify(&SimTdxQuote { tee_tcb_svn: svn(6, 1), ..SimTdxQuote::default() }).unwrap_err();
+    let e =
+        s.verify(&SimTdxQuote { tee_tcb_svn: svn(6, 1), ..SimTdxQuote::default() }).unwrap_err();
     assert_eq!(e, VerifyError::new(Step::Tcb, Reason::Revoked { what: "platform TCB" }));
 }
 
 #[test]
 fn tcb_below_every_level_fails_at_tcb() {
     let s = sim();
-    let e = s.verify(&SimTdxQuote { tee_tcb_svn: svn(6, 0), ..SimTdxQuote::default() }).unwrap_err();
+    let e =
+        s.verify(&SimTdxQuote { tee_tcb_svn: svn(6, 0), ..SimTdxQuote::default() }).unwrap_err();
     assert_eq!(e, VerifyError::new(Step::Tcb, Reason::NoMatch { what: "TCB level" }));
 }
 
@@ -172,7 +175,8 @@ fn unknown_tdx_module_version_fails_at_tcb() {
 #[test]
 fn wrong_mrsignerseam_fails_at_tcb() {
     let s = sim();
-    let e = s.verify(&SimTdxQuote { mr_signer_seam: [1; 48], ..SimTdxQuote::default() }).unwrap_err();
+    let e =
+        s.verify(&SimTdxQuote { mr_signer_seam: [1; 48], ..SimTdxQuote::default() }).unwrap_err();
     assert_eq!(e.step, Step::Tcb);
 }
 
@@ -218,9 +222,14 @@ fn revoked_pck_certificate_fails_at_chain() {
 #[test]
 fn qe_report_not_binding_the_attestation_key_fails_qe_identity() {
     let s = sim();
-    let e = s.verify(&SimTdxQuote { qe_report_data: Some([7; 64]), ..SimTdxQuote::default() }).unwrap_err();
+    let e = s
+        .verify(&SimTdxQuote { qe_report_data: Some([7; 64]), ..SimTdxQuote::default() })
+        .unwrap_err();
     assert_eq!(e.step, Step::QeIdentity);
-    assert!(matches!(e.reason, Reason::Mismatch { what: "QE REPORT_DATA (attestation key binding)", .. }));
+    assert!(matches!(
+        e.reason,
+        Reason::Mismatch { what: "QE REPORT_DATA (attestation key binding)", .. }
+    ));
 }
 
 #[test]
@@ -257,7 +266,10 @@ fn failed_collateral_is_not_cached_as_success() {
     let tampered = TdxCollateral::from_json(json.to_string().as_bytes()).unwrap();
     for _ in 0..2 {
         let e = s.verifier.verify(&quote, &tampered, None, NOW).unwrap_err();
-        assert_eq!(e, VerifyError::new(Step::Collateral, Reason::BadSignature { what: "QE identity" }));
+        assert_eq!(
+            e,
+            VerifyError::new(Step::Collateral, Reason::BadSignature { what: "QE identity" })
+        );
     }
 }
 
@@ -285,8 +297,9 @@ fn sim_pki_round_trips_through_files() {
     assert_eq!(loaded.pck_serial(), s.pki.pck_serial());
     assert_eq!(loaded.platform(), s.pki.platform());
     // A quote and collateral from the loaded PKI verify under the original's anchors.
-    let collateral =
-        loaded.collateral(datetime!(2026-01-01 00:00:00 UTC), datetime!(2026-01-31 00:00:00 UTC)).unwrap();
+    let collateral = loaded
+        .collateral(datetime!(2026-01-01 00:00:00 UTC), datetime!(2026-01-31 00:00:00 UTC))
+        .unwrap();
     let quote = loaded.mint(&SimTdxQuote::default(), &mut OsRng).unwrap();
     s.verifier.verify(&quote, &collateral, None, NOW).unwrap();
     // A missing file is an error, not a panic.

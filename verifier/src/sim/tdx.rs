@@ -309,7 +309,8 @@ impl SimIntelPki {
         let (from, to) = (spec.issue_date.unix_timestamp(), spec.next_update.unix_timestamp());
         let root_crl = crl(&self.root, from, to, &[])?;
         let pck_crl = crl(&self.pck_ca, from, to, &spec.revoked_pck_serials)?;
-        let signer_chain = format!("{}{}", cert_pem(&self.tcb_signer.cert), cert_pem(&self.root.cert));
+        let signer_chain =
+            format!("{}{}", cert_pem(&self.tcb_signer.cert), cert_pem(&self.root.cert));
         Ok(TdxCollateral::new(
             format!("{}{}", cert_pem(&self.pck_ca.cert), cert_pem(&self.root.cert)),
             root_crl,
@@ -327,7 +328,11 @@ impl SimIntelPki {
     /// Mints a quote in the real format: a fresh attestation key signs header and body; the sim
     /// QE report binds that key and is signed by the PCK key; the PCK chain rides in
     /// certification data type 5.
-    pub fn mint(&self, spec: &SimTdxQuote, rng: &mut impl CryptoRngCore) -> Result<Vec<u8>, SimError> {
+    pub fn mint(
+        &self,
+        spec: &SimTdxQuote,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<Vec<u8>, SimError> {
         if spec.version != 4 && spec.version != 5 {
             return Err(SimError::Spec("version must be 4 or 5"));
         }
@@ -580,7 +585,8 @@ fn issue(
     let what = "sim certificate";
     let spki = SubjectPublicKeyInfoOwned::from_key(*subject_key.verifying_key())
         .map_err(|_| SimError::Build(what))?;
-    let validity = Validity { not_before: x509_time(CERT_NOT_BEFORE)?, not_after: x509_time(CERT_NOT_AFTER)? };
+    let validity =
+        Validity { not_before: x509_time(CERT_NOT_BEFORE)?, not_after: x509_time(CERT_NOT_AFTER)? };
     let mut b = CertificateBuilder::new(
         profile,
         random_serial(rng)?,
@@ -639,7 +645,11 @@ fn encode_sgx_extension(p: &SgxExtensions) -> Result<Vec<u8>, SimError> {
     let bad = |_| SimError::Build("SGX extension");
     let base = crate::tdx::pck_sgx_extension_oid();
     let oid = |parent: const_oid::ObjectIdentifier, arc: u32| -> Result<Vec<u8>, SimError> {
-        parent.push_arc(arc).map_err(|_| SimError::Build("SGX extension OID"))?.to_der().map_err(bad)
+        parent
+            .push_arc(arc)
+            .map_err(|_| SimError::Build("SGX extension OID"))?
+            .to_der()
+            .map_err(bad)
     };
     let octets = |b: &[u8]| -> Result<Vec<u8>, SimError> {
         OctetStringRef::new(b).map_err(bad)?.to_der().map_err(bad)

@@ -207,17 +207,32 @@ impl Window {
     }
 }
 
-fn verify(c: &TdxCollateral, anchors: &TdxTrustAnchors, now: i64) -> Result<VerifiedCollateral, Reason> {
+fn verify(
+    c: &TdxCollateral,
+    anchors: &TdxTrustAnchors,
+    now: i64,
+) -> Result<VerifiedCollateral, Reason> {
     let mut window = Window(i64::MIN, i64::MAX);
 
     let root_crl = Crl::from_der("root CA CRL", &c.root_ca_crl)?;
-    let (tcb_signer, root) =
-        issuer_chain("TCB info issuer chain", &c.tcb_info_issuer_chain, anchors, &root_crl, now, &mut window)?;
+    let (tcb_signer, root) = issuer_chain(
+        "TCB info issuer chain",
+        &c.tcb_info_issuer_chain,
+        anchors,
+        &root_crl,
+        now,
+        &mut window,
+    )?;
     root_crl.verify_issued_by("root CA CRL", &root)?;
     root_crl.check_valid_at("root CA CRL", now)?;
     window.add(root_crl.this_update(), root_crl.next_update());
 
-    verify_raw_p256(tcb_signer.public_key(), "TCB info", c.tcb_info.as_bytes(), &c.tcb_info_signature)?;
+    verify_raw_p256(
+        tcb_signer.public_key(),
+        "TCB info",
+        c.tcb_info.as_bytes(),
+        &c.tcb_info_signature,
+    )?;
     let tcb_info = TcbInfo::from_json(&c.tcb_info)?;
     check_window("TCB info", tcb_info.issue_date, tcb_info.next_update, now, &mut window)?;
 
@@ -229,12 +244,23 @@ fn verify(c: &TdxCollateral, anchors: &TdxTrustAnchors, now: i64) -> Result<Veri
         now,
         &mut window,
     )?;
-    verify_raw_p256(qe_signer.public_key(), "QE identity", c.qe_identity.as_bytes(), &c.qe_identity_signature)?;
+    verify_raw_p256(
+        qe_signer.public_key(),
+        "QE identity",
+        c.qe_identity.as_bytes(),
+        &c.qe_identity_signature,
+    )?;
     let (qe_identity, issue, next) = parse_qe_identity(&c.qe_identity)?;
     check_window("QE identity", issue, next, now, &mut window)?;
 
-    let (pck_ca, _) =
-        issuer_chain("PCK CRL issuer chain", &c.pck_crl_issuer_chain, anchors, &root_crl, now, &mut window)?;
+    let (pck_ca, _) = issuer_chain(
+        "PCK CRL issuer chain",
+        &c.pck_crl_issuer_chain,
+        anchors,
+        &root_crl,
+        now,
+        &mut window,
+    )?;
     let pck_crl = Crl::from_der("PCK CRL", &c.pck_crl)?;
     pck_crl.verify_issued_by("PCK CRL", &pck_ca)?;
     pck_crl.check_valid_at("PCK CRL", now)?;
@@ -250,7 +276,13 @@ fn verify(c: &TdxCollateral, anchors: &TdxTrustAnchors, now: i64) -> Result<Veri
     })
 }
 
-fn check_window(what: &'static str, from: i64, to: i64, now: i64, window: &mut Window) -> Result<(), Reason> {
+fn check_window(
+    what: &'static str,
+    from: i64,
+    to: i64,
+    now: i64,
+    window: &mut Window,
+) -> Result<(), Reason> {
     x509::check_window(what, from, to, now)?;
     window.add(from, to);
     Ok(())
@@ -305,8 +337,8 @@ pub(crate) fn verify_raw_with(
     signature: &[u8],
 ) -> Result<(), Reason> {
     use signature::Verifier;
-    let sig = p256::ecdsa::Signature::from_slice(signature)
-        .map_err(|_| Reason::BadSignature { what })?;
+    let sig =
+        p256::ecdsa::Signature::from_slice(signature).map_err(|_| Reason::BadSignature { what })?;
     key.verify(message, &sig).map_err(|_| Reason::BadSignature { what })
 }
 

@@ -168,7 +168,10 @@ fn nested_entries<'a>(v: AnyRef<'a>) -> Result<Vec<Entry<'a>>, Reason> {
 fn check_unique(list: &[Entry<'_>]) -> Result<(), Reason> {
     for (i, e) in list.iter().enumerate() {
         if list.iter().skip(i + 1).any(|o| o.oid == e.oid) {
-            return Err(Reason::InvalidValue { what: "PCK SGX extension", why: "duplicate member" });
+            return Err(Reason::InvalidValue {
+                what: "PCK SGX extension",
+                why: "duplicate member",
+            });
         }
     }
     Ok(())

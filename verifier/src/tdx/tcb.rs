@@ -215,9 +215,7 @@ impl TcbInfo {
                 })
             })
             .collect::<Result<Vec<_>, Reason>>()?;
-        levels.sort_by(|a, b| {
-            (b.sgx, b.pce_svn, b.tdx).cmp(&(a.sgx, a.pce_svn, a.tdx))
-        });
+        levels.sort_by(|a, b| (b.sgx, b.pce_svn, b.tdx).cmp(&(a.sgx, a.pce_svn, a.tdx)));
         Ok(Self {
             issue_date: parse_date("TCB info issueDate", &j.issue_date)?,
             next_update: parse_date("TCB info nextUpdate", &j.next_update)?,
@@ -319,8 +317,7 @@ fn platform_verdict(
                 && tee_tcb_svn.iter().zip(&l.tdx).skip(skip).all(|(have, need)| have >= need)
         })
         .ok_or(Reason::NoMatch { what: "TCB level" })?;
-    let mut verdict =
-        TcbVerdict { status: level.status, advisory_ids: level.advisory_ids.clone() };
+    let mut verdict = TcbVerdict { status: level.status, advisory_ids: level.advisory_ids.clone() };
     if let Some(identity) = info.module_identity(tee_tcb_svn[1])? {
         let module = identity
             .levels

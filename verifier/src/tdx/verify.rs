@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use super::anchors::TdxTrustAnchors;
 use super::collateral::{verify_collateral, verify_raw_with, TdxCollateral, VerifiedCollateral};
 use super::pck::{verify_pck_chain, VerifiedPck};
-use super::quote::{parse_quote, Quote, QeReport};
+use super::quote::{parse_quote, QeReport, Quote};
 use super::tcb::{self, QeLevel};
 use crate::claims::{Claims, TdAttributes, TdxClaims, Tee};
 use crate::error::{AtStep, Reason, Step, VerifyError};
@@ -79,7 +79,8 @@ impl TdxVerifier {
         check_qe_binding(&parsed)?;
         let qe_level = check_qe_identity(&parsed, &col)?;
         verify_quote_signature(quote, &parsed)?;
-        let verdict = tcb::evaluate(&col.tcb_info, &pck.ext, &parsed.report, qe_level).at(Step::Tcb)?;
+        let verdict =
+            tcb::evaluate(&col.tcb_info, &pck.ext, &parsed.report, qe_level).at(Step::Tcb)?;
         check_report_data(&parsed, expected_report_data)?;
         Ok(claims(quote, parsed, &pck, verdict, self.anchors.is_simulated()))
     }
@@ -184,7 +185,10 @@ fn check_qe_binding(q: &Quote) -> Result<(), VerifyError> {
 }
 
 /// Step 6: the QE is Intel's TD quoting enclave at an acceptable ISVSVN.
-fn check_qe_identity<'c>(q: &Quote, col: &'c VerifiedCollateral) -> Result<&'c QeLevel, VerifyError> {
+fn check_qe_identity<'c>(
+    q: &Quote,
+    col: &'c VerifiedCollateral,
+) -> Result<&'c QeLevel, VerifyError> {
     qe_identity(&q.qe_report, &q.qe_vendor_id, col).at(Step::QeIdentity)
 }
 
@@ -214,7 +218,8 @@ fn qe_identity<'c>(
     }
     let masked = |v: &[u8], m: &[u8]| -> Vec<u8> { v.iter().zip(m).map(|(a, b)| a & b).collect() };
     let misc = r.misc_select.to_le_bytes();
-    let (want, have) = (masked(&id.miscselect, &id.miscselect_mask), masked(&misc, &id.miscselect_mask));
+    let (want, have) =
+        (masked(&id.miscselect, &id.miscselect_mask), masked(&misc, &id.miscselect_mask));
     if want != have {
         return Err(mismatch("QE MISCSELECT (masked)", &want, &have));
     }
