@@ -222,7 +222,7 @@ pub enum TcbStatus {
     OutOfDateConfigurationNeeded,
     Revoked,
     /// TDX 1.5 only: the TD launched on an out-of-date TCB, but its current TCB (after a
-    /// TD-preserving module update, TEE_TCB_SVN2) is not out of date; relaunching fixes it.
+    /// TD-preserving module update, `TEE_TCB_SVN2`) is not out of date; relaunching fixes it.
     TDRelaunchAdvised,
     /// [`TcbStatus::TDRelaunchAdvised`] where the launch or current TCB also needs configuration.
     TDRelaunchAdvisedConfigurationNeeded,

@@ -1,6 +1,9 @@
 //! Quotes minted by the TDX simulator verify through the real code under the sim anchors only,
 //! with exact claims, and every TCB outcome the sim collateral offers.
 
+// reason: test code; a panic here is a test failure with its location.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
 use rand_core::OsRng;
 use time::macros::datetime;
 use time::OffsetDateTime;

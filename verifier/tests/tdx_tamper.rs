@@ -1,6 +1,9 @@
 //! Every malformed or tampered variant of the real quotes and collateral fails, at the step that
 //! owns the fault; parsing never panics.
 
+// reason: test code; a panic here is a test failure with its location.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
 use std::path::PathBuf;
 
 use proptest::prelude::*;

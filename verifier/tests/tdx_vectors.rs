@@ -1,6 +1,9 @@
 //! Real TDX quotes (dcap-qvl's samples, captured on hardware) with Intel PCS collateral, verified
 //! at the instant their expected.json names, under the production Intel root.
 
+// reason: test code; a panic here is a test failure with its location.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
 use std::path::PathBuf;
 
 use verifier::claims::{TcbStatus, TdxBody};

@@ -7,7 +7,7 @@
 //! The sim platform: FMSPC `50806f000000`, PCE-ID `0000`, PCESVN 11, SGX TCB components
 //! `03 03 02 02 04 01 00 05 00..`. The sim TCB info has, highest first: an `UpToDate` level
 //! (those SGX components, TDX component 2 >= 3), an `OutOfDate` level ([`SIM_ADVISORY_OUT_OF_DATE`];
-//! TDX component 2 >= 2) and a `Revoked` level (TDX component 2 >= 1); so TEE_TCB_SVN
+//! TDX component 2 >= 2) and a `Revoked` level (TDX component 2 >= 1); so `TEE_TCB_SVN`
 //! `06 01 03 ..` is up to date, `06 01 02 ..` out of date, `06 01 01 ..` revoked and
 //! `06 01 00 ..` matches no level. Module identity `TDX_01`: ISVSVN >= 6 up to date, >= 4 out of
 //! date ([`SIM_ADVISORY_MODULE`]). QE identity: ISVSVN >= 4 up to date, >= 2 out of date.
@@ -110,7 +110,7 @@ pub struct SimTdxQuote {
     pub mr_seam: [u8; 48],
     pub mr_signer_seam: [u8; 48],
     pub seam_attributes: [u8; 8],
-    /// TD_ATTRIBUTES as they appear in the quote (little-endian); default SEPT_VE_DISABLE.
+    /// `TD_ATTRIBUTES` as they appear in the quote (little-endian); default `SEPT_VE_DISABLE`.
     pub td_attributes: [u8; 8],
     /// Sets TUD.DEBUG (bit 0) on top of `td_attributes`.
     pub debug: bool,
@@ -127,7 +127,7 @@ pub struct SimTdxQuote {
     pub mr_service_td: [u8; 48],
     /// The QE's ISVSVN (sim QE identity: 4 up to date, 2 out of date).
     pub qe_isv_svn: u16,
-    /// Overrides the QE report's REPORT_DATA; `None` binds the attestation key as a real QE
+    /// Overrides the QE report's `REPORT_DATA`; `None` binds the attestation key as a real QE
     /// does. For negative tests.
     pub qe_report_data: Option<[u8; 64]>,
 }
@@ -239,7 +239,10 @@ impl SimIntelPki {
     /// Each key must match its certificate and each certificate must be issued by its parent.
     pub fn from_files(get: impl Fn(&str) -> Option<Vec<u8>>) -> Result<Self, SimError> {
         let load = |i: usize| -> Result<Issued, SimError> {
-            let (cert_file, key_file) = (FILES[i * 2], FILES[i * 2 + 1]);
+            let (Some(cert_file), Some(key_file)) = (FILES.get(i * 2), FILES.get(i * 2 + 1)) else {
+                return Err(SimError::File("intel-*"));
+            };
+            let (cert_file, key_file) = (*cert_file, *key_file);
             let cert_bytes = get(cert_file).ok_or(SimError::File(cert_file))?;
             let cert = Certificate::from_pem_or_der("sim certificate", &cert_bytes)
                 .map_err(|_| SimError::File(cert_file))?;
@@ -264,7 +267,7 @@ impl SimIntelPki {
             .cert
             .extension(&crate::tdx::pck_sgx_extension_oid())
             .and_then(|e| SgxExtensions::from_der(e).ok())
-            .ok_or(SimError::File(FILES[4]))?;
+            .ok_or(SimError::File("intel-pck.pem"))?;
         Ok(Self { root, pck_ca, pck, tcb_signer, platform })
     }
 

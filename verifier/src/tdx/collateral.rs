@@ -34,7 +34,9 @@ pub struct TdxCollateral {
 
 impl std::fmt::Debug for TdxCollateral {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TdxCollateral").field("digest", &hex::encode(self.digest)).finish()
+        f.debug_struct("TdxCollateral")
+            .field("digest", &hex::encode(self.digest))
+            .finish_non_exhaustive()
     }
 }
 
@@ -174,7 +176,7 @@ pub(crate) struct VerifiedCollateral {
     pub(crate) not_after: i64,
 }
 
-/// The QE identity (TD_QE, version 2), decoded.
+/// The QE identity (`TD_QE`, version 2), decoded.
 #[derive(Debug, Clone)]
 pub(crate) struct QeIdentity {
     pub(crate) miscselect: [u8; 4],
@@ -426,7 +428,7 @@ fn parse_qe_identity(text: &str) -> Result<(QeIdentity, i64, i64), Reason> {
             })
         })
         .collect::<Result<Vec<_>, Reason>>()?;
-    levels.sort_by(|a, b| b.isvsvn.cmp(&a.isvsvn));
+    levels.sort_by_key(|l| std::cmp::Reverse(l.isvsvn));
     let identity = QeIdentity {
         miscselect: hex_array("QE identity miscselect", &j.miscselect)?,
         miscselect_mask: hex_array("QE identity miscselectMask", &j.miscselect_mask)?,

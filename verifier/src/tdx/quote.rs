@@ -53,7 +53,7 @@ pub struct Quote {
     pub qe_report: QeReport,
     /// ECDSA P-256 signature of the PCK key over the QE report, r||s big-endian.
     pub qe_report_signature: [u8; 64],
-    /// QE authentication data, hashed into the QE report's REPORT_DATA.
+    /// QE authentication data, hashed into the QE report's `REPORT_DATA`.
     pub qe_auth_data: Vec<u8>,
     /// The PCK certificate chain as carried (PEM text, possibly NUL-terminated).
     pub pck_chain_pem: Vec<u8>,

@@ -1,22 +1,22 @@
 //! TCB evaluation for TDX: the signed TCB info (id "TDX", version 3) decoded into typed levels,
-//! and the rules that turn the PCK certificate's SGX TCB, the TD report's TEE_TCB_SVN (and
-//! TEE_TCB_SVN2 of a TDX 1.5 body) and the QE's TCB level into one status with its advisory IDs.
+//! and the rules that turn the PCK certificate's SGX TCB, the TD report's `TEE_TCB_SVN` (and
+//! `TEE_TCB_SVN2` of a TDX 1.5 body) and the QE's TCB level into one status with its advisory IDs.
 //!
 //! The rules are Intel QVL's, as documented for TCB info v3:
 //! - FMSPC and PCE-ID of the PCK certificate must equal the TCB info's.
-//! - The TD report's MRSIGNERSEAM and SEAM_ATTRIBUTES (under the mask) must match the TDX module
+//! - The TD report's MRSIGNERSEAM and `SEAM_ATTRIBUTES` (under the mask) must match the TDX module
 //!   identity selected by the module major version `TEE_TCB_SVN[1]` (`tdxModuleIdentities` entry
 //!   `TDX_<version as two hex digits>`), or the base `tdxModule` when that version is 0.
 //! - Platform levels are ordered highest first (SGX components, then PCESVN, then TDX
 //!   components, each compared lexicographically, as QVL orders them regardless of the JSON
 //!   order); the first level whose 16 SGX components and PCESVN the PCK certificate meets and
-//!   whose 16 TDX components TEE_TCB_SVN meets applies. When `TEE_TCB_SVN[1] > 0`, TDX components
+//!   whose 16 TDX components `TEE_TCB_SVN` meets applies. When `TEE_TCB_SVN[1] > 0`, TDX components
 //!   0 and 1 are not compared there: the module's ISVSVN (`TEE_TCB_SVN[0]`) is instead judged by
 //!   the selected module identity's own `tcbLevels` (first level with `isvsvn <= TEE_TCB_SVN[0]`),
 //!   whose status converges into the platform's.
 //! - The QE's level converges the same way: only an `OutOfDate` or `Revoked` component changes
 //!   the platform status.
-//! - TDX 1.5: TEE_TCB_SVN2 (the current TCB after a TD-preserving update) must be appraisable
+//! - TDX 1.5: `TEE_TCB_SVN2` (the current TCB after a TD-preserving update) must be appraisable
 //!   too; an out-of-date launch TCB with a current TCB that is not out of date becomes
 //!   `TDRelaunchAdvised` (QVL's `checkForRelaunch`).
 //! - `Revoked` (launch or current) and "no level applies" are failures, never a status.
@@ -181,7 +181,7 @@ fn module_identity(m: ModuleJson) -> Result<ModuleIdentity, Reason> {
             })
         })
         .collect::<Result<Vec<_>, Reason>>()?;
-    levels.sort_by(|a, b| b.isvsvn.cmp(&a.isvsvn));
+    levels.sort_by_key(|l| std::cmp::Reverse(l.isvsvn));
     Ok(ModuleIdentity {
         id: m.id,
         mrsigner: hex_array("TDX module mrsigner", &m.mrsigner)?,
@@ -215,7 +215,7 @@ impl TcbInfo {
                 })
             })
             .collect::<Result<Vec<_>, Reason>>()?;
-        levels.sort_by(|a, b| (b.sgx, b.pce_svn, b.tdx).cmp(&(a.sgx, a.pce_svn, a.tdx)));
+        levels.sort_by_key(|l| std::cmp::Reverse((l.sgx, l.pce_svn, l.tdx)));
         Ok(Self {
             issue_date: parse_date("TCB info issueDate", &j.issue_date)?,
             next_update: parse_date("TCB info nextUpdate", &j.next_update)?,
@@ -330,7 +330,7 @@ fn platform_verdict(
     Ok(verdict)
 }
 
-/// Checks MRSIGNERSEAM and SEAM_ATTRIBUTES against the module identity (see the module docs).
+/// Checks MRSIGNERSEAM and `SEAM_ATTRIBUTES` against the module identity (see the module docs).
 fn check_module_identity(info: &TcbInfo, report: &TdReport) -> Result<(), Reason> {
     let identity = info.module_identity(report.tee_tcb_svn[1])?.unwrap_or(&info.tdx_module);
     if report.mr_signer_seam != identity.mrsigner {

@@ -33,13 +33,16 @@ const COLLATERAL_CACHE: usize = 64;
 /// How many verified PCK chains (one per platform and collateral) are kept.
 const CHAIN_CACHE: usize = 4096;
 
+/// (collateral digest, SHA-256 of the PEM PCK chain).
+type ChainKey = ([u8; 32], [u8; 32]);
+
 /// Verifies TDX quotes against one set of trust anchors. `verify` takes `&self` and may be
 /// called from many threads; the caches are behind locks held only for lookups and inserts.
 #[derive(Debug)]
 pub struct TdxVerifier {
     anchors: TdxTrustAnchors,
     collaterals: RwLock<Bounded<[u8; 32], Arc<VerifiedCollateral>>>,
-    chains: RwLock<Bounded<([u8; 32], [u8; 32]), Arc<VerifiedPck>>>,
+    chains: RwLock<Bounded<ChainKey, Arc<VerifiedPck>>>,
 }
 
 impl TdxVerifier {
@@ -58,12 +61,17 @@ impl TdxVerifier {
     }
 
     /// Verifies `quote` with `collateral` at `now`; when `expected_report_data` is given, the
-    /// TD report's REPORT_DATA must equal it. Steps, in order (each failure names its step):
-    /// 1. parse ([`Step::Parse`]); 2. collateral ([`Step::Collateral`]); 3. PCK chain
-    /// ([`Step::Chain`]); 4. QE report signature by the PCK key ([`Step::Signature`]);
-    /// 5. QE report binds the attestation key ([`Step::QeIdentity`]); 6. QE report against the
-    /// QE identity ([`Step::QeIdentity`]); 7. quote signature by the attestation key
-    /// ([`Step::Signature`]); 8. TCB ([`Step::Tcb`]); 9. REPORT_DATA ([`Step::ReportData`]).
+    /// TD report's `REPORT_DATA` must equal it. Steps, in order, each failure naming its step:
+    ///
+    /// 1. parse ([`Step::Parse`]);
+    /// 2. collateral ([`Step::Collateral`]);
+    /// 3. PCK chain ([`Step::Chain`]);
+    /// 4. QE report signature by the PCK key ([`Step::Signature`]);
+    /// 5. QE report binds the attestation key ([`Step::QeIdentity`]);
+    /// 6. QE report against the QE identity ([`Step::QeIdentity`]);
+    /// 7. quote signature by the attestation key ([`Step::Signature`]);
+    /// 8. TCB ([`Step::Tcb`]);
+    /// 9. `REPORT_DATA` ([`Step::ReportData`]).
     pub fn verify(
         &self,
         quote: &[u8],
@@ -164,7 +172,7 @@ fn verify_qe_report_signature(q: &Quote, pck: &VerifiedPck) -> Result<(), Verify
         .at(Step::Signature)
 }
 
-/// Step 5: QE REPORT_DATA = SHA-256(attestation key || QE auth data) || 32 zero bytes.
+/// Step 5: QE `REPORT_DATA` = SHA-256(attestation key || QE auth data) || 32 zero bytes.
 fn check_qe_binding(q: &Quote) -> Result<(), VerifyError> {
     let mut h = Sha256::new();
     h.update(q.attestation_key);
@@ -248,7 +256,7 @@ fn verify_quote_signature(bytes: &[u8], q: &Quote) -> Result<(), VerifyError> {
     verify_raw_with(&key, "quote", signed, &q.signature).at(Step::Signature)
 }
 
-/// Step 9: REPORT_DATA is what the caller expects (nonce and key binding).
+/// Step 9: `REPORT_DATA` is what the caller expects (nonce and key binding).
 fn check_report_data(q: &Quote, expected: Option<&[u8; 64]>) -> Result<(), VerifyError> {
     match expected {
         Some(e) if e != &q.report.report_data => Err(VerifyError::new(
