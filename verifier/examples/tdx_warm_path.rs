@@ -55,7 +55,9 @@ fn main() {
         verifier::x509::pem_certificates("pck", pem.as_bytes()).unwrap().remove(0)
     };
     let pck = verifier::x509::Certificate::from_der("pck", &pck_der).unwrap();
-    let verifier::x509::PublicKey::P256(pck_key) = pck.public_key().clone() else { panic!() };
+    let verifier::x509::PublicKey::P256(pck_key) = pck.public_key().clone() else {
+        unreachable!("Intel PCK keys are P-256")
+    };
     let qe_sig = p256::ecdsa::Signature::from_slice(&q.qe_report_signature).unwrap();
 
     let n = 2000u32;
