@@ -221,6 +221,11 @@ pub enum TcbStatus {
     OutOfDate,
     OutOfDateConfigurationNeeded,
     Revoked,
+    /// TDX 1.5 only: the TD launched on an out-of-date TCB, but its current TCB (after a
+    /// TD-preserving module update, `TEE_TCB_SVN2`) is not out of date; relaunching fixes it.
+    TDRelaunchAdvised,
+    /// [`TcbStatus::TDRelaunchAdvised`] where the launch or current TCB also needs configuration.
+    TDRelaunchAdvisedConfigurationNeeded,
 }
 
 impl TcbStatus {
@@ -235,6 +240,8 @@ impl TcbStatus {
             "OutOfDate" => Self::OutOfDate,
             "OutOfDateConfigurationNeeded" => Self::OutOfDateConfigurationNeeded,
             "Revoked" => Self::Revoked,
+            "TDRelaunchAdvised" => Self::TDRelaunchAdvised,
+            "TDRelaunchAdvisedConfigurationNeeded" => Self::TDRelaunchAdvisedConfigurationNeeded,
             _ => return None,
         })
     }

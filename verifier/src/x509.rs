@@ -336,3 +336,72 @@ pub fn pem_certificates(what: &'static str, pem: &[u8]) -> Result<Vec<Vec<u8>>, 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
+
+/// A parsed certificate revocation list: who issued it, when it is valid, which serial numbers
+/// it revokes, and its signature over the exact TBS bytes.
+#[derive(Debug, Clone)]
+pub struct Crl {
+    signed: SignedParts,
+    issuer_der: Vec<u8>,
+    this_update: i64,
+    next_update: i64,
+    revoked_serials: Vec<Vec<u8>>,
+}
+
+impl Crl {
+    /// Parses a DER CRL. A CRL without `nextUpdate` is rejected: a list that never expires
+    /// cannot tell a stale copy from a fresh one.
+    pub fn from_der(what: &'static str, der: &[u8]) -> Result<Self, Reason> {
+        let malformed = || Reason::Malformed { what };
+        let signed = SignedParts::from_der(what, der)?;
+        let crl = x509_cert::crl::CertificateList::from_der(der).map_err(|_| malformed())?;
+        let tbs = &crl.tbs_cert_list;
+        let next_update = tbs.next_update.ok_or(Reason::Missing { what })?;
+        let revoked_serials = tbs
+            .revoked_certificates
+            .iter()
+            .flatten()
+            .map(|r| r.serial_number.as_bytes().to_vec())
+            .collect();
+        Ok(Self {
+            signed,
+            issuer_der: tbs.issuer.to_der().map_err(|_| malformed())?,
+            this_update: unix_seconds(tbs.this_update),
+            next_update: unix_seconds(next_update),
+            revoked_serials,
+        })
+    }
+
+    #[must_use]
+    pub fn this_update(&self) -> i64 {
+        self.this_update
+    }
+
+    #[must_use]
+    pub fn next_update(&self) -> i64 {
+        self.next_update
+    }
+
+    /// Fails unless `now` (Unix seconds) lies within thisUpdate..=nextUpdate.
+    pub fn check_valid_at(&self, what: &'static str, now: i64) -> Result<(), Reason> {
+        check_window(what, self.this_update, self.next_update, now)
+    }
+
+    /// Checks that `issuer` issued this CRL: names chain and the signature verifies.
+    pub fn verify_issued_by(&self, what: &'static str, issuer: &Certificate) -> Result<(), Reason> {
+        if self.issuer_der != issuer.subject_der {
+            return Err(Reason::InvalidValue {
+                what,
+                why: "CRL issuer name differs from the issuing certificate's subject",
+            });
+        }
+        self.signed.verify_with(what, &issuer.public_key)
+    }
+
+    /// True when `cert` was issued by this CRL's issuer and its serial number is listed.
+    #[must_use]
+    pub fn revokes(&self, cert: &Certificate) -> bool {
+        cert.issuer_der == self.issuer_der
+            && self.revoked_serials.iter().any(|s| s.as_slice() == cert.serial.as_slice())
+    }
+}
