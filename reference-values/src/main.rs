@@ -106,7 +106,14 @@ enum Measure {
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    // Failures are reported as one `error:` line. The only panics expected come from inside
+    // dependencies (the `sev` crate's OVMF parser); the library turns those into errors, so the
+    // default hook's multi-line report is silenced and any other panic still ends as one line.
+    std::panic::set_hook(Box::new(|_| {}));
+    let outcome = std::panic::catch_unwind(|| run(cli))
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("internal failure (a panic); please report it")));
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let text = format!("{e:#}").replace('\n', " ");
@@ -241,7 +248,8 @@ fn verify(signed: &Path, trust: &[PathBuf], threshold: usize, at: Option<&str>) 
         })
         .collect::<Result<Vec<_>>>()?;
     let trust = AuthorKeys::new(keys, threshold)?;
-    let verified = verify_bundle(&candidate, &trust, instant(at)?)?;
+    let verified = verify_bundle(&candidate, &trust, instant(at)?)
+        .with_context(|| signed.display().to_string())?;
     let b = verified.bundle();
     println!(
         "ok: bundle {:?} version {}, expires {}",

@@ -4,6 +4,7 @@
 //! no OpenSSL): OVMF (with its SEV metadata pages), optional direct-boot kernel, initrd and
 //! command line hashes, and one VMSA page per vCPU for the given vCPU model and guest features.
 
+use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 
 use sev::measurement::snp::{snp_calc_launch_digest, SnpMeasurementArgs};
@@ -43,6 +44,10 @@ pub enum MeasureError {
     NeedsKernel,
     #[error("measurement failed: {0}")]
     Calculation(String),
+    /// The `sev` crate's OVMF parser does unchecked arithmetic on offsets read from the image
+    /// and panics on some malformed files; that panic is caught and reported as this error.
+    #[error("the firmware image is malformed (its OVMF footer table or SEV metadata is out of bounds)")]
+    MalformedFirmware,
 }
 
 /// Computes the 48-byte SEV-SNP launch measurement for `inputs`.
@@ -66,8 +71,11 @@ pub fn snp_launch_measurement(inputs: &SnpLaunchInputs) -> Result<HexBytes<48>, 
         ovmf_hash_str: None,
         vmm_type: Some(VMMType::QEMU),
     };
-    let digest =
-        snp_calc_launch_digest(args).map_err(|e| MeasureError::Calculation(e.to_string()))?;
+    // AssertUnwindSafe: the closure owns its arguments and nothing it touches is observed after
+    // a panic; the panic is turned into an error rather than crossing into the caller.
+    let digest = std::panic::catch_unwind(AssertUnwindSafe(|| snp_calc_launch_digest(args)))
+        .map_err(|_| MeasureError::MalformedFirmware)?
+        .map_err(|e| MeasureError::Calculation(e.to_string()))?;
     HexBytes::from_hex(&digest.get_hex_ld())
         .map_err(|_| MeasureError::Calculation("digest is not 48 bytes".to_owned()))
 }

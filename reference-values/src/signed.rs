@@ -63,7 +63,7 @@ pub enum BundleError {
     ThresholdNotMet { valid: usize, required: usize },
     #[error("already signed by key {kid}")]
     AlreadySigned { kid: KeyId },
-    #[error("bundle expired at {expires} (now {now})")]
+    #[error("bundle expired at {} (now {})", rfc3339(*.expires), rfc3339(*.now))]
     Expired {
         expires: OffsetDateTime,
         now: OffsetDateTime,
@@ -334,6 +334,11 @@ pub fn check_replacement(
         }
     }
     Ok(verified)
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
 }
 
 fn check_signature_headers(index: usize, sig: &CoseSignature) -> Result<KeyId, BundleError> {
