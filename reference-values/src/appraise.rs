@@ -63,16 +63,12 @@ pub fn appraise(claims: &Claims, bundle: &Bundle, now: OffsetDateTime) -> Apprai
             out.miss("tee", one_of_text(&tees, |t| (*t).to_owned()), tee.as_str());
         }
     }
-    Appraisal {
-        bundle: bundle.name.clone(),
-        version: bundle.version,
-        mismatches: out.0,
-    }
+    Appraisal { bundle: bundle.name.clone(), version: bundle.version, mismatches: out.0 }
 }
 
 fn appraise_snp(out: &mut Findings, c: &SnpClaims, r: &SnpReference) {
     out.one_of("snp.measurement", Some(&r.measurements), &c.measurement, HexBytes::to_hex);
-    appraise_snp_tcb(out, &c.reported_tcb, r.min_tcb.unwrap_or_default());
+    appraise_snp_tcb(out, c.reported_tcb, r.min_tcb.unwrap_or_default());
 
     let p = &r.policy;
     if c.policy.debug && !p.allow_debug {
@@ -94,7 +90,12 @@ fn appraise_snp(out: &mut Findings, c: &SnpClaims, r: &SnpReference) {
     out.one_of("snp.family_id", r.family_ids.as_deref(), &c.family_id, HexBytes::to_hex);
     out.one_of("snp.image_id", r.image_ids.as_deref(), &c.image_id, HexBytes::to_hex);
     out.one_of("snp.host_data", r.host_data.as_deref(), &c.host_data, HexBytes::to_hex);
-    out.one_of("snp.id_key_digest", r.id_key_digests.as_deref(), &c.id_key_digest, HexBytes::to_hex);
+    out.one_of(
+        "snp.id_key_digest",
+        r.id_key_digests.as_deref(),
+        &c.id_key_digest,
+        HexBytes::to_hex,
+    );
     out.one_of(
         "snp.author_key_digest",
         r.author_key_digests.as_deref(),
@@ -111,7 +112,7 @@ fn appraise_snp(out: &mut Findings, c: &SnpClaims, r: &SnpReference) {
     });
 }
 
-fn appraise_snp_tcb(out: &mut Findings, tcb: &SnpTcb, min: SnpMinTcb) {
+fn appraise_snp_tcb(out: &mut Findings, tcb: SnpTcb, min: SnpMinTcb) {
     out.at_least("snp.reported_tcb.bootloader", min.bootloader, tcb.bootloader);
     out.at_least("snp.reported_tcb.tee", min.tee, tcb.tee);
     out.at_least("snp.reported_tcb.snp", min.snp, tcb.snp);
@@ -142,18 +143,11 @@ fn appraise_tdx(out: &mut Findings, c: &TdxClaims, r: &TdxReference) {
     if let Some(min) = &r.min_tee_tcb_svn {
         let below = min.0.iter().zip(c.tee_tcb_svn.0.iter()).any(|(m, a)| a < m);
         if below {
-            out.miss(
-                "tdx.tee_tcb_svn",
-                format!(">= {min} (each byte)"),
-                c.tee_tcb_svn.to_hex(),
-            );
+            out.miss("tdx.tee_tcb_svn", format!(">= {min} (each byte)"), c.tee_tcb_svn.to_hex());
         }
     }
     out.one_of("tdx.tcb_status", Some(&r.accepted_tcb_statuses), &c.tcb_status, tcb_status_name);
-    let unaccepted = c
-        .advisory_ids
-        .iter()
-        .any(|id| !r.accepted_advisory_ids.contains(id));
+    let unaccepted = c.advisory_ids.iter().any(|id| !r.accepted_advisory_ids.contains(id));
     if unaccepted {
         let expected = if r.accepted_advisory_ids.is_empty() {
             "none".to_owned()
@@ -164,6 +158,7 @@ fn appraise_tdx(out: &mut Findings, c: &TdxClaims, r: &TdxReference) {
     }
 }
 
+#[allow(clippy::trivially_copy_pass_by_ref)] // reason: shaped to fit `Findings::one_of`
 fn tcb_status_name(s: &TcbStatus) -> String {
     // The variant names are Intel's status strings.
     format!("{s:?}")
@@ -177,10 +172,7 @@ fn rfc3339(t: OffsetDateTime) -> String {
 fn one_of_text<T>(allowed: &[T], show: impl Fn(&T) -> String) -> String {
     match allowed {
         [only] => show(only),
-        many => format!(
-            "one of [{}]",
-            many.iter().map(show).collect::<Vec<_>>().join(", ")
-        ),
+        many => format!("one of [{}]", many.iter().map(show).collect::<Vec<_>>().join(", ")),
     }
 }
 
@@ -211,7 +203,7 @@ impl Findings {
     }
 
     /// No constraint when `min` is `None`.
-    fn at_least<T: PartialOrd + Display>(&mut self, field: &str, min: Option<T>, actual: T) {
+    fn at_least<T: PartialOrd + Display + Copy>(&mut self, field: &str, min: Option<T>, actual: T) {
         if let Some(min) = min {
             if actual < min {
                 self.miss(field, format!(">= {min}"), actual.to_string());

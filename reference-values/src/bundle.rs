@@ -42,7 +42,7 @@ pub struct Bundle {
 pub struct SnpReference {
     /// Allowed launch measurements (MEASUREMENT). Required, non-empty.
     pub measurements: Vec<HexBytes<48>>,
-    /// Minimum REPORTED_TCB, per component.
+    /// Minimum `REPORTED_TCB`, per component.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_tcb: Option<SnpMinTcb>,
     /// Guest policy requirements (debug, migration agent, SMT, single socket).
@@ -51,22 +51,22 @@ pub struct SnpReference {
     /// Highest VMPL (least privilege) allowed to request the report. Default 0.
     #[serde(default)]
     pub max_vmpl: u32,
-    /// Minimum GUEST_SVN.
+    /// Minimum `GUEST_SVN`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_guest_svn: Option<u32>,
-    /// Allowed FAMILY_ID values.
+    /// Allowed `FAMILY_ID` values.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub family_ids: Option<Vec<HexBytes<16>>>,
-    /// Allowed IMAGE_ID values.
+    /// Allowed `IMAGE_ID` values.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_ids: Option<Vec<HexBytes<16>>>,
-    /// Allowed HOST_DATA values.
+    /// Allowed `HOST_DATA` values.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_data: Option<Vec<HexBytes<32>>>,
-    /// Allowed ID_KEY_DIGEST values.
+    /// Allowed `ID_KEY_DIGEST` values.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id_key_digests: Option<Vec<HexBytes<48>>>,
-    /// Allowed AUTHOR_KEY_DIGEST values.
+    /// Allowed `AUTHOR_KEY_DIGEST` values.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub author_key_digests: Option<Vec<HexBytes<48>>>,
     /// Allowed AMD products (`milan`, `genoa`, `turin`).
@@ -77,7 +77,7 @@ pub struct SnpReference {
     pub signing_keys: Option<Vec<SnpSigningKey>>,
 }
 
-/// Minimum REPORTED_TCB components; an absent component has no minimum.
+/// Minimum `REPORTED_TCB` components; an absent component has no minimum.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SnpMinTcb {
@@ -100,16 +100,16 @@ pub struct SnpMinTcb {
 #[serde(deny_unknown_fields)]
 #[allow(clippy::struct_excessive_bools)] // reason: one switch per policy bit, named after it
 pub struct SnpPolicyRequirements {
-    /// Allow POLICY.DEBUG (the host can read and write guest memory). Default false.
+    /// Allow `POLICY.DEBUG` (the host can read and write guest memory). Default false.
     #[serde(default)]
     pub allow_debug: bool,
-    /// Allow POLICY.MIGRATE_MA (a migration agent may be associated). Default false.
+    /// Allow `POLICY.MIGRATE_MA` (a migration agent may be associated). Default false.
     #[serde(default)]
     pub allow_migration_agent: bool,
-    /// Allow POLICY.SMT (simultaneous multithreading). Default true.
+    /// Allow `POLICY.SMT` (simultaneous multithreading). Default true.
     #[serde(default = "yes")]
     pub allow_smt: bool,
-    /// Require POLICY.SINGLE_SOCKET. Default false.
+    /// Require `POLICY.SINGLE_SOCKET`. Default false.
     #[serde(default)]
     pub require_single_socket: bool,
 }
@@ -155,10 +155,10 @@ pub struct TdxReference {
     /// Allowed XFAM values.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub xfam: Option<Vec<HexBytes<8>>>,
-    /// TD_ATTRIBUTES requirements.
+    /// `TD_ATTRIBUTES` requirements.
     #[serde(default)]
     pub td_attributes: TdAttributeRequirements,
-    /// Minimum TEE_TCB_SVN, compared byte by byte (each byte is one SVN component).
+    /// Minimum `TEE_TCB_SVN`, compared byte by byte (each byte is one SVN component).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_tee_tcb_svn: Option<HexBytes<16>>,
     /// Accepted platform TCB statuses. Default `["UpToDate"]`.
@@ -169,11 +169,11 @@ pub struct TdxReference {
     pub accepted_advisory_ids: Vec<String>,
 }
 
-/// TD_ATTRIBUTES requirements. Default: debug forbidden.
+/// `TD_ATTRIBUTES` requirements. Default: debug forbidden.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TdAttributeRequirements {
-    /// Allow TUD.DEBUG (the host can read the TD's memory). Default false.
+    /// Allow `TUD.DEBUG` (the host can read the TD's memory). Default false.
     #[serde(default)]
     pub allow_debug: bool,
 }
@@ -191,16 +191,14 @@ pub enum FormatError {
     Toml(String),
     /// A field holds a value that the schema allows but the rules do not.
     #[error("bundle field `{field}`: {reason}")]
-    Invalid {
-        field: &'static str,
-        reason: &'static str,
-    },
+    Invalid { field: &'static str, reason: &'static str },
 }
 
 impl Bundle {
     /// Parses and validates a bundle written in TOML.
     pub fn from_toml(text: &str) -> Result<Self, FormatError> {
-        let mut bundle: Self = toml::from_str(text).map_err(|e| FormatError::Toml(e.to_string()))?;
+        let mut bundle: Self =
+            toml::from_str(text).map_err(|e| FormatError::Toml(e.to_string()))?;
         bundle.expires = bundle.expires.to_offset(time::UtcOffset::UTC);
         bundle.validate()?;
         Ok(bundle)
@@ -270,10 +268,7 @@ impl SnpReference {
 impl TdxReference {
     fn validate(&self) -> Result<(), FormatError> {
         if self.mr_td.is_empty() {
-            return Err(invalid(
-                "tdx.mr_td",
-                "at least one allowed MRTD is required",
-            ));
+            return Err(invalid("tdx.mr_td", "at least one allowed MRTD is required"));
         }
         non_empty("tdx.rtmr0", self.rtmr0.as_deref())?;
         non_empty("tdx.rtmr1", self.rtmr1.as_deref())?;
@@ -330,7 +325,8 @@ mod expires_serde {
         }
 
         fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-            OffsetDateTime::parse(v, &Rfc3339).map_err(|_| E::invalid_value(de::Unexpected::Str(v), &self))
+            OffsetDateTime::parse(v, &Rfc3339)
+                .map_err(|_| E::invalid_value(de::Unexpected::Str(v), &self))
         }
 
         /// A TOML datetime arrives as a one-entry map holding its text.
@@ -347,6 +343,7 @@ mod expires_serde {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)] // reason: tests fail loudly on purpose
 mod tests {
     use super::*;
 
@@ -371,10 +368,8 @@ measurements = ["7a1e5c266c0108dbc9bb94fa926951320940915d0aafb42464bd88b579ea158
 
     #[test]
     fn accepts_expires_as_quoted_string_and_normalizes_to_utc() {
-        let text = MINIMAL_SNP.replace(
-            "expires = 2030-01-01T00:00:00Z",
-            "expires = \"2030-01-01T02:00:00+02:00\"",
-        );
+        let text = MINIMAL_SNP
+            .replace("expires = 2030-01-01T00:00:00Z", "expires = \"2030-01-01T02:00:00+02:00\"");
         let b = Bundle::from_toml(&text).unwrap();
         assert_eq!(b.expires.unix_timestamp(), 1_893_456_000);
         assert_eq!(b.expires.offset(), time::UtcOffset::UTC);
@@ -400,8 +395,11 @@ measurements = ["7a1e5c266c0108dbc9bb94fa926951320940915d0aafb42464bd88b579ea158
                 reason: "at least one allowed measurement is required"
             }
         );
-        let missing = "name = \"x\"\nversion = 1\nexpires = 2030-01-01T00:00:00Z\n[snp]\nmax_vmpl = 1\n";
-        assert!(matches!(Bundle::from_toml(missing), Err(FormatError::Toml(m)) if m.contains("measurements")));
+        let missing =
+            "name = \"x\"\nversion = 1\nexpires = 2030-01-01T00:00:00Z\n[snp]\nmax_vmpl = 1\n";
+        assert!(
+            matches!(Bundle::from_toml(missing), Err(FormatError::Toml(m)) if m.contains("measurements"))
+        );
     }
 
     #[test]
@@ -421,10 +419,7 @@ measurements = ["7a1e5c266c0108dbc9bb94fa926951320940915d0aafb42464bd88b579ea158
         let text = MINIMAL_SNP.replace("[snp]\n", "[snp]\nhost_data = []\n");
         assert_eq!(
             Bundle::from_toml(&text).unwrap_err(),
-            FormatError::Invalid {
-                field: "snp.host_data",
-                reason: EMPTY_LIST
-            }
+            FormatError::Invalid { field: "snp.host_data", reason: EMPTY_LIST }
         );
         let text = MINIMAL_SNP.replace("name = \"web\"", "name = \"a/b\"");
         assert!(matches!(
@@ -436,6 +431,8 @@ measurements = ["7a1e5c266c0108dbc9bb94fa926951320940915d0aafb42464bd88b579ea158
     #[test]
     fn rejects_wrong_length_measurement() {
         let text = MINIMAL_SNP.replace("cd81841f\"", "cd81841f00\"");
-        assert!(matches!(Bundle::from_toml(&text), Err(FormatError::Toml(m)) if m.contains("96 hex digits")));
+        assert!(
+            matches!(Bundle::from_toml(&text), Err(FormatError::Toml(m)) if m.contains("96 hex digits"))
+        );
     }
 }

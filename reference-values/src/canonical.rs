@@ -32,12 +32,12 @@ pub(crate) fn to_vec<T: Serialize>(value: &T) -> Result<Vec<u8>, CanonicalError>
 }
 
 /// Decodes `bytes`, requiring that they are exactly the deterministic encoding of the result.
-pub(crate) fn from_slice<T: Serialize + DeserializeOwned>(bytes: &[u8]) -> Result<T, CanonicalError> {
+pub(crate) fn from_slice<T: Serialize + DeserializeOwned>(
+    bytes: &[u8],
+) -> Result<T, CanonicalError> {
     let tree: Value =
         ciborium::from_reader(bytes).map_err(|e| CanonicalError::Decode(e.to_string()))?;
-    let value: T = tree
-        .deserialized()
-        .map_err(|e| CanonicalError::Schema(e.to_string()))?;
+    let value: T = tree.deserialized().map_err(|e| CanonicalError::Schema(e.to_string()))?;
     if to_vec(&value)? != bytes {
         return Err(CanonicalError::NotDeterministic);
     }
@@ -53,12 +53,9 @@ fn encode(tree: &Value) -> Result<Vec<u8>, CanonicalError> {
 fn sort_maps(tree: Value) -> Result<Value, CanonicalError> {
     Ok(match tree {
         Value::Float(_) => return Err(CanonicalError::Float),
-        Value::Array(items) => Value::Array(
-            items
-                .into_iter()
-                .map(sort_maps)
-                .collect::<Result<_, _>>()?,
-        ),
+        Value::Array(items) => {
+            Value::Array(items.into_iter().map(sort_maps).collect::<Result<_, _>>()?)
+        }
         Value::Tag(tag, inner) => Value::Tag(tag, Box::new(sort_maps(*inner)?)),
         Value::Map(entries) => {
             let mut keyed = entries
@@ -79,6 +76,7 @@ fn sort_maps(tree: Value) -> Result<Value, CanonicalError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)] // reason: tests fail loudly on purpose
 mod tests {
     use super::*;
 
@@ -91,17 +89,10 @@ mod tests {
 
     #[test]
     fn sorts_map_keys_by_encoded_bytes_and_uses_shortest_integers() {
-        let s = Sample {
-            zeta: 1,
-            a: "x".into(),
-            mid: vec![500u16.to_le_bytes()[0]],
-        };
+        let s = Sample { zeta: 1, a: "x".into(), mid: vec![500u16.to_le_bytes()[0]] };
         let bytes = to_vec(&s).unwrap();
         // map(3), "a" => "x", "mid" => [0xf4], "zeta" => 1
-        assert_eq!(
-            hex::encode(&bytes),
-            "a361616178636d69648118f4647a65746101"
-        );
+        assert_eq!(hex::encode(&bytes), "a361616178636d69648118f4647a65746101");
         assert_eq!(from_slice::<Sample>(&bytes).unwrap(), s);
     }
 
@@ -109,20 +100,14 @@ mod tests {
     fn rejects_same_value_in_non_deterministic_order() {
         // map(3) with "zeta" first: valid CBOR, same value, wrong order.
         let bytes = hex::decode("a3647a657461016161617863 6d69648118f4".replace(' ', "")).unwrap();
-        assert_eq!(
-            from_slice::<Sample>(&bytes).unwrap_err(),
-            CanonicalError::NotDeterministic
-        );
+        assert_eq!(from_slice::<Sample>(&bytes).unwrap_err(), CanonicalError::NotDeterministic);
     }
 
     #[test]
     fn rejects_non_shortest_integer() {
         // "zeta" => 1 encoded as a one-byte-argument integer (0x18 0x01).
         let bytes = hex::decode("a361616178636d69648118f4647a6574611801").unwrap();
-        assert_eq!(
-            from_slice::<Sample>(&bytes).unwrap_err(),
-            CanonicalError::NotDeterministic
-        );
+        assert_eq!(from_slice::<Sample>(&bytes).unwrap_err(), CanonicalError::NotDeterministic);
     }
 
     #[test]

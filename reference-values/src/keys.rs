@@ -1,16 +1,18 @@
 //! Author keys: ECDSA P-384 key pairs that sign bundles, their identifiers (`kid` = SHA-256 of
-//! the SubjectPublicKeyInfo DER), PEM import and export, and the trust set (keys + threshold) a
+//! the `SubjectPublicKeyInfo` DER), PEM import and export, and the trust set (keys + threshold) a
 //! broker holds for one bundle name. Private keys never appear in `Debug` output or errors, and
 //! their PEM text lives in zeroizing memory.
 
 use std::fmt;
 
 use p384::ecdsa::{SigningKey, VerifyingKey};
-use p384::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, LineEnding};
+use p384::pkcs8::{
+    DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, LineEnding,
+};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-/// A key identifier: SHA-256 of the author's SubjectPublicKeyInfo DER.
+/// A key identifier: SHA-256 of the author's `SubjectPublicKeyInfo` DER.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct KeyId(pub [u8; 32]);
 
@@ -68,10 +70,7 @@ impl AuthorPublicKey {
 
     fn from_key(key: VerifyingKey) -> Result<Self, KeyError> {
         let der = key.to_public_key_der().map_err(|_| KeyError::Encode)?;
-        Ok(Self {
-            kid: KeyId::of_spki_der(der.as_bytes()),
-            key,
-        })
+        Ok(Self { kid: KeyId::of_spki_der(der.as_bytes()), key })
     }
 
     #[must_use]
@@ -85,15 +84,13 @@ impl AuthorPublicKey {
 
     /// The key as SPKI PEM.
     pub fn to_pem(&self) -> Result<String, KeyError> {
-        self.key
-            .to_public_key_pem(LineEnding::LF)
-            .map_err(|_| KeyError::Encode)
+        self.key.to_public_key_pem(LineEnding::LF).map_err(|_| KeyError::Encode)
     }
 }
 
 impl fmt::Debug for AuthorPublicKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AuthorPublicKey").field("kid", &self.kid).finish()
+        f.debug_struct("AuthorPublicKey").field("kid", &self.kid).finish_non_exhaustive()
     }
 }
 
@@ -122,9 +119,7 @@ impl AuthorSigningKey {
 
     /// The key as PKCS#8 PEM, in zeroizing memory.
     pub fn to_pkcs8_pem(&self) -> Result<Zeroizing<String>, KeyError> {
-        self.key
-            .to_pkcs8_pem(LineEnding::LF)
-            .map_err(|_| KeyError::Encode)
+        self.key.to_pkcs8_pem(LineEnding::LF).map_err(|_| KeyError::Encode)
     }
 
     #[must_use]
@@ -144,9 +139,7 @@ impl AuthorSigningKey {
 
 impl fmt::Debug for AuthorSigningKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AuthorSigningKey")
-            .field("kid", &self.public.kid)
-            .finish_non_exhaustive()
+        f.debug_struct("AuthorSigningKey").field("kid", &self.public.kid).finish_non_exhaustive()
     }
 }
 
@@ -168,15 +161,9 @@ impl AuthorKeys {
             }
         }
         if threshold == 0 || threshold > distinct.len() {
-            return Err(KeyError::Threshold {
-                threshold,
-                keys: distinct.len(),
-            });
+            return Err(KeyError::Threshold { threshold, keys: distinct.len() });
         }
-        Ok(Self {
-            keys: distinct,
-            threshold,
-        })
+        Ok(Self { keys: distinct, threshold })
     }
 
     #[must_use]
@@ -195,6 +182,7 @@ impl AuthorKeys {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)] // reason: tests fail loudly on purpose
 mod tests {
     use super::*;
 
@@ -214,10 +202,7 @@ mod tests {
     fn debug_of_private_key_shows_only_kid() {
         let sk = AuthorSigningKey::generate().unwrap();
         let shown = format!("{sk:?}");
-        assert_eq!(
-            shown,
-            format!("AuthorSigningKey {{ kid: KeyId({}), .. }}", sk.kid())
-        );
+        assert_eq!(shown, format!("AuthorSigningKey {{ kid: KeyId({}), .. }}", sk.kid()));
     }
 
     #[test]
@@ -226,29 +211,22 @@ mod tests {
         let keys = vec![a.public().clone(), a.public().clone()];
         assert_eq!(
             AuthorKeys::new(keys.clone(), 2).unwrap_err(),
-            KeyError::Threshold {
-                threshold: 2,
-                keys: 1
-            }
+            KeyError::Threshold { threshold: 2, keys: 1 }
         );
         assert_eq!(
             AuthorKeys::new(keys.clone(), 0).unwrap_err(),
-            KeyError::Threshold {
-                threshold: 0,
-                keys: 1
-            }
+            KeyError::Threshold { threshold: 0, keys: 1 }
         );
         assert_eq!(AuthorKeys::new(keys, 1).unwrap().keys().len(), 1);
     }
 
     #[test]
     fn rejects_non_p384_or_garbage_keys() {
-        assert_eq!(
-            AuthorPublicKey::from_pem("not a key").unwrap_err(),
-            KeyError::PublicKey
-        );
+        assert_eq!(AuthorPublicKey::from_pem("not a key").unwrap_err(), KeyError::PublicKey);
         assert!(matches!(
-            AuthorSigningKey::from_pkcs8_pem("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"),
+            AuthorSigningKey::from_pkcs8_pem(
+                "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"
+            ),
             Err(KeyError::PrivateKey)
         ));
     }

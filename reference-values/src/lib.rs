@@ -1,5 +1,5 @@
 //! Keylatch reference values. This crate owns the policy author's word: bundles of expected
-//! measurements written in TOML ([`Bundle`]), signed by one or more authors as a COSE_Sign with
+//! measurements written in TOML ([`Bundle`]), signed by one or more authors as a `COSE_Sign` with
 //! ES384 ([`SignedBundle`]), accepted by a broker only with enough trusted signatures, unexpired
 //! and with a greater version than the one it holds ([`check_replacement`]), and compared with
 //! verified evidence claims ([`appraise`]) so that every missed expectation is named.
@@ -20,6 +20,5 @@ pub use bundle::{Bundle, FormatError, SnpReference, TdxReference};
 pub use canonical::CanonicalError;
 pub use keys::{AuthorKeys, AuthorPublicKey, AuthorSigningKey, KeyError, KeyId};
 pub use signed::{
-    check_replacement, verify_bundle, verify_signatures, BundleError, SignedBundle,
-    VerifiedBundle,
+    check_replacement, verify_bundle, verify_signatures, BundleError, SignedBundle, VerifiedBundle,
 };

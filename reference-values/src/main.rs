@@ -99,7 +99,7 @@ enum Measure {
         /// QEMU vCPU model, e.g. EPYC-v4, EPYC-Milan, EPYC-Genoa.
         #[arg(long)]
         vcpu_type: String,
-        /// SEV_FEATURES in hex (default 0x1, SNPActive).
+        /// `SEV_FEATURES` in hex (default 0x1, `SNPActive`).
         #[arg(long)]
         guest_features: Option<String>,
     },
@@ -140,12 +140,9 @@ fn run(cli: Cli) -> Result<()> {
             println!("added signature by {}", key.kid());
             Ok(())
         }
-        Command::Verify {
-            signed,
-            trust,
-            threshold,
-            at,
-        } => verify(&signed, &trust, threshold, at.as_deref()),
+        Command::Verify { signed, trust, threshold, at } => {
+            verify(&signed, &trust, threshold, at.as_deref())
+        }
         Command::Show { signed, json } => show(&signed, json),
         Command::Appraise { claims, bundle, at } => {
             let text = fs::read_to_string(&claims)
@@ -222,19 +219,11 @@ fn keygen(out: &Path) -> Result<()> {
 
 fn sign(bundle: &Path, keys: &[PathBuf], out: &Path) -> Result<()> {
     let bundle = read_toml_bundle(bundle)?;
-    let keys = keys
-        .iter()
-        .map(|p| read_private_key(p))
-        .collect::<Result<Vec<_>>>()?;
+    let keys = keys.iter().map(|p| read_private_key(p)).collect::<Result<Vec<_>>>()?;
     let refs: Vec<&AuthorSigningKey> = keys.iter().collect();
     let signed = SignedBundle::sign(&bundle, &refs)?;
     write_file(out, &signed.to_bytes()?)?;
-    println!(
-        "signed {:?} version {} with {} key(s)",
-        bundle.name,
-        bundle.version,
-        keys.len()
-    );
+    println!("signed {:?} version {} with {} key(s)", bundle.name, bundle.version, keys.len());
     Ok(())
 }
 
@@ -270,11 +259,8 @@ fn verify(signed: &Path, trust: &[PathBuf], threshold: usize, at: Option<&str>) 
 
 fn show(signed: &Path, json: bool) -> Result<()> {
     let bundle = read_signed(signed)?;
-    let kids: Vec<Option<String>> = bundle
-        .signature_kids()
-        .into_iter()
-        .map(|k| k.map(|k| k.to_string()))
-        .collect();
+    let kids: Vec<Option<String>> =
+        bundle.signature_kids().into_iter().map(|k| k.map(|k| k.to_string())).collect();
     if json {
         let doc = serde_json::json!({
             "bundle": bundle.unverified_bundle(),
@@ -290,10 +276,7 @@ fn show(signed: &Path, json: bool) -> Result<()> {
     for kid in &kids {
         println!("# signed by kid {}", kid.as_deref().unwrap_or("(missing)"));
     }
-    print!(
-        "{}",
-        toml::to_string_pretty(bundle.unverified_bundle()).context("rendering bundle")?
-    );
+    print!("{}", toml::to_string_pretty(bundle.unverified_bundle()).context("rendering bundle")?);
     Ok(())
 }
 

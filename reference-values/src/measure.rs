@@ -1,6 +1,6 @@
 //! Expected launch measurements computed from the boot inputs, so authors write down what a VM
 //! *should* measure rather than copying a digest from a VM that may already be compromised.
-//! SEV-SNP only for now, through the `sev` crate's launch-digest calculation (RustCrypto backend,
+//! SEV-SNP only for now, through the `sev` crate's launch-digest calculation (the `RustCrypto` backend,
 //! no OpenSSL): OVMF (with its SEV metadata pages), optional direct-boot kernel, initrd and
 //! command line hashes, and one VMSA page per vCPU for the given vCPU model and guest features.
 
@@ -12,13 +12,13 @@ use sev::measurement::vcpu_types::CpuType;
 use sev::measurement::vmsa::{GuestFeatures, VMMType};
 use verifier::HexBytes;
 
-/// The default SEV features of the guest: SNPActive only (bit 0), as QEMU sets for SNP guests.
+/// The default SEV features of the guest: `SNPActive` only (bit 0), as QEMU sets for SNP guests.
 pub const DEFAULT_GUEST_FEATURES: u64 = 0x1;
 
 /// Boot inputs of an SEV-SNP guest launched by QEMU.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SnpLaunchInputs {
-    /// The OVMF firmware image (an AmdSev or OvmfX64 build with SEV metadata).
+    /// The OVMF firmware image (an `AmdSev` or `OvmfX64` build with SEV metadata).
     pub ovmf: PathBuf,
     /// Direct-boot kernel; `initrd` and `append` are measured only with a kernel.
     pub kernel: Option<PathBuf>,
@@ -28,7 +28,7 @@ pub struct SnpLaunchInputs {
     pub vcpus: u32,
     /// QEMU vCPU model name, e.g. `EPYC-v4`, `EPYC-Milan`, `EPYC-Genoa`.
     pub vcpu_type: String,
-    /// SEV_FEATURES of the VMSA (bit 0 SNPActive, bit 5 DebugSwap, ...).
+    /// `SEV_FEATURES` of the VMSA (bit 0 `SNPActive`, bit 5 `DebugSwap`, ...).
     pub guest_features: u64,
 }
 
@@ -46,7 +46,9 @@ pub enum MeasureError {
     Calculation(String),
     /// The `sev` crate's OVMF parser does unchecked arithmetic on offsets read from the image
     /// and panics on some malformed files; that panic is caught and reported as this error.
-    #[error("the firmware image is malformed (its OVMF footer table or SEV metadata is out of bounds)")]
+    #[error(
+        "the firmware image is malformed (its OVMF footer table or SEV metadata is out of bounds)"
+    )]
     MalformedFirmware,
 }
 

@@ -1,4 +1,4 @@
-//! Signed bundles: a tagged COSE_Sign (RFC 9052) whose payload is the bundle in deterministic
+//! Signed bundles: a tagged `COSE_Sign` (RFC 9052) whose payload is the bundle in deterministic
 //! CBOR, with one ES384 signature per author (`kid` = SHA-256 of the author's SPKI DER, `alg`
 //! and `kid` in each signature's protected header) and the content type in the body's protected
 //! header. This module owns signing, co-signing, parsing, signature checking against a trust set,
@@ -8,8 +8,8 @@
 
 use coset::iana::{self, EnumI64};
 use coset::{
-    CborSerializable, ContentType, CoseSign, CoseSignBuilder, CoseSignature,
-    CoseSignatureBuilder, HeaderBuilder, RegisteredLabelWithPrivate, TaggedCborSerializable,
+    CborSerializable, ContentType, CoseSign, CoseSignBuilder, CoseSignature, CoseSignatureBuilder,
+    HeaderBuilder, RegisteredLabelWithPrivate, TaggedCborSerializable,
 };
 use p384::ecdsa::signature::{Signer, Verifier};
 use p384::ecdsa::Signature;
@@ -64,10 +64,7 @@ pub enum BundleError {
     #[error("already signed by key {kid}")]
     AlreadySigned { kid: KeyId },
     #[error("bundle expired at {} (now {})", rfc3339(*.expires), rfc3339(*.now))]
-    Expired {
-        expires: OffsetDateTime,
-        now: OffsetDateTime,
-    },
+    Expired { expires: OffsetDateTime, now: OffsetDateTime },
     #[error("bundle name {candidate:?} does not match the stored bundle {stored:?}")]
     NameMismatch { stored: String, candidate: String },
     #[error("bundle version {candidate} is not greater than the stored version {stored}")]
@@ -91,20 +88,13 @@ impl SignedBundle {
             return Err(BundleError::NoSignatures);
         }
         let payload = canonical::to_vec(bundle)?;
-        let protected = HeaderBuilder::new()
-            .content_type(CONTENT_TYPE.to_owned())
-            .build();
-        let cose = CoseSignBuilder::new()
-            .protected(protected)
-            .payload(payload)
-            .build();
+        let protected = HeaderBuilder::new().content_type(CONTENT_TYPE.to_owned()).build();
+        let cose = CoseSignBuilder::new().protected(protected).payload(payload).build();
         // Fix the protected header's bytes now, so signatures cover exactly what is sent.
-        let cose = CoseSign::from_tagged_slice(&cose.to_tagged_vec().map_err(|_| BundleError::Encode)?)
-            .map_err(|e| BundleError::Cose(e.to_string()))?;
-        let mut signed = Self {
-            cose,
-            bundle: bundle.clone(),
-        };
+        let cose =
+            CoseSign::from_tagged_slice(&cose.to_tagged_vec().map_err(|_| BundleError::Encode)?)
+                .map_err(|e| BundleError::Cose(e.to_string()))?;
+        let mut signed = Self { cose, bundle: bundle.clone() };
         for key in keys {
             signed.cosign(key)?;
         }
@@ -123,10 +113,8 @@ impl SignedBundle {
                 max: MAX_SIGNATURES,
             });
         }
-        let protected = HeaderBuilder::new()
-            .algorithm(iana::Algorithm::ES384)
-            .key_id(kid.0.to_vec())
-            .build();
+        let protected =
+            HeaderBuilder::new().algorithm(iana::Algorithm::ES384).key_id(kid.0.to_vec()).build();
         let mut sig = CoseSignatureBuilder::new().protected(protected).build();
         // Fix the signature's protected header bytes before signing, as for the body.
         sig = CoseSignature::from_slice(&sig.to_vec().map_err(|_| BundleError::Encode)?)
@@ -138,13 +126,10 @@ impl SignedBundle {
         Ok(())
     }
 
-    /// Parses a tagged COSE_Sign and its payload. Checks structure only, not signatures.
+    /// Parses a tagged `COSE_Sign` and its payload. Checks structure only, not signatures.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, BundleError> {
         if bytes.len() > MAX_SIGNED_LEN {
-            return Err(BundleError::TooLarge {
-                size: bytes.len(),
-                max: MAX_SIGNED_LEN,
-            });
+            return Err(BundleError::TooLarge { size: bytes.len(), max: MAX_SIGNED_LEN });
         }
         let cose =
             CoseSign::from_tagged_slice(bytes).map_err(|e| BundleError::Cose(e.to_string()))?;
@@ -152,29 +137,21 @@ impl SignedBundle {
         match &header.content_type {
             Some(ContentType::Text(t)) if t == CONTENT_TYPE => {}
             Some(ContentType::Text(t)) => {
-                return Err(BundleError::ContentType {
-                    found: Some(t.clone()),
-                })
+                return Err(BundleError::ContentType { found: Some(t.clone()) })
             }
             Some(ContentType::Assigned(a)) => {
-                return Err(BundleError::ContentType {
-                    found: Some(a.to_i64().to_string()),
-                })
+                return Err(BundleError::ContentType { found: Some(a.to_i64().to_string()) })
             }
             None => return Err(BundleError::ContentType { found: None }),
         }
-        let only_content_type = HeaderBuilder::new()
-            .content_type(CONTENT_TYPE.to_owned())
-            .build();
+        let only_content_type = HeaderBuilder::new().content_type(CONTENT_TYPE.to_owned()).build();
         if *header != only_content_type {
             return Err(BundleError::UnexpectedHeader(
                 "body protected header holds more than the content type",
             ));
         }
         if !cose.unprotected.is_empty() {
-            return Err(BundleError::UnexpectedHeader(
-                "body unprotected header is not empty",
-            ));
+            return Err(BundleError::UnexpectedHeader("body unprotected header is not empty"));
         }
         if cose.signatures.is_empty() {
             return Err(BundleError::NoSignatures);
@@ -191,12 +168,9 @@ impl SignedBundle {
         Ok(Self { cose, bundle })
     }
 
-    /// The tagged COSE_Sign encoding.
+    /// The tagged `COSE_Sign` encoding.
     pub fn to_bytes(&self) -> Result<Vec<u8>, BundleError> {
-        self.cose
-            .clone()
-            .to_tagged_vec()
-            .map_err(|_| BundleError::Encode)
+        self.cose.clone().to_tagged_vec().map_err(|_| BundleError::Encode)
     }
 
     /// The bundle as the payload states it. Not authenticated: use [`verify_bundle`] or
@@ -269,10 +243,7 @@ pub fn verify_signatures(
         let kid = check_signature_headers(index, sig)?;
         let key = trust.find(&kid).ok_or(BundleError::UnknownSigner { kid })?;
         let value = Signature::from_slice(&sig.signature).map_err(|_| {
-            BundleError::MalformedSignature {
-                index,
-                reason: "not an ES384 r||s value",
-            }
+            BundleError::MalformedSignature { index, reason: "not an ES384 r||s value" }
         })?;
         let tbs = candidate.cose.tbs_data(EXTERNAL_AAD, sig);
         key.verifying_key()
@@ -288,10 +259,7 @@ pub fn verify_signatures(
             required: trust.threshold(),
         });
     }
-    Ok(VerifiedBundle {
-        signed: candidate.clone(),
-        signers,
-    })
+    Ok(VerifiedBundle { signed: candidate.clone(), signers })
 }
 
 /// Checks signatures and that the bundle has not expired at `now`.
@@ -337,8 +305,7 @@ pub fn check_replacement(
 }
 
 fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| t.to_string())
+    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_else(|_| t.to_string())
 }
 
 fn check_signature_headers(index: usize, sig: &CoseSignature) -> Result<KeyId, BundleError> {
@@ -349,10 +316,8 @@ fn check_signature_headers(index: usize, sig: &CoseSignature) -> Result<KeyId, B
     }
     let kid = <[u8; 32]>::try_from(header.key_id.as_slice())
         .map_err(|_| malformed("protected header kid is not 32 bytes"))?;
-    let expected = HeaderBuilder::new()
-        .algorithm(iana::Algorithm::ES384)
-        .key_id(kid.to_vec())
-        .build();
+    let expected =
+        HeaderBuilder::new().algorithm(iana::Algorithm::ES384).key_id(kid.to_vec()).build();
     if *header != expected {
         return Err(malformed("protected header holds more than alg and kid"));
     }

@@ -1,6 +1,8 @@
 //! Appraisal of the claims of every shared real vector: accepted by a bundle built from its own
 //! values, and rejected with exactly one named mismatch by bundles that differ in one field.
 
+#![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing, clippy::expect_used)] // reason: tests fail loudly on purpose
+
 mod common;
 
 use common::{all_cases, claims_of, vectors_dir, Case};
@@ -28,10 +30,8 @@ fn at(case: &Case) -> OffsetDateTime {
 
 fn valid_cases() -> Option<Vec<Case>> {
     let dir = vectors_dir()?;
-    let cases: Vec<Case> = all_cases(&dir)
-        .into_iter()
-        .filter(|c| c.expected["expect"] == "valid")
-        .collect();
+    let cases: Vec<Case> =
+        all_cases(&dir).into_iter().filter(|c| c.expected["expect"] == "valid").collect();
     let names: Vec<&str> = cases.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, VALID_CASES);
     Some(cases)
@@ -91,9 +91,7 @@ fn matching_tdx(c: &TdxClaims) -> TdxReference {
         mr_owner_config: Some(vec![c.mr_owner_config]),
         mr_seam: Some(vec![c.mr_seam]),
         xfam: Some(vec![c.xfam]),
-        td_attributes: TdAttributeRequirements {
-            allow_debug: c.td_attributes.debug,
-        },
+        td_attributes: TdAttributeRequirements { allow_debug: c.td_attributes.debug },
         min_tee_tcb_svn: Some(c.tee_tcb_svn),
         accepted_tcb_statuses: vec![c.tcb_status],
         accepted_advisory_ids: c.advisory_ids.clone(),
@@ -111,15 +109,12 @@ fn matching_bundle(claims: &Claims, now: OffsetDateTime) -> Bundle {
 }
 
 fn miss(field: &str, expected: impl Into<String>, actual: impl Into<String>) -> Mismatch {
-    Mismatch {
-        field: field.into(),
-        expected: expected.into(),
-        actual: actual.into(),
-    }
+    Mismatch { field: field.into(), expected: expected.into(), actual: actual.into() }
 }
 
 type Mutation = (Box<dyn Fn(&mut Bundle)>, Mismatch);
 
+#[allow(clippy::too_many_lines)] // reason: one table of mutations, read top to bottom
 fn snp_mutations(c: &SnpClaims, now: OffsetDateTime) -> Vec<Mutation> {
     fn snp(b: &mut Bundle) -> &mut SnpReference {
         b.snp.as_mut().unwrap()
@@ -138,7 +133,11 @@ fn snp_mutations(c: &SnpClaims, now: OffsetDateTime) -> Vec<Mutation> {
         ),
         (
             Box::new(move |b| tcb(b).bootloader = Some(t.bootloader + 1)),
-            miss("snp.reported_tcb.bootloader", format!(">= {}", t.bootloader + 1), t.bootloader.to_string()),
+            miss(
+                "snp.reported_tcb.bootloader",
+                format!(">= {}", t.bootloader + 1),
+                t.bootloader.to_string(),
+            ),
         ),
         (
             Box::new(move |b| tcb(b).tee = Some(t.tee + 1)),
@@ -150,12 +149,13 @@ fn snp_mutations(c: &SnpClaims, now: OffsetDateTime) -> Vec<Mutation> {
         ),
         (
             Box::new(move |b| tcb(b).microcode = Some(t.microcode + 1)),
-            miss("snp.reported_tcb.microcode", format!(">= {}", t.microcode + 1), t.microcode.to_string()),
+            miss(
+                "snp.reported_tcb.microcode",
+                format!(">= {}", t.microcode + 1),
+                t.microcode.to_string(),
+            ),
         ),
-        (
-            Box::new(|b| tcb(b).fmc = Some(1)),
-            miss("snp.reported_tcb.fmc", ">= 1", "absent"),
-        ),
+        (Box::new(|b| tcb(b).fmc = Some(1)), miss("snp.reported_tcb.fmc", ">= 1", "absent")),
         (
             Box::new(|b| snp(b).policy.require_single_socket = true),
             miss("snp.policy.single_socket", "true", "false"),
@@ -315,7 +315,10 @@ fn tdx_mutations(c: &TdxClaims, now: OffsetDateTime) -> Vec<Mutation> {
         ));
     }
     let v = flip(&c.mr_config_id);
-    out.push((Box::new(move |b| tdx(b).mr_config_id = Some(vec![v])), m("tdx.mr_config_id", &c.mr_config_id)));
+    out.push((
+        Box::new(move |b| tdx(b).mr_config_id = Some(vec![v])),
+        m("tdx.mr_config_id", &c.mr_config_id),
+    ));
     let v = flip(&c.mr_owner);
     out.push((Box::new(move |b| tdx(b).mr_owner = Some(vec![v])), m("tdx.mr_owner", &c.mr_owner)));
     let v = flip(&c.mr_owner_config);
@@ -338,7 +341,9 @@ fn tdx_mutations(c: &TdxClaims, now: OffsetDateTime) -> Vec<Mutation> {
     ));
     assert_eq!(c.tcb_status, TcbStatus::UpToDate);
     out.push((
-        Box::new(|b| tdx(b).accepted_tcb_statuses = vec![TcbStatus::SWHardeningNeeded, TcbStatus::OutOfDate]),
+        Box::new(|b| {
+            tdx(b).accepted_tcb_statuses = vec![TcbStatus::SWHardeningNeeded, TcbStatus::OutOfDate];
+        }),
         miss("tdx.tcb_status", "one of [SWHardeningNeeded, OutOfDate]", "UpToDate"),
     ));
     out.push((
@@ -455,10 +460,7 @@ fn reports_every_mismatch_not_only_the_first() {
     bundle.expires = now - Duration::days(1);
     let snp = bundle.snp.as_mut().unwrap();
     snp.measurements = vec![HexBytes([1; 48]), HexBytes([2; 48])];
-    snp.min_tcb = Some(SnpMinTcb {
-        microcode: Some(220),
-        ..SnpMinTcb::default()
-    });
+    snp.min_tcb = Some(SnpMinTcb { microcode: Some(220), ..SnpMinTcb::default() });
     snp.max_vmpl = 0;
     snp.signing_keys = Some(vec![SnpSigningKey::Vcek]);
     let appraisal = appraise(&claims, &bundle, now);
@@ -493,11 +495,7 @@ fn rejects_advisory_not_listed_even_when_its_status_is_accepted() {
     reference.accepted_advisory_ids = vec!["INTEL-SA-00615".into()];
     assert_eq!(
         appraise(&claims, &bundle, now).mismatches,
-        vec![miss(
-            "tdx.advisory_ids",
-            "only [INTEL-SA-00615]",
-            "[INTEL-SA-00615, INTEL-SA-00837]"
-        )]
+        vec![miss("tdx.advisory_ids", "only [INTEL-SA-00615]", "[INTEL-SA-00615, INTEL-SA-00837]")]
     );
     bundle.tdx.as_mut().unwrap().accepted_advisory_ids.push("INTEL-SA-00837".into());
     assert!(appraise(&claims, &bundle, now).is_accepted());
@@ -526,13 +524,7 @@ fn rejects_sample_tee_and_claims_missing_their_tee_section() {
     let now = at(case);
     let bundle = matching_bundle(&claims, now);
     claims.snp = None;
-    assert_eq!(
-        appraise(&claims, &bundle, now).mismatches,
-        vec![miss("snp", "present", "absent")]
-    );
+    assert_eq!(appraise(&claims, &bundle, now).mismatches, vec![miss("snp", "present", "absent")]);
     claims.tee = verifier::Tee::Sample;
-    assert_eq!(
-        appraise(&claims, &bundle, now).mismatches,
-        vec![miss("tee", "snp", "sample")]
-    );
+    assert_eq!(appraise(&claims, &bundle, now).mismatches, vec![miss("tee", "snp", "sample")]);
 }

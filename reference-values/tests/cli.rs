@@ -1,6 +1,8 @@
 //! The `refval` binary end to end, as a policy author uses it: keygen, sign with two keys,
 //! cosign with a third, verify at thresholds 2 and 3, show --json, and measure.
 
+#![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing, clippy::expect_used)] // reason: tests fail loudly on purpose
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -8,20 +10,12 @@ use std::process::{Command, Output};
 const AT: &str = "2026-06-01T00:00:00Z";
 
 fn refval(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_refval"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap()
+    Command::new(env!("CARGO_BIN_EXE_refval")).args(args).current_dir(dir).output().unwrap()
 }
 
 fn ok(args: &[&str], dir: &Path) -> String {
     let out = refval(args, dir);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -58,10 +52,7 @@ fn author_workflow_keygen_sign_cosign_verify_show() {
     let kids = [keygen("a", dir), keygen("b", dir), keygen("c", dir)];
     assert!(fails(&["keygen", "--out", "a"], dir).contains("refusing to overwrite"));
 
-    let out = ok(
-        &["sign", example, "--key", "a", "--key", "b", "--out", "web.cose"],
-        dir,
-    );
+    let out = ok(&["sign", example, "--key", "a", "--key", "b", "--out", "web.cose"], dir);
     assert_eq!(out, "signed \"web-frontend\" version 1 with 2 key(s)\n");
 
     let verify = |trust: &[&str], threshold: &str| {
@@ -83,8 +74,18 @@ fn author_workflow_keygen_sign_cosign_verify_show() {
 
     let err = fails(
         &[
-            "verify", "web.cose", "--trust", "a.pub", "--trust", "b.pub", "--trust", "c.pub",
-            "--threshold", "3", "--at", AT,
+            "verify",
+            "web.cose",
+            "--trust",
+            "a.pub",
+            "--trust",
+            "b.pub",
+            "--trust",
+            "c.pub",
+            "--threshold",
+            "3",
+            "--at",
+            AT,
         ],
         dir,
     );
@@ -106,10 +107,8 @@ fn author_workflow_keygen_sign_cosign_verify_show() {
     let out = verify(&["a.pub", "b.pub"], "2");
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(
-        err.trim_end().ends_with(&format!(
-            "signed by key {}, which is not trusted for this bundle",
-            kids[2]
-        )),
+        err.trim_end()
+            .ends_with(&format!("signed by key {}, which is not trusted for this bundle", kids[2])),
         "{err}"
     );
 
@@ -131,8 +130,18 @@ fn author_workflow_keygen_sign_cosign_verify_show() {
 
     let err = fails(
         &[
-            "verify", "web.cose", "--trust", "a.pub", "--trust", "b.pub", "--trust", "c.pub",
-            "--threshold", "1", "--at", "2030-01-01T00:00:00Z",
+            "verify",
+            "web.cose",
+            "--trust",
+            "a.pub",
+            "--trust",
+            "b.pub",
+            "--trust",
+            "c.pub",
+            "--threshold",
+            "1",
+            "--at",
+            "2030-01-01T00:00:00Z",
         ],
         dir,
     );
@@ -180,9 +189,22 @@ fn measure_snp_prints_the_launch_digest() {
     };
     let out = ok(
         &[
-            "measure", "snp", "--ovmf", ovmf.to_str().unwrap(), "--kernel", "/dev/null",
-            "--initrd", "/dev/null", "--append", "console=ttyS0 loglevel=7", "--vcpus", "1",
-            "--vcpu-type", "EPYC-v4", "--guest-features", "0x21",
+            "measure",
+            "snp",
+            "--ovmf",
+            ovmf.to_str().unwrap(),
+            "--kernel",
+            "/dev/null",
+            "--initrd",
+            "/dev/null",
+            "--append",
+            "console=ttyS0 loglevel=7",
+            "--vcpus",
+            "1",
+            "--vcpu-type",
+            "EPYC-v4",
+            "--guest-features",
+            "0x21",
         ],
         tmp.path(),
     );

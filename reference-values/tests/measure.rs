@@ -2,6 +2,8 @@
 //! `sev` crate ships in its package and the digests its own tests state for them. The images are
 //! read from the local cargo registry at run time, never copied into this repository.
 
+#![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing, clippy::expect_used)] // reason: tests fail loudly on purpose
+
 use std::path::PathBuf;
 
 use reference_values::measure::{snp_launch_measurement, MeasureError, SnpLaunchInputs};
@@ -81,10 +83,7 @@ fn rejects_bad_inputs_with_specific_errors() {
     );
     let mut initrd_only = inputs(ovmf.clone(), 1, 1);
     initrd_only.initrd = Some("/dev/null".into());
-    assert_eq!(
-        snp_launch_measurement(&initrd_only).unwrap_err(),
-        MeasureError::NeedsKernel
-    );
+    assert_eq!(snp_launch_measurement(&initrd_only).unwrap_err(), MeasureError::NeedsKernel);
     assert!(matches!(
         snp_launch_measurement(&inputs(ovmf, 1, 1)),
         Err(MeasureError::Calculation(_))

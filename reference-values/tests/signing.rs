@@ -1,6 +1,8 @@
 //! Signed bundles: sign/verify round trip, and one specific error for each way a bundle can be
 //! forged, tampered with, under-signed, expired or rolled back.
 
+#![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing, clippy::expect_used)] // reason: tests fail loudly on purpose
+
 use coset::{CborSerializable, CoseSign, HeaderBuilder, TaggedCborSerializable};
 use reference_values::signed::{CONTENT_TYPE, MAX_SIGNATURES};
 use reference_values::{
@@ -108,16 +110,12 @@ fn rejects_changed_content_type_and_extra_protected_header() {
     });
     assert_eq!(
         SignedBundle::from_bytes(&bytes).unwrap_err(),
-        BundleError::ContentType {
-            found: Some("application/cbor".into())
-        }
+        BundleError::ContentType { found: Some("application/cbor".into()) }
     );
     let bytes = edit_cose(&s, |c| {
         c.protected.original_data = None;
-        c.protected.header = HeaderBuilder::new()
-            .content_type(CONTENT_TYPE.into())
-            .key_id(vec![1])
-            .build();
+        c.protected.header =
+            HeaderBuilder::new().content_type(CONTENT_TYPE.into()).key_id(vec![1]).build();
     });
     assert_eq!(
         SignedBundle::from_bytes(&bytes).unwrap_err(),
@@ -141,10 +139,7 @@ fn rejects_when_threshold_not_met() {
     let s = signed(&bundle(1, "2027-01-01T00:00:00Z"), &[&k[0], &k[1]]);
     assert_eq!(
         verify_signatures(&s, &trust(&k, 3)).unwrap_err(),
-        BundleError::ThresholdNotMet {
-            valid: 2,
-            required: 3
-        }
+        BundleError::ThresholdNotMet { valid: 2, required: 3 }
     );
 }
 
@@ -160,17 +155,11 @@ fn counts_the_same_key_signing_twice_once() {
     assert_eq!(doubled.signature_kids(), vec![Some(k[0].kid()); 2]);
     assert_eq!(
         verify_signatures(&doubled, &trust(&k, 2)).unwrap_err(),
-        BundleError::ThresholdNotMet {
-            valid: 1,
-            required: 2
-        }
+        BundleError::ThresholdNotMet { valid: 1, required: 2 }
     );
     // The library will not add a second signature by the same key either.
     let mut s = s;
-    assert_eq!(
-        s.cosign(&k[0]).unwrap_err(),
-        BundleError::AlreadySigned { kid: k[0].kid() }
-    );
+    assert_eq!(s.cosign(&k[0]).unwrap_err(), BundleError::AlreadySigned { kid: k[0].kid() });
 }
 
 #[test]
@@ -193,10 +182,7 @@ fn rejects_expired_bundle() {
     let s = signed(&bundle(1, "2025-12-31T23:59:59Z"), &[&k[0]]);
     assert_eq!(
         verify_bundle(&s, &trust(&k, 1), NOW).unwrap_err(),
-        BundleError::Expired {
-            expires: datetime!(2025-12-31 23:59:59 UTC),
-            now: NOW
-        }
+        BundleError::Expired { expires: datetime!(2025-12-31 23:59:59 UTC), now: NOW }
     );
     // Signatures alone still check, so a stored bundle can be reloaded and appraise as expired.
     assert!(verify_signatures(&s, &trust(&k, 1)).is_ok());
@@ -206,8 +192,9 @@ fn rejects_expired_bundle() {
 fn replacement_needs_greater_version_and_same_name() {
     let k = keys(1);
     let t = trust(&k, 1);
-    let v3 = check_replacement(None, &signed(&bundle(3, "2027-01-01T00:00:00Z"), &[&k[0]]), &t, NOW)
-        .unwrap();
+    let v3 =
+        check_replacement(None, &signed(&bundle(3, "2027-01-01T00:00:00Z"), &[&k[0]]), &t, NOW)
+            .unwrap();
     for old in [3, 2] {
         assert_eq!(
             check_replacement(
@@ -217,10 +204,7 @@ fn replacement_needs_greater_version_and_same_name() {
                 NOW
             )
             .unwrap_err(),
-            BundleError::VersionNotGreater {
-                stored: 3,
-                candidate: old
-            }
+            BundleError::VersionNotGreater { stored: 3, candidate: old }
         );
     }
     let v4 = check_replacement(
@@ -235,10 +219,7 @@ fn replacement_needs_greater_version_and_same_name() {
     other.name = "db".into();
     assert_eq!(
         check_replacement(Some(&v4), &signed(&other, &[&k[0]]), &t, NOW).unwrap_err(),
-        BundleError::NameMismatch {
-            stored: "web".into(),
-            candidate: "db".into()
-        }
+        BundleError::NameMismatch { stored: "web".into(), candidate: "db".into() }
     );
 }
 
@@ -246,29 +227,43 @@ fn replacement_needs_greater_version_and_same_name() {
 fn replacement_refuses_expired_or_under_signed_candidate() {
     let k = keys(2);
     let t = trust(&k, 2);
-    let stored =
-        check_replacement(None, &signed(&bundle(1, "2027-01-01T00:00:00Z"), &[&k[0], &k[1]]), &t, NOW)
-            .unwrap();
+    let stored = check_replacement(
+        None,
+        &signed(&bundle(1, "2027-01-01T00:00:00Z"), &[&k[0], &k[1]]),
+        &t,
+        NOW,
+    )
+    .unwrap();
     assert!(matches!(
-        check_replacement(Some(&stored), &signed(&bundle(2, "2025-01-01T00:00:00Z"), &[&k[0], &k[1]]), &t, NOW),
+        check_replacement(
+            Some(&stored),
+            &signed(&bundle(2, "2025-01-01T00:00:00Z"), &[&k[0], &k[1]]),
+            &t,
+            NOW
+        ),
         Err(BundleError::Expired { .. })
     ));
     assert_eq!(
-        check_replacement(Some(&stored), &signed(&bundle(2, "2027-01-01T00:00:00Z"), &[&k[0]]), &t, NOW)
-            .unwrap_err(),
-        BundleError::ThresholdNotMet {
-            valid: 1,
-            required: 2
-        }
+        check_replacement(
+            Some(&stored),
+            &signed(&bundle(2, "2027-01-01T00:00:00Z"), &[&k[0]]),
+            &t,
+            NOW
+        )
+        .unwrap_err(),
+        BundleError::ThresholdNotMet { valid: 1, required: 2 }
     );
 }
+
+/// A change to a decoded COSE structure.
+type Edit = fn(&mut CoseSign);
 
 #[test]
 fn rejects_malformed_signature_headers() {
     let k = keys(1);
     let s = signed(&bundle(1, "2027-01-01T00:00:00Z"), &[&k[0]]);
     let t = trust(&k, 1);
-    let cases: [(fn(&mut CoseSign), &str); 4] = [
+    let cases: [(Edit, &str); 4] = [
         (
             |c| {
                 c.signatures[0].protected.original_data = None;
@@ -284,13 +279,13 @@ fn rejects_malformed_signature_headers() {
             },
             "protected header kid is not 32 bytes",
         ),
+        (|c| c.signatures[0].unprotected.key_id = vec![1], "unprotected header is not empty"),
         (
-            |c| c.signatures[0].unprotected.key_id = vec![1],
-            "unprotected header is not empty",
+            |c| {
+                c.signatures[0].signature.pop();
+            },
+            "signature is not 96 bytes",
         ),
-        (|c| {
-            c.signatures[0].signature.pop();
-        }, "signature is not 96 bytes"),
     ];
     for (edit, reason) in cases {
         let bad = SignedBundle::from_bytes(&edit_cose(&s, edit)).unwrap();
@@ -305,10 +300,7 @@ fn rejects_malformed_signature_headers() {
 fn rejects_structural_problems_before_signatures() {
     let k = keys(1);
     let s = signed(&bundle(1, "2027-01-01T00:00:00Z"), &[&k[0]]);
-    let untagged = CoseSign::from_tagged_slice(&s.to_bytes().unwrap())
-        .unwrap()
-        .to_vec()
-        .unwrap();
+    let untagged = CoseSign::from_tagged_slice(&s.to_bytes().unwrap()).unwrap().to_vec().unwrap();
     assert!(matches!(SignedBundle::from_bytes(&untagged), Err(BundleError::Cose(_))));
     assert_eq!(
         SignedBundle::from_bytes(&edit_cose(&s, |c| c.signatures.clear())).unwrap_err(),
@@ -324,10 +316,7 @@ fn rejects_structural_problems_before_signatures() {
     });
     assert_eq!(
         SignedBundle::from_bytes(&many).unwrap_err(),
-        BundleError::TooManySignatures {
-            count: MAX_SIGNATURES + 1,
-            max: MAX_SIGNATURES
-        }
+        BundleError::TooManySignatures { count: MAX_SIGNATURES + 1, max: MAX_SIGNATURES }
     );
     // A payload that is CBOR of the right shape but not deterministically encoded.
     let bytes = edit_cose(&s, |c| {

@@ -2,13 +2,14 @@
 //! (the SNP/TDX verifiers that produce real claims are separate; here the vectors' recorded field
 //! values stand in for their output).
 #![allow(dead_code)] // reason: each test binary uses a different subset of these helpers
+#![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing, clippy::expect_used)] // reason: tests fail loudly on purpose
 
 use std::path::PathBuf;
 
 use serde_json::Value;
 use verifier::claims::{
-    SnpClaims, SnpCpuid, SnpFirmwareVersion, SnpPlatformInfo, SnpPolicy, SnpProduct,
-    SnpSigningKey, SnpTcb, TcbStatus, TdAttributes, TdxBody, TdxClaims,
+    SnpClaims, SnpCpuid, SnpFirmwareVersion, SnpPlatformInfo, SnpPolicy, SnpProduct, SnpSigningKey,
+    SnpTcb, TcbStatus, TdAttributes, TdxBody, TdxClaims,
 };
 use verifier::{Claims, HexBytes, Tee};
 
@@ -103,7 +104,8 @@ pub fn claims_of(case: &Case) -> Claims {
 
 fn snp_claims(e: &Value) -> SnpClaims {
     let c = &e["claims"];
-    let raw = u64::from_str_radix(c["policy"].as_str().unwrap().trim_start_matches("0x"), 16).unwrap();
+    let raw =
+        u64::from_str_radix(c["policy"].as_str().unwrap().trim_start_matches("0x"), 16).unwrap();
     let bit = |n: u32| raw & (1 << n) != 0;
     let policy = SnpPolicy {
         raw,
