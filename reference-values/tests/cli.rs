@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing, clippy::expect_used)] // reason: tests fail loudly on purpose
 
+mod common;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -211,5 +213,36 @@ fn measure_snp_prints_the_launch_digest() {
     assert_eq!(
         out,
         "803f691094946e42068aaa3a8f9e26a5c89f36f7b73ecfb28c653360fe4b3aba7e534442e7e1e17895dfe778d0228977\n"
+    );
+}
+
+#[test]
+fn appraise_reports_mismatches_of_recorded_claims() {
+    let Some(dir) = common::vectors_dir() else { return };
+    let case = common::all_cases(&dir)
+        .into_iter()
+        .find(|c| c.name == "snp/milan-v2-go-sev-guest")
+        .unwrap();
+    let claims = common::claims_of(&case);
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("claims.json"), serde_json::to_vec(&claims).unwrap()).unwrap();
+    let measurement = claims.snp.as_ref().unwrap().measurement;
+    std::fs::write(
+        tmp.path().join("default.toml"),
+        format!(
+            "name = \"d\"\nversion = 1\nexpires = 2030-01-01T00:00:00Z\n[snp]\nmeasurements = [\"{measurement}\"]\n"
+        ),
+    )
+    .unwrap();
+    let out = refval(
+        &["appraise", "--claims", "claims.json", "default.toml", "--at", "2023-01-01T00:00:00Z"],
+        tmp.path(),
+    );
+    assert!(!out.status.success());
+    assert_eq!(String::from_utf8(out.stderr).unwrap(), "error: 1 mismatch(es)\n");
+    let appraisal: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        appraisal["mismatches"],
+        serde_json::json!([{"field": "snp.policy.debug", "expected": "false", "actual": "true"}])
     );
 }
