@@ -5,7 +5,7 @@
 
 use std::fmt::Display;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use verifier::claims::{SnpClaims, SnpSigningKey, SnpTcb, TcbStatus, TdxClaims};
@@ -14,7 +14,7 @@ use verifier::{Claims, HexBytes, Tee};
 use crate::bundle::{Bundle, SnpMinTcb, SnpReference, TdxReference};
 
 /// One expectation the evidence did not meet.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Mismatch {
     /// Claim path, e.g. `snp.measurement`, `snp.reported_tcb.microcode`, `tdx.rtmr[2]`.
     pub field: String,
@@ -25,7 +25,7 @@ pub struct Mismatch {
 }
 
 /// The outcome of appraising claims against one bundle.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Appraisal {
     /// The bundle's name and version, for audit.
     pub bundle: String,
