@@ -283,6 +283,7 @@ pub struct TdxClaims {
 mod hex_u64 {
     use serde::{Deserialize, Deserializer, Serializer};
 
+    #[allow(clippy::trivially_copy_pass_by_ref)] // reason: serde's `with` requires `&T`
     pub(crate) fn serialize<S: Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&format!("{v:#x}"))
     }
