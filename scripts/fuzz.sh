@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Fuzzing smoke run: every parser target in fuzz/ for a short time each (default 30 s).
+# Usage: scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]
+# cargo-fuzz needs nightly-only compiler flags; on this project's stable toolchain
+# RUSTC_BOOTSTRAP=1 unlocks them for the fuzz build only. Seeds come from the shared vectors
+# when present. Crashes land in fuzz/artifacts/<target>/ and make this script fail.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+
+seconds="${1:-30}"; shift || true
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(snp_report snp_coco_evidence tdx_quote tdx_collateral certificate)
+
+command -v cargo-fuzz >/dev/null 2>&1 || { step "installing cargo-fuzz"; cargo install --locked cargo-fuzz; }
+vectors="${KEYLATCH_VECTORS:-$(cd .. && pwd)/shared/vectors}"
+
+seed() { # seed TARGET: copy matching vector files into the target's corpus
+  local dir="fuzz/corpus/$1"; mkdir -p "$dir"
+  [ -d "$vectors" ] || return 0
+  case "$1" in
+    snp_report) cp "$vectors"/snp/*/report.bin "$dir"/ 2>/dev/null || true ;;
+    snp_coco_evidence) cp "$vectors"/coco/*/evidence.json "$dir"/ 2>/dev/null || true ;;
+    tdx_quote) for f in "$vectors"/tdx/*/quote.bin; do cp "$f" "$dir/$(basename "$(dirname "$f")").bin"; done ;;
+    tdx_collateral) for f in "$vectors"/tdx/*/collateral.json; do cp "$f" "$dir/$(basename "$(dirname "$f")").json"; done ;;
+    certificate) for f in "$vectors"/snp/*/*.der "$vectors"/roots/amd/*/*.pem; do cp "$f" "$dir/$(basename "$(dirname "$f")")-$(basename "$f")"; done ;;
+  esac
+}
+
+for t in "${targets[@]}"; do
+  step "fuzzing $t for ${seconds}s"
+  seed "$t"
+  RUSTC_BOOTSTRAP=1 cargo fuzz run --fuzz-dir fuzz "$t" "fuzz/corpus/$t" -- \
+    -max_total_time="$seconds" -max_len=65536 -print_final_stats=1 2>&1 | grep -E "^(#|Done|stat::number_of_executed_units|==|SUMMARY)" | tail -4
+done
+step "no crashes"

@@ -1,0 +1,28 @@
+//! Entry points for fuzzers and property tests. Each feeds arbitrary bytes to one parser of
+//! untrusted input and discards the result: the property under test is that none of them panics,
+//! whatever the bytes. The cargo-fuzz targets in `fuzz/` are one-line shims into these.
+
+/// SEV-SNP attestation report (raw 1184-byte form).
+pub fn snp_report(data: &[u8]) {
+    let _ = crate::snp::parse_report(data);
+}
+
+/// guest-components SNP evidence JSON (`attestation_report` + `cert_chain`).
+pub fn snp_coco_evidence(data: &[u8]) {
+    let _ = crate::snp::report_from_coco_evidence(data);
+}
+
+/// TDX quote (v4 or v5).
+pub fn tdx_quote(data: &[u8]) {
+    let _ = crate::tdx::parse_quote(data);
+}
+
+/// TDX collateral JSON (Intel PCS layout).
+pub fn tdx_collateral(data: &[u8]) {
+    let _ = crate::tdx::TdxCollateral::from_json(data);
+}
+
+/// X.509 certificate (DER or PEM): endorsements arrive from the network.
+pub fn certificate(data: &[u8]) {
+    let _ = crate::x509::Certificate::from_pem_or_der("certificate", data);
+}
