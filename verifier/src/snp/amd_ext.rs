@@ -4,7 +4,7 @@
 //! writes the same OIDs.
 
 use const_oid::ObjectIdentifier;
-use der::asn1::{Ia5StringRef, OctetStringRef};
+use der::asn1::Ia5StringRef;
 use der::Decode;
 
 use crate::claims::{SnpProduct, SnpTcb};
@@ -32,7 +32,8 @@ pub(crate) const OID_UCODE_SPL: ObjectIdentifier =
 /// fmcSPL (INTEGER), Turin and later.
 pub(crate) const OID_FMC_SPL: ObjectIdentifier =
     ObjectIdentifier::new_unwrap("1.3.6.1.4.1.3704.1.3.9");
-/// hwID (OCTET STRING): 64 bytes on Milan/Genoa, 8 on Turin. VCEKs only.
+/// hwID: the raw chip ID bytes as the extension value (not DER-wrapped, as AMD's KDS issues
+/// it): 64 bytes on Milan/Genoa, 8 on Turin. VCEKs only.
 pub(crate) const OID_HW_ID: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.3704.1.4");
 /// cspID (IA5String): the cloud provider a VLEK was issued to. VLEKs only.
 pub(crate) const OID_CSP_ID: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.3704.1.5");
@@ -77,16 +78,9 @@ pub(crate) fn cert_tcb(cert: &Certificate, product: SnpProduct) -> Result<SnpTcb
     })
 }
 
-/// The hwID extension's bytes, if present.
-pub(crate) fn hw_id(cert: &Certificate) -> Result<Option<Vec<u8>>, Reason> {
-    let what = "hwID extension";
-    cert.extension(&OID_HW_ID)
-        .map(|v| {
-            OctetStringRef::from_der(v)
-                .map(|o| o.as_bytes().to_vec())
-                .map_err(|_| Reason::Malformed { what })
-        })
-        .transpose()
+/// The hwID extension's bytes, if present (length is checked against the product later).
+pub(crate) fn hw_id(cert: &Certificate) -> Option<Vec<u8>> {
+    cert.extension(&OID_HW_ID).map(<[u8]>::to_vec)
 }
 
 /// The length of hwID for a product: Turin's hwID is the first 8 bytes of CHIP_ID.

@@ -243,7 +243,7 @@ fn signer_facts(
     let PublicKey::P384(key) = signer.public_key() else {
         return Err(VerifyError::new(Step::Chain, Reason::UnsupportedAlgorithm { what }));
     };
-    let hw_id = amd_ext::hw_id(signer).at(Step::ChipId)?;
+    let hw_id = amd_ext::hw_id(signer);
     match (kind, &hw_id) {
         (SnpSigningKey::Vcek, None) => {
             return Err(VerifyError::new(Step::ChipId, Reason::Missing { what: "VCEK hwID extension" }))
