@@ -2,6 +2,7 @@
 //! under the simulation anchors with exactly the values minted and `simulated: true`; the
 //! simulation and production anchors never accept each other's evidence; the PKI survives a
 //! round trip through files.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)] // reason: tests fail loudly on purpose
 
 mod snp_common;
 
@@ -10,7 +11,8 @@ use snp_common::{sim_now, sim_pki};
 use verifier::claims::{SnpProduct, SnpSigningKey, SnpTcb};
 use verifier::sim::snp::{SimAmdPki, SimSnpReport};
 use verifier::snp::{
-    coco_evidence_json, parse_report, report_from_coco_evidence, SnpEndorsements, SnpTrustAnchors, SnpVerifier,
+    coco_evidence_json, parse_report, report_from_coco_evidence, SnpEndorsements, SnpTrustAnchors,
+    SnpVerifier,
 };
 use verifier::{Reason, Step};
 
@@ -91,8 +93,10 @@ fn turin_vcek_carries_an_eight_byte_hw_id_and_fmc() {
 fn simulated_evidence_fails_under_production_anchors() {
     let verifier = SnpVerifier::new(SnpTrustAnchors::production().unwrap());
     for kind in [SnpSigningKey::Vcek, SnpSigningKey::Vlek] {
-        let (report, signer) = sim_pki().mint(&spec(3, SnpProduct::Milan, kind), &mut OsRng).unwrap();
-        let err = verifier.verify(&report, &SnpEndorsements::new(signer), None, sim_now()).unwrap_err();
+        let (report, signer) =
+            sim_pki().mint(&spec(3, SnpProduct::Milan, kind), &mut OsRng).unwrap();
+        let err =
+            verifier.verify(&report, &SnpEndorsements::new(signer), None, sim_now()).unwrap_err();
         assert_eq!(err.step, Step::Chain, "{err}");
     }
 }
@@ -113,7 +117,8 @@ fn vcek_with_a_different_tcb_fails_at_the_tcb_step() {
     let mut s = spec(5, SnpProduct::Genoa, SnpSigningKey::Vcek);
     s.signer_tcb = Some(SnpTcb { microcode: 73, ..s.reported_tcb });
     let (report, signer) = sim_pki().mint(&s, &mut OsRng).unwrap();
-    let err = sim_verifier().verify(&report, &SnpEndorsements::new(signer), None, sim_now()).unwrap_err();
+    let err =
+        sim_verifier().verify(&report, &SnpEndorsements::new(signer), None, sim_now()).unwrap_err();
     assert_eq!(err.step, Step::Tcb, "{err}");
     assert!(matches!(err.reason, Reason::Mismatch { .. }));
 }
@@ -123,7 +128,8 @@ fn turin_fmc_mismatch_fails_at_the_tcb_step() {
     let mut s = spec(5, SnpProduct::Turin, SnpSigningKey::Vcek);
     s.signer_tcb = Some(SnpTcb { fmc: Some(2), ..s.reported_tcb });
     let (report, signer) = sim_pki().mint(&s, &mut OsRng).unwrap();
-    let err = sim_verifier().verify(&report, &SnpEndorsements::new(signer), None, sim_now()).unwrap_err();
+    let err =
+        sim_verifier().verify(&report, &SnpEndorsements::new(signer), None, sim_now()).unwrap_err();
     assert_eq!(err.step, Step::Tcb, "{err}");
 }
 
@@ -132,7 +138,8 @@ fn vcek_for_another_chip_fails_at_the_chip_id_step() {
     let mut s = spec(5, SnpProduct::Milan, SnpSigningKey::Vcek);
     s.signer_hw_id = Some(vec![0x99; 64]);
     let (report, signer) = sim_pki().mint(&s, &mut OsRng).unwrap();
-    let err = sim_verifier().verify(&report, &SnpEndorsements::new(signer), None, sim_now()).unwrap_err();
+    let err =
+        sim_verifier().verify(&report, &SnpEndorsements::new(signer), None, sim_now()).unwrap_err();
     assert_eq!(err.step, Step::ChipId, "{err}");
     assert!(matches!(err.reason, Reason::Mismatch { .. }));
 }
@@ -142,7 +149,8 @@ fn masked_chip_id_with_a_vcek_fails_at_the_chip_id_step() {
     let mut s = spec(3, SnpProduct::Genoa, SnpSigningKey::Vcek);
     s.mask_chip_id = true;
     let (report, signer) = sim_pki().mint(&s, &mut OsRng).unwrap();
-    let err = sim_verifier().verify(&report, &SnpEndorsements::new(signer), None, sim_now()).unwrap_err();
+    let err =
+        sim_verifier().verify(&report, &SnpEndorsements::new(signer), None, sim_now()).unwrap_err();
     assert_eq!(err.step, Step::ChipId, "{err}");
 }
 
@@ -171,7 +179,10 @@ fn signer_outside_its_validity_fails_at_the_chain_step() {
     let inside = sim_now() + time::Duration::seconds(50);
     assert!(v.verify(&report, &e, None, inside).is_ok());
     let after = sim_now() + time::Duration::seconds(111);
-    assert!(matches!(v.verify(&report, &e, None, after).unwrap_err().reason, Reason::Expired { .. }));
+    assert!(matches!(
+        v.verify(&report, &e, None, after).unwrap_err().reason,
+        Reason::Expired { .. }
+    ));
 }
 
 #[test]
@@ -180,7 +191,15 @@ fn sim_pki_round_trips_through_files() {
     let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(
         names,
-        ["amd-ark.pem", "amd-ark-key.pem", "amd-ask.pem", "amd-ask-key.pem", "amd-asvk.pem", "amd-asvk-key.pem", "amd-vlek-key.pem"]
+        [
+            "amd-ark.pem",
+            "amd-ark-key.pem",
+            "amd-ask.pem",
+            "amd-ask-key.pem",
+            "amd-asvk.pem",
+            "amd-asvk-key.pem",
+            "amd-vlek-key.pem"
+        ]
     );
     let get = |name: &str| files.iter().find(|(n, _)| n == name).map(|(_, b)| b.clone());
     let loaded = SimAmdPki::from_files(get).unwrap();
@@ -190,10 +209,13 @@ fn sim_pki_round_trips_through_files() {
     // The loaded PKI mints evidence that the original's anchors accept (same keys), VLEK too.
     for kind in [SnpSigningKey::Vcek, SnpSigningKey::Vlek] {
         let (report, signer) = loaded.mint(&spec(5, SnpProduct::Milan, kind), &mut OsRng).unwrap();
-        assert!(sim_verifier().verify(&report, &SnpEndorsements::new(signer), None, sim_now()).is_ok());
+        assert!(sim_verifier()
+            .verify(&report, &SnpEndorsements::new(signer), None, sim_now())
+            .is_ok());
     }
     // A missing file is named.
-    let err = SimAmdPki::from_files(|n: &str| if n == "amd-ask.pem" { None } else { get(n) }).unwrap_err();
+    let err = SimAmdPki::from_files(|n: &str| if n == "amd-ask.pem" { None } else { get(n) })
+        .unwrap_err();
     assert_eq!(err.to_string(), "simulation PKI file amd-ask.pem is missing");
 }
 
@@ -211,13 +233,16 @@ fn simulated_evidence_travels_in_the_guest_components_json_form() {
         let evidence = report_from_coco_evidence(&json).unwrap();
         assert_eq!(evidence.report, report, "{product:?} v{version}");
         assert_eq!(evidence.signer(), Some(signer.as_slice()));
-        let claims = sim_verifier().verify(&evidence.report, &evidence.endorsements().unwrap(), None, sim_now()).unwrap();
+        let claims = sim_verifier()
+            .verify(&evidence.report, &evidence.endorsements().unwrap(), None, sim_now())
+            .unwrap();
         assert_eq!(claims.snp.unwrap().product, product);
     }
 }
 
 #[test]
 fn minted_reports_parse_with_their_cpuid_product() {
-    let (report, _) = sim_pki().mint(&spec(3, SnpProduct::Turin, SnpSigningKey::Vcek), &mut OsRng).unwrap();
+    let (report, _) =
+        sim_pki().mint(&spec(3, SnpProduct::Turin, SnpSigningKey::Vcek), &mut OsRng).unwrap();
     assert_eq!(parse_report(&report).unwrap().product(), Some(SnpProduct::Turin));
 }

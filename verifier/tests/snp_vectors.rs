@@ -1,5 +1,6 @@
 //! Real SEV-SNP evidence (see the vectors README): every case verifies at its `at` time with
 //! exactly the claims in its expected.json, and the ways it must fail do fail, at the right step.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)] // reason: tests fail loudly on purpose
 
 mod snp_common;
 
@@ -7,8 +8,8 @@ use sha2::{Digest, Sha256};
 use snp_common::{assert_claims, at, expected, production_anchors, read, vectors, REAL_CASES};
 use verifier::claims::{SnpProduct, SnpSigningKey};
 use verifier::snp::{
-    coco_evidence_json, parse_report, report_from_coco_evidence, CocoCertType, SnpEndorsements, SnpTrustAnchors,
-    SnpVerifier,
+    coco_evidence_json, parse_report, report_from_coco_evidence, CocoCertType, SnpEndorsements,
+    SnpTrustAnchors, SnpVerifier,
 };
 use verifier::{Reason, Step};
 
@@ -20,7 +21,9 @@ fn every_real_report_verifies_with_its_expected_claims() {
         let exp = expected(&dir, case);
         let report = read(&dir, &format!("{case}/report.bin"));
         let e = SnpEndorsements::new(read(&dir, &format!("{case}/{signer}")));
-        let claims = verifier.verify(&report, &e, None, at(&exp)).unwrap_or_else(|err| panic!("{case}: {err}"));
+        let claims = verifier
+            .verify(&report, &e, None, at(&exp))
+            .unwrap_or_else(|err| panic!("{case}: {err}"));
         assert_claims(&claims, &exp);
         assert_eq!(claims.evidence_sha256.0, <[u8; 32]>::from(Sha256::digest(&report)));
         // The warm path (cache hit) returns the very same claims.
@@ -28,7 +31,11 @@ fn every_real_report_verifies_with_its_expected_claims() {
     }
 }
 
-fn case_inputs(dir: &std::path::Path, case: &str, signer: &str) -> (Vec<u8>, SnpEndorsements, verifier::Now) {
+fn case_inputs(
+    dir: &std::path::Path,
+    case: &str,
+    signer: &str,
+) -> (Vec<u8>, SnpEndorsements, verifier::Now) {
     let report = read(dir, &format!("{case}/report.bin"));
     let e = SnpEndorsements::new(read(dir, &format!("{case}/{signer}")));
     (report, e, at(&expected(dir, case)))
@@ -39,7 +46,8 @@ fn guest_components_evidence_rebuilds_the_signed_genoa_v3_report() {
     let Some(dir) = vectors() else { return };
     let case = "coco/snp-genoa-v3";
     let exp = expected(&dir, case);
-    let evidence = report_from_coco_evidence(&read(&dir, &format!("{case}/evidence.json"))).unwrap();
+    let evidence =
+        report_from_coco_evidence(&read(&dir, &format!("{case}/evidence.json"))).unwrap();
     assert_eq!(evidence.report.len(), 1184);
     assert_eq!(evidence.certs.len(), 1);
     assert_eq!(evidence.certs[0].cert_type, CocoCertType::Vcek);
@@ -48,7 +56,9 @@ fn guest_components_evidence_rebuilds_the_signed_genoa_v3_report() {
     let claims = verifier.verify(&evidence.report, &endorsements, None, at(&exp)).unwrap();
     assert_claims(&claims, &exp);
     // And the inverse: the report written back as JSON reads back to the same bytes.
-    let json = coco_evidence_json(&evidence.report, Some((SnpSigningKey::Vcek, &endorsements.signer))).unwrap();
+    let json =
+        coco_evidence_json(&evidence.report, Some((SnpSigningKey::Vcek, &endorsements.signer)))
+            .unwrap();
     assert_eq!(report_from_coco_evidence(&json).unwrap(), evidence);
 }
 
@@ -116,11 +126,17 @@ fn every_truncated_prefix_of_every_real_report_fails_to_parse() {
         for len in 0..report.len() {
             let err = parse_report(&report[..len]).unwrap_err();
             assert_eq!(err.step, Step::Parse);
-            assert!(matches!(err.reason, Reason::Truncated { needed: 1184, .. }), "{case} {len}: {err}");
+            assert!(
+                matches!(err.reason, Reason::Truncated { needed: 1184, .. }),
+                "{case} {len}: {err}"
+            );
         }
         let mut longer = report.clone();
         longer.push(0);
-        assert!(matches!(parse_report(&longer).unwrap_err().reason, Reason::TrailingData { extra: 1, .. }));
+        assert!(matches!(
+            parse_report(&longer).unwrap_err().reason,
+            Reason::TrailingData { extra: 1, .. }
+        ));
     }
 }
 
@@ -164,7 +180,7 @@ fn a_bit_flip_in_any_signed_or_signature_byte_of_any_real_report_fails_verificat
 }
 
 /// Every bit of the fields verification interprets before the signature (version, policy,
-/// VMPL, SIGNATURE_ALGO, CURRENT_TCB, PLATFORM_INFO, KEY_INFO, REPORTED_TCB, CPUID, CHIP_ID)
+/// VMPL, `SIGNATURE_ALGO`, `CURRENT_TCB`, `PLATFORM_INFO`, `KEY_INFO`, `REPORTED_TCB`, CPUID, `CHIP_ID`)
 /// flipped in one report: each fails.
 #[test]
 fn every_bit_flip_in_the_interpreted_fields_fails_verification() {
@@ -187,7 +203,8 @@ fn every_bit_flip_in_the_interpreted_fields_fails_verification() {
 fn milan_report_fails_with_genoa_anchors_only() {
     let Some(dir) = vectors() else { return };
     let (report, e, now) = case_inputs(&dir, "snp/milan-v2-virtee", "vcek.der");
-    let genoa_only = SnpVerifier::new(SnpTrustAnchors::production().unwrap().only(&[SnpProduct::Genoa]));
+    let genoa_only =
+        SnpVerifier::new(SnpTrustAnchors::production().unwrap().only(&[SnpProduct::Genoa]));
     let err = genoa_only.verify(&report, &e, None, now).unwrap_err();
     assert_eq!(err.step, Step::Chain, "{err}");
 }
@@ -217,7 +234,8 @@ fn tampered_vcek_fails_at_the_chain_step() {
     let (report, e, now) = case_inputs(&dir, "snp/milan-v2-virtee", "vcek.der");
     // Flip one byte inside the TBS: in the subject public key, and in the blSPL extension.
     let cert = &e.signer;
-    let spki_at = cert.windows(7).position(|w| w == [0x2b, 0x81, 0x04, 0x00, 0x22, 0x03, 0x62]).unwrap() + 20;
+    let spki_at =
+        cert.windows(7).position(|w| w == [0x2b, 0x81, 0x04, 0x00, 0x22, 0x03, 0x62]).unwrap() + 20;
     let bl_spl = [0x06, 0x0a, 0x2b, 0x06, 0x01, 0x04, 0x01, 0x9c, 0x78, 0x01, 0x03, 0x01];
     let ext_at = cert.windows(bl_spl.len()).position(|w| w == bl_spl).unwrap() + bl_spl.len() + 4;
     for at in [spki_at, ext_at] {

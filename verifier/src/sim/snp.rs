@@ -1,5 +1,5 @@
 //! Simulated AMD SEV-SNP: a simulation PKI shaped like AMD's (ARK → ASK → VCEK, ARK → ASVK →
-//! VLEK, RSASSA-PSS SHA-384 with salt 48, VCEK/VLEK serial number 0, AMD's TCB/hwID/product
+//! VLEK, RSASSA-PSS SHA-384 with salt 48, VCEK/VLEK serial number 0, AMD's TCB/`hwID`/product
 //! extensions) and attestation reports minted in the real binary layout, signed with ECDSA
 //! P-384 by a VCEK made for the report's chip and TCB (or by the PKI's VLEK). Minted evidence
 //! goes through exactly the verifier's code; only the anchors ([`SimAmdPki::anchors`]) differ,
@@ -85,7 +85,9 @@ pub struct SimAmdPki {
 impl std::fmt::Debug for SimAmdPki {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let ark_sha256 = <sha2::Sha256 as sha2::Digest>::digest(&self.ark.cert_der);
-        f.debug_struct("SimAmdPki").field("ark_sha256", &hex::encode(ark_sha256)).finish_non_exhaustive()
+        f.debug_struct("SimAmdPki")
+            .field("ark_sha256", &hex::encode(ark_sha256))
+            .finish_non_exhaustive()
     }
 }
 
@@ -100,7 +102,7 @@ pub struct SimSnpReport {
     pub measurement: [u8; 48],
     pub report_data: [u8; 64],
     pub host_data: [u8; 32],
-    /// GUEST_POLICY, raw (bit 19 is DEBUG, bit 17 must be one).
+    /// `GUEST_POLICY`, raw (bit 19 is DEBUG, bit 17 must be one).
     pub policy: u64,
     pub vmpl: u32,
     pub guest_svn: u32,
@@ -109,17 +111,17 @@ pub struct SimSnpReport {
     pub id_key_digest: [u8; 48],
     pub author_key_digest: [u8; 48],
     pub platform_info: u64,
-    /// The chip's ID; on Turin only the first 8 bytes are the hwID.
+    /// The chip's ID; on Turin only the first 8 bytes are the `hwID`.
     pub chip_id: [u8; 64],
-    /// Write CHIP_ID as zeros (the host's MaskChipId).
+    /// Write `CHIP_ID` as zeros (the host's `MaskChipId`).
     pub mask_chip_id: bool,
-    /// REPORTED_TCB; `fmc` must be set exactly on Turin.
+    /// `REPORTED_TCB`; `fmc` must be set exactly on Turin.
     pub reported_tcb: SnpTcb,
     /// CURRENT/COMMITTED/LAUNCH TCB; `None` means equal to `reported_tcb`.
     pub current_tcb: Option<SnpTcb>,
     /// Test hook: TCB written into the signer certificate instead of `reported_tcb`.
     pub signer_tcb: Option<SnpTcb>,
-    /// Test hook: hwID written into the VCEK instead of the chip's.
+    /// Test hook: `hwID` written into the VCEK instead of the chip's.
     pub signer_hw_id: Option<Vec<u8>>,
     /// Signer certificate validity (Unix seconds); `None` is the wide sim default.
     pub signer_validity: Option<(i64, i64)>,
@@ -133,7 +135,7 @@ impl Default for SimSnpReport {
 
 impl SimSnpReport {
     /// Sensible values for `product`: v5, VCEK, SMT-allowed policy without DEBUG, a TCB with
-    /// FMC on Turin, and a CHIP_ID whose unused bytes are zero on Turin.
+    /// FMC on Turin, and a `CHIP_ID` whose unused bytes are zero on Turin.
     #[must_use]
     pub fn for_product(product: SnpProduct) -> Self {
         let mut chip_id = [0u8; 64];
@@ -173,17 +175,22 @@ impl SimAmdPki {
         let ark_key = rsa_key(rng)?;
         let ark_name = name(ARK_NAME)?;
         let ark_spki = rsa_spki(&ark_key)?;
-        let ark_der = sign_cert(rng, &ark_key, &ark_name, &ark_name, ark_spki, 1, window, Vec::new())?;
+        let ark_der =
+            sign_cert(rng, &ark_key, &ark_name, &ark_name, ark_spki, 1, window, Vec::new())?;
         let ark = SimCa { key: ark_key, cert_der: ark_der, name: ark_name };
-        let ask = sub_ca(rng, &ark, ASK_NAME, 2)?;
-        let asvk = sub_ca(rng, &ark, ASVK_NAME, 3)?;
+        let sev_ca = sub_ca(rng, &ark, ASK_NAME, 2)?;
+        let asvk_ca = sub_ca(rng, &ark, ASVK_NAME, 3)?;
         let vlek_key = p384::SecretKey::random(rng);
-        Ok(Self { ark, ask, asvk, vlek_key })
+        Ok(Self { ark, ask: sev_ca, asvk: asvk_ca, vlek_key })
     }
 
     /// Trust anchors for this PKI (simulated: every claim set says `simulated: true`).
     pub fn anchors(&self) -> Result<SnpTrustAnchors, VerifyError> {
-        SnpTrustAnchors::simulated(&self.ark.cert_der, &self.ask.cert_der, Some(&self.asvk.cert_der))
+        SnpTrustAnchors::simulated(
+            &self.ark.cert_der,
+            &self.ask.cert_der,
+            Some(&self.asvk.cert_der),
+        )
     }
 
     /// DER of the sim ARK, ASK and ASVK.
@@ -206,14 +213,21 @@ impl SimAmdPki {
     /// PKCS#8 keys. The caller writes them (keys with mode 0600).
     pub fn to_files(&self) -> Result<Vec<(String, Vec<u8>)>, SimSnpError> {
         let mut out = Vec::new();
-        for (file, ca) in [("amd-ark", &self.ark), ("amd-ask", &self.ask), ("amd-asvk", &self.asvk)] {
+        for (file, ca) in [("amd-ark", &self.ark), ("amd-ask", &self.ask), ("amd-asvk", &self.asvk)]
+        {
             let pem = der::pem::encode_string("CERTIFICATE", LineEnding::LF, &ca.cert_der)
                 .map_err(|_| SimSnpError::Encoding("certificate PEM"))?;
             out.push((format!("{file}.pem"), pem.into_bytes()));
-            let key = ca.key.to_pkcs8_pem(LineEnding::LF).map_err(|_| SimSnpError::Encoding("RSA key PEM"))?;
+            let key = ca
+                .key
+                .to_pkcs8_pem(LineEnding::LF)
+                .map_err(|_| SimSnpError::Encoding("RSA key PEM"))?;
             out.push((format!("{file}-key.pem"), key.as_bytes().to_vec()));
         }
-        let vlek = self.vlek_key.to_pkcs8_pem(LineEnding::LF).map_err(|_| SimSnpError::Encoding("VLEK key PEM"))?;
+        let vlek = self
+            .vlek_key
+            .to_pkcs8_pem(LineEnding::LF)
+            .map_err(|_| SimSnpError::Encoding("VLEK key PEM"))?;
         out.push(("amd-vlek-key.pem".to_owned(), vlek.as_bytes().to_vec()));
         Ok(out)
     }
@@ -222,13 +236,15 @@ impl SimAmdPki {
     /// Checks each key against its certificate and the chain against the ARK.
     pub fn from_files(get: impl Fn(&str) -> Option<Vec<u8>>) -> Result<Self, SimSnpError> {
         let ark = load_ca(&get, "amd-ark.pem", "amd-ark-key.pem")?;
-        let ask = load_ca(&get, "amd-ask.pem", "amd-ask-key.pem")?;
-        let asvk = load_ca(&get, "amd-asvk.pem", "amd-asvk-key.pem")?;
-        let vlek_pem = get("amd-vlek-key.pem").ok_or(SimSnpError::MissingFile("amd-vlek-key.pem"))?;
-        let vlek_text = std::str::from_utf8(&vlek_pem).map_err(|_| SimSnpError::BadFile("amd-vlek-key.pem"))?;
-        let vlek_key =
-            p384::SecretKey::from_pkcs8_pem(vlek_text).map_err(|_| SimSnpError::BadFile("amd-vlek-key.pem"))?;
-        let pki = Self { ark, ask, asvk, vlek_key };
+        let sev_ca = load_ca(&get, "amd-ask.pem", "amd-ask-key.pem")?;
+        let asvk_ca = load_ca(&get, "amd-asvk.pem", "amd-asvk-key.pem")?;
+        let vlek_pem =
+            get("amd-vlek-key.pem").ok_or(SimSnpError::MissingFile("amd-vlek-key.pem"))?;
+        let vlek_text =
+            std::str::from_utf8(&vlek_pem).map_err(|_| SimSnpError::BadFile("amd-vlek-key.pem"))?;
+        let vlek_key = p384::SecretKey::from_pkcs8_pem(vlek_text)
+            .map_err(|_| SimSnpError::BadFile("amd-vlek-key.pem"))?;
+        let pki = Self { ark, ask: sev_ca, asvk: asvk_ca, vlek_key };
         pki.anchors()?;
         Ok(pki)
     }
@@ -245,7 +261,10 @@ impl SimAmdPki {
             return Err(SimSnpError::InvalidSpec("version must be 2, 3 or 5"));
         }
         let product = spec.product;
-        let tcb = |t: &SnpTcb| RawTcb::encode(t, product).map_err(|_| SimSnpError::InvalidSpec("fmc set exactly on Turin"));
+        let tcb = |t: &SnpTcb| {
+            RawTcb::encode(t, product)
+                .map_err(|_| SimSnpError::InvalidSpec("fmc set exactly on Turin"))
+        };
         let reported = tcb(&spec.reported_tcb)?;
         let current = tcb(spec.current_tcb.as_ref().unwrap_or(&spec.reported_tcb))?;
         let signing_key = match spec.signing_key {
@@ -266,7 +285,11 @@ impl SimAmdPki {
             signature_algo: crate::snp::report::SIG_ALGO_ECDSA_P384_SHA384,
             current_tcb: current,
             platform_info: spec.platform_info,
-            key_info: KeyInfo { author_key_en: false, mask_chip_key: false, signing_key: spec.signing_key },
+            key_info: KeyInfo {
+                author_key_en: false,
+                mask_chip_key: false,
+                signing_key: spec.signing_key,
+            },
             report_data: spec.report_data,
             measurement: spec.measurement,
             host_data: spec.host_data,
@@ -318,7 +341,10 @@ impl SimAmdPki {
         let (ca, subject) = match spec.signing_key {
             SnpSigningKey::Vcek => {
                 let len = amd_ext::hw_id_len(product);
-                let hw_id = spec.signer_hw_id.clone().unwrap_or_else(|| spec.chip_id.iter().take(len).copied().collect());
+                let hw_id = spec
+                    .signer_hw_id
+                    .clone()
+                    .unwrap_or_else(|| spec.chip_id.iter().take(len).copied().collect());
                 exts.push(ext(amd_ext::OID_HW_ID, Ok(hw_id))?);
                 (&self.ask, VCEK_NAME)
             }
@@ -350,12 +376,17 @@ fn le72(be: &[u8]) -> [u8; 72] {
 }
 
 fn rsa_key(rng: &mut impl CryptoRngCore) -> Result<rsa::RsaPrivateKey, SimSnpError> {
-    rsa::RsaPrivateKey::new(rng, SIM_RSA_BITS).map_err(|_| SimSnpError::Encoding("RSA key generation"))
+    rsa::RsaPrivateKey::new(rng, SIM_RSA_BITS)
+        .map_err(|_| SimSnpError::Encoding("RSA key generation"))
 }
 
 fn rsa_spki(key: &rsa::RsaPrivateKey) -> Result<SubjectPublicKeyInfoOwned, SimSnpError> {
-    let der = key.to_public_key().to_public_key_der().map_err(|_| SimSnpError::Encoding("RSA public key"))?;
-    SubjectPublicKeyInfoOwned::from_der(der.as_bytes()).map_err(|_| SimSnpError::Encoding("RSA public key"))
+    let der = key
+        .to_public_key()
+        .to_public_key_der()
+        .map_err(|_| SimSnpError::Encoding("RSA public key"))?;
+    SubjectPublicKeyInfoOwned::from_der(der.as_bytes())
+        .map_err(|_| SimSnpError::Encoding("RSA public key"))
 }
 
 fn name(s: &str) -> Result<Name, SimSnpError> {
@@ -366,16 +397,25 @@ fn ia5(s: &str) -> der::Result<Vec<u8>> {
     Ia5StringRef::new(s)?.to_der()
 }
 
-fn ext(oid: const_oid::ObjectIdentifier, value: der::Result<Vec<u8>>) -> Result<Extension, SimSnpError> {
+fn ext(
+    oid: const_oid::ObjectIdentifier,
+    value: der::Result<Vec<u8>>,
+) -> Result<Extension, SimSnpError> {
     let bad = |_| SimSnpError::Encoding("certificate extension");
-    Ok(Extension { extn_id: oid, critical: false, extn_value: OctetString::new(value.map_err(bad)?).map_err(bad)? })
+    Ok(Extension {
+        extn_id: oid,
+        critical: false,
+        extn_value: OctetString::new(value.map_err(bad)?).map_err(bad)?,
+    })
 }
 
-/// UTCTime before 2050, GeneralizedTime from 2050 on (RFC 5280 4.1.2.5).
+/// `UTCTime` before 2050, `GeneralizedTime` from 2050 on (RFC 5280 4.1.2.5).
 fn x509_time(unix: i64) -> Result<Time, SimSnpError> {
     const Y2050: i64 = 2_524_608_000;
     let bad = SimSnpError::InvalidSpec("certificate time out of range");
-    let d = Duration::from_secs(u64::try_from(unix).map_err(|_| SimSnpError::InvalidSpec("negative certificate time"))?);
+    let d = Duration::from_secs(
+        u64::try_from(unix).map_err(|_| SimSnpError::InvalidSpec("negative certificate time"))?,
+    );
     if unix < Y2050 {
         UtcTime::from_unix_duration(d).map(Time::UtcTime).map_err(|_| bad)
     } else {
@@ -383,12 +423,25 @@ fn x509_time(unix: i64) -> Result<Time, SimSnpError> {
     }
 }
 
-fn sub_ca(rng: &mut impl CryptoRngCore, ark: &SimCa, subject: &str, serial: u8) -> Result<SimCa, SimSnpError> {
+fn sub_ca(
+    rng: &mut impl CryptoRngCore,
+    ark: &SimCa,
+    subject: &str,
+    serial: u8,
+) -> Result<SimCa, SimSnpError> {
     let key = rsa_key(rng)?;
     let subject = name(subject)?;
     let spki = rsa_spki(&key)?;
-    let cert_der =
-        sign_cert(rng, &ark.key, &ark.name, &subject, spki, serial, (SIM_NOT_BEFORE, SIM_NOT_AFTER), Vec::new())?;
+    let cert_der = sign_cert(
+        rng,
+        &ark.key,
+        &ark.name,
+        &subject,
+        spki,
+        serial,
+        (SIM_NOT_BEFORE, SIM_NOT_AFTER),
+        Vec::new(),
+    )?;
     Ok(SimCa { key, cert_der, name: subject })
 }
 
@@ -406,7 +459,9 @@ fn sign_cert(
 ) -> Result<Vec<u8>, SimSnpError> {
     let enc = |_| SimSnpError::Encoding("certificate");
     let signer = rsa::pss::SigningKey::<Sha384>::new_with_salt_len(issuer_key.clone(), 48);
-    let algorithm = signer.signature_algorithm_identifier().map_err(|_| SimSnpError::Encoding("PSS parameters"))?;
+    let algorithm = signer
+        .signature_algorithm_identifier()
+        .map_err(|_| SimSnpError::Encoding("PSS parameters"))?;
     let tbs = TbsCertificate {
         version: Version::V3,
         serial_number: SerialNumber::new(&[serial]).map_err(enc)?,
@@ -435,14 +490,21 @@ fn load_ca(
     key_file: &'static str,
 ) -> Result<SimCa, SimSnpError> {
     let pem = get(cert_file).ok_or(SimSnpError::MissingFile(cert_file))?;
-    let der = match pem_certificates(cert_file, &pem).map_err(|_| SimSnpError::BadFile(cert_file))?.as_slice() {
+    let der = match pem_certificates(cert_file, &pem)
+        .map_err(|_| SimSnpError::BadFile(cert_file))?
+        .as_slice()
+    {
         [one] => one.clone(),
         _ => return Err(SimSnpError::BadFile(cert_file)),
     };
-    let cert = Certificate::from_der(cert_file, &der).map_err(|_| SimSnpError::BadFile(cert_file))?;
+    let cert =
+        Certificate::from_der(cert_file, &der).map_err(|_| SimSnpError::BadFile(cert_file))?;
     let key_pem = get(key_file).ok_or(SimSnpError::MissingFile(key_file))?;
-    let key_text = zeroize::Zeroizing::new(String::from_utf8(key_pem).map_err(|_| SimSnpError::BadFile(key_file))?);
-    let key = rsa::RsaPrivateKey::from_pkcs8_pem(&key_text).map_err(|_| SimSnpError::BadFile(key_file))?;
+    let key_text = zeroize::Zeroizing::new(
+        String::from_utf8(key_pem).map_err(|_| SimSnpError::BadFile(key_file))?,
+    );
+    let key = rsa::RsaPrivateKey::from_pkcs8_pem(&key_text)
+        .map_err(|_| SimSnpError::BadFile(key_file))?;
     if cert.public_key() != &PublicKey::Rsa(key.to_public_key()) {
         return Err(SimSnpError::KeyMismatch(key_file));
     }
@@ -451,6 +513,7 @@ fn load_ca(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)] // reason: a test fails loudly on purpose
 mod tests {
     use super::*;
 

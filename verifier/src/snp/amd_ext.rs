@@ -11,34 +11,35 @@ use crate::claims::{SnpProduct, SnpTcb};
 use crate::error::Reason;
 use crate::x509::Certificate;
 
-/// structVersion (INTEGER).
+/// `structVersion` (INTEGER).
 pub(crate) const OID_STRUCT_VERSION: ObjectIdentifier =
     ObjectIdentifier::new_unwrap("1.3.6.1.4.1.3704.1.1");
-/// productName (IA5String), e.g. "Milan-B0", "Genoa".
+/// `productName` (`IA5String`), e.g. "Milan-B0", "Genoa".
 pub(crate) const OID_PRODUCT_NAME: ObjectIdentifier =
     ObjectIdentifier::new_unwrap("1.3.6.1.4.1.3704.1.2");
-/// blSPL (INTEGER).
+/// `blSPL` (INTEGER).
 pub(crate) const OID_BL_SPL: ObjectIdentifier =
     ObjectIdentifier::new_unwrap("1.3.6.1.4.1.3704.1.3.1");
-/// teeSPL (INTEGER).
+/// `teeSPL` (INTEGER).
 pub(crate) const OID_TEE_SPL: ObjectIdentifier =
     ObjectIdentifier::new_unwrap("1.3.6.1.4.1.3704.1.3.2");
-/// snpSPL (INTEGER).
+/// `snpSPL` (INTEGER).
 pub(crate) const OID_SNP_SPL: ObjectIdentifier =
     ObjectIdentifier::new_unwrap("1.3.6.1.4.1.3704.1.3.3");
-/// ucodeSPL (INTEGER).
+/// `ucodeSPL` (INTEGER).
 pub(crate) const OID_UCODE_SPL: ObjectIdentifier =
     ObjectIdentifier::new_unwrap("1.3.6.1.4.1.3704.1.3.8");
-/// fmcSPL (INTEGER), Turin and later.
+/// `fmcSPL` (INTEGER), Turin and later.
 pub(crate) const OID_FMC_SPL: ObjectIdentifier =
     ObjectIdentifier::new_unwrap("1.3.6.1.4.1.3704.1.3.9");
-/// hwID: the raw chip ID bytes as the extension value (not DER-wrapped, as AMD's KDS issues
+/// `hwID`: the raw chip ID bytes as the extension value (not DER-wrapped, as AMD's KDS issues
 /// it): 64 bytes on Milan/Genoa, 8 on Turin. VCEKs only.
 pub(crate) const OID_HW_ID: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.3704.1.4");
-/// cspID (IA5String): the cloud provider a VLEK was issued to. VLEKs only.
-pub(crate) const OID_CSP_ID: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.3704.1.5");
+/// `cspID` (`IA5String`): the cloud provider a VLEK was issued to. VLEKs only.
+pub(crate) const OID_CSP_ID: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("1.3.6.1.4.1.3704.1.5");
 
-/// The product named by the productName extension ("Milan-B0" → Milan), if present.
+/// The product named by the `productName` extension ("Milan-B0" → Milan), if present.
 pub(crate) fn product_name(cert: &Certificate) -> Result<Option<SnpProduct>, Reason> {
     let what = "productName extension";
     let Some(value) = cert.extension(&OID_PRODUCT_NAME) else {
@@ -57,7 +58,7 @@ fn spl(cert: &Certificate, oid: &ObjectIdentifier, what: &'static str) -> Result
 }
 
 /// The TCB the certificate's key was derived for. FMC is read (and required) on Turin only;
-/// elsewhere an fmcSPL extension is an error, since the report has no FMC field to match it.
+/// elsewhere an `fmcSPL` extension is an error, since the report has no FMC field to match it.
 pub(crate) fn cert_tcb(cert: &Certificate, product: SnpProduct) -> Result<SnpTcb, Reason> {
     let fmc = match (product, cert.extension(&OID_FMC_SPL).is_some()) {
         (SnpProduct::Turin, _) => Some(spl(cert, &OID_FMC_SPL, "fmcSPL extension")?),
@@ -78,12 +79,12 @@ pub(crate) fn cert_tcb(cert: &Certificate, product: SnpProduct) -> Result<SnpTcb
     })
 }
 
-/// The hwID extension's bytes, if present (length is checked against the product later).
+/// The `hwID` extension's bytes, if present (length is checked against the product later).
 pub(crate) fn hw_id(cert: &Certificate) -> Option<Vec<u8>> {
     cert.extension(&OID_HW_ID).map(<[u8]>::to_vec)
 }
 
-/// The length of hwID for a product: Turin's hwID is the first 8 bytes of CHIP_ID.
+/// The length of `hwID` for a product: Turin's `hwID` is the first 8 bytes of `CHIP_ID`.
 pub(crate) fn hw_id_len(product: SnpProduct) -> usize {
     match product {
         SnpProduct::Turin => 8,
@@ -91,21 +92,21 @@ pub(crate) fn hw_id_len(product: SnpProduct) -> usize {
     }
 }
 
-/// The subject's commonName, if it is a UTF8String or PrintableString.
+/// The subject's `commonName`, if it is a `UTF8String` or `PrintableString`.
 pub(crate) fn common_name(cert: &Certificate) -> Option<String> {
     let name = x509_cert::name::Name::from_der(cert.subject_der()).ok()?;
     name.0.iter().flat_map(|rdn| rdn.0.iter()).find_map(|atv| {
         if atv.oid != const_oid::db::rfc4519::CN {
             return None;
         }
-        atv.value
-            .decode_as::<String>()
-            .ok()
-            .or_else(|| atv.value.decode_as::<der::asn1::PrintableStringRef<'_>>().ok().map(|s| s.to_string()))
+        atv.value.decode_as::<String>().ok().or_else(|| {
+            atv.value.decode_as::<der::asn1::PrintableStringRef<'_>>().ok().map(|s| s.to_string())
+        })
     })
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)] // reason: a test fails loudly on purpose
 mod tests {
     use super::*;
 

@@ -88,21 +88,27 @@ impl SnpTrustAnchors {
 
     /// Anchors for a simulation PKI: one ARK (DER or PEM) with its ASK and optional ASVK,
     /// trusted for every product. Claims verified under them say `simulated: true`.
-    pub fn simulated(ark: &[u8], ask: &[u8], asvk: Option<&[u8]>) -> Result<Self, VerifyError> {
-        let ark = Certificate::from_pem_or_der("simulated ARK certificate", ark).at(Step::Chain)?;
-        ark.verify_self_signed("simulated ARK certificate").at(Step::Chain)?;
-        let ask = issued_by_ark(&ark, ask, "simulated ASK certificate").at(Step::Chain)?;
-        let asvk = asvk
-            .map(|der| issued_by_ark(&ark, der, "simulated ASVK certificate"))
+    pub fn simulated(
+        root_cert: &[u8],
+        ask_cert: &[u8],
+        vlek_ca_cert: Option<&[u8]>,
+    ) -> Result<Self, VerifyError> {
+        let root =
+            Certificate::from_pem_or_der("simulated ARK certificate", root_cert).at(Step::Chain)?;
+        root.verify_self_signed("simulated ARK certificate").at(Step::Chain)?;
+        let sev_signer =
+            issued_by_ark(&root, ask_cert, "simulated ASK certificate").at(Step::Chain)?;
+        let vlek_signer = vlek_ca_cert
+            .map(|der| issued_by_ark(&root, der, "simulated ASVK certificate"))
             .transpose()
             .at(Step::Chain)?;
         let products = SnpProduct::ALL
             .into_iter()
             .map(|product| ProductAnchors {
                 product,
-                ark: ark.clone(),
-                ask: Some(ask.clone()),
-                asvk: asvk.clone(),
+                ark: root.clone(),
+                ask: Some(sev_signer.clone()),
+                asvk: vlek_signer.clone(),
             })
             .collect();
         Ok(Self { simulated: true, products })
@@ -188,6 +194,7 @@ pub(crate) fn issued_by_ark(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)] // reason: a test fails loudly on purpose
 mod tests {
     use super::*;
 

@@ -5,7 +5,7 @@
 //! (reserved bytes zero) and then parsed strictly like any report; the signature is checked
 //! over the rebuilt bytes. The serde mirror is ours rather than the `sev` crate's type: its
 //! policy conversion forces bit 17 on, and its encoder guesses the product of a version 2
-//! report from CHIP_ID; here every byte is explicit. TCB layouts follow the serde form's own
+//! report from `CHIP_ID`; here every byte is explicit. TCB layouts follow the serde form's own
 //! rule: `fmc` is non-null exactly on Turin.
 
 use serde::{Deserialize, Serialize};
@@ -67,7 +67,7 @@ pub struct CocoSnpEvidence {
 
 impl CocoSnpEvidence {
     /// The certificate that should have signed the report (VCEK or VLEK, as the report's
-    /// SIGNING_KEY says), if the evidence carries it.
+    /// `SIGNING_KEY` says), if the evidence carries it.
     #[must_use]
     pub fn signer(&self) -> Option<&[u8]> {
         let wanted = match parse_report(&self.report).ok()?.key_info.signing_key {
@@ -162,8 +162,9 @@ struct SevReport {
 
 /// Parses guest-components SNP evidence JSON into the 1184-byte report and its certificates.
 pub fn report_from_coco_evidence(json: &[u8]) -> Result<CocoSnpEvidence, VerifyError> {
-    let evidence: Evidence =
-        serde_json::from_slice(json).map_err(|_| Reason::Malformed { what: WHAT }).at(Step::Parse)?;
+    let evidence: Evidence = serde_json::from_slice(json)
+        .map_err(|_| Reason::Malformed { what: WHAT })
+        .at(Step::Parse)?;
     let report = rebuild(&evidence.attestation_report).at(Step::Parse)?.to_bytes();
     parse_report(&report)?;
     let certs = evidence
@@ -179,7 +180,7 @@ pub fn report_from_coco_evidence(json: &[u8]) -> Result<CocoSnpEvidence, VerifyE
 }
 
 /// Writes `report` (and optionally its signer certificate) as guest-components SNP evidence
-/// JSON. A version 2 report does not say its product; the signer's productName does, and
+/// JSON. A version 2 report does not say its product; the signer's `productName` does, and
 /// without a signer the Milan/Genoa TCB layout is written.
 pub fn coco_evidence_json(
     report: &[u8],
@@ -189,7 +190,8 @@ pub fn coco_evidence_json(
     let product = match (parsed.product(), signer) {
         (Some(p), _) => p,
         (None, Some((_, der))) => {
-            let cert = crate::x509::Certificate::from_pem_or_der("signer certificate", der).at(Step::Chain)?;
+            let cert = crate::x509::Certificate::from_pem_or_der("signer certificate", der)
+                .at(Step::Chain)?;
             amd_ext::product_name(&cert).at(Step::Chain)?.unwrap_or(SnpProduct::Milan)
         }
         (None, None) => SnpProduct::Milan,
@@ -206,7 +208,7 @@ pub fn coco_evidence_json(
     serde_json::to_vec(&evidence).map_err(|_| Reason::Malformed { what: WHAT }).at(Step::Parse)
 }
 
-fn sev_tcb(t: &SnpTcb) -> SevTcb {
+fn sev_tcb(t: SnpTcb) -> SevTcb {
     SevTcb { fmc: t.fmc, bootloader: t.bootloader, tee: t.tee, snp: t.snp, microcode: t.microcode }
 }
 
@@ -223,7 +225,7 @@ fn to_sev(r: &AttestationReport, tcbs: &super::report::DecodedTcbs) -> SevReport
         image_id: r.image_id.to_vec(),
         vmpl: r.vmpl,
         sig_algo: r.signature_algo,
-        current_tcb: sev_tcb(&tcbs.current),
+        current_tcb: sev_tcb(tcbs.current),
         plat_info: r.platform_info,
         key_info: r.key_info.to_u32(),
         report_data: r.report_data.to_vec(),
@@ -233,15 +235,15 @@ fn to_sev(r: &AttestationReport, tcbs: &super::report::DecodedTcbs) -> SevReport
         author_key_digest: r.author_key_digest.to_vec(),
         report_id: r.report_id.to_vec(),
         report_id_ma: r.report_id_ma.to_vec(),
-        reported_tcb: sev_tcb(&tcbs.reported),
+        reported_tcb: sev_tcb(tcbs.reported),
         cpuid_fam_id: r.cpuid.map(|c| c.family),
         cpuid_mod_id: r.cpuid.map(|c| c.model),
         cpuid_step: r.cpuid.map(|c| c.stepping),
         chip_id: r.chip_id.to_vec(),
-        committed_tcb: sev_tcb(&tcbs.committed),
+        committed_tcb: sev_tcb(tcbs.committed),
         current: sev_version(r.current_version),
         committed: sev_version(r.committed_version),
-        launch_tcb: sev_tcb(&tcbs.launch),
+        launch_tcb: sev_tcb(tcbs.launch),
         launch_mit_vector: r.launch_mit_vector,
         current_mit_vector: r.current_mit_vector,
         signature: SevSignature { r: r.signature_r.to_vec(), s: r.signature_s.to_vec() },
@@ -265,7 +267,13 @@ fn layout_product(s: &SevReport) -> Result<SnpProduct, Reason> {
 }
 
 fn raw_tcb(t: &SevTcb, product: SnpProduct) -> Result<RawTcb, Reason> {
-    let tcb = SnpTcb { fmc: t.fmc, bootloader: t.bootloader, tee: t.tee, snp: t.snp, microcode: t.microcode };
+    let tcb = SnpTcb {
+        fmc: t.fmc,
+        bootloader: t.bootloader,
+        tee: t.tee,
+        snp: t.snp,
+        microcode: t.microcode,
+    };
     RawTcb::encode(&tcb, product)
 }
 
@@ -273,8 +281,15 @@ fn rebuild(s: &SevReport) -> Result<AttestationReport, Reason> {
     let product = layout_product(s)?;
     let cpuid = match (s.version, s.cpuid_fam_id, s.cpuid_mod_id, s.cpuid_step) {
         (2, None, None, None) => None,
-        (v, Some(family), Some(model), Some(stepping)) if v >= 3 => Some(SnpCpuid { family, model, stepping }),
-        _ => return Err(Reason::InvalidValue { what: "CPUID fields", why: "present exactly on version 3 and later" }),
+        (v, Some(family), Some(model), Some(stepping)) if v >= 3 => {
+            Some(SnpCpuid { family, model, stepping })
+        }
+        _ => {
+            return Err(Reason::InvalidValue {
+                what: "CPUID fields",
+                why: "present exactly on version 3 and later",
+            })
+        }
     };
     let mit_ok = if s.version >= 5 {
         s.launch_mit_vector.is_some() && s.current_mit_vector.is_some()
@@ -282,7 +297,10 @@ fn rebuild(s: &SevReport) -> Result<AttestationReport, Reason> {
         s.launch_mit_vector.is_none() && s.current_mit_vector.is_none()
     };
     if !mit_ok {
-        return Err(Reason::InvalidValue { what: "mitigation vectors", why: "present exactly on version 5 and later" });
+        return Err(Reason::InvalidValue {
+            what: "mitigation vectors",
+            why: "present exactly on version 5 and later",
+        });
     }
     let key_info = KeyInfo::from_u32(s.key_info)?;
     Ok(AttestationReport {
@@ -307,7 +325,11 @@ fn rebuild(s: &SevReport) -> Result<AttestationReport, Reason> {
         cpuid,
         chip_id: array("chip_id", &s.chip_id)?,
         committed_tcb: raw_tcb(&s.committed_tcb, product)?,
-        current_version: SnpFirmwareVersion { major: s.current.major, minor: s.current.minor, build: s.current.build },
+        current_version: SnpFirmwareVersion {
+            major: s.current.major,
+            minor: s.current.minor,
+            build: s.current.build,
+        },
         committed_version: SnpFirmwareVersion {
             major: s.committed.major,
             minor: s.committed.minor,

@@ -7,7 +7,7 @@
 //! - [`anchors`]: per-product trust anchors, production (pinned) or simulated;
 //! - [`verify`]: [`SnpVerifier`], the numbered verification steps and the warm-path cache;
 //! - [`coco`]: guest-components' `{attestation_report, cert_chain}` form;
-//! - `amd_ext`: AMD's X.509 extensions (TCB SPLs, hwID, productName);
+//! - `amd_ext`: AMD's X.509 extensions (TCB SPLs, `hwID`, `productName`);
 //! - [`normalize`]: report → [`SnpClaims`](crate::claims::SnpClaims).
 
 pub(crate) mod amd_ext;
@@ -18,6 +18,8 @@ pub mod report;
 pub mod verify;
 
 pub use anchors::{SnpTrustAnchors, GENOA_ARK_SHA256, MILAN_ARK_SHA256, TURIN_ARK_SHA256};
-pub use coco::{coco_evidence_json, report_from_coco_evidence, CocoCert, CocoCertType, CocoSnpEvidence};
+pub use coco::{
+    coco_evidence_json, report_from_coco_evidence, CocoCert, CocoCertType, CocoSnpEvidence,
+};
 pub use report::{parse_report, AttestationReport, KeyInfo, RawTcb, REPORT_LEN, SIGNED_LEN};
 pub use verify::{SnpEndorsements, SnpVerifier};

@@ -10,7 +10,7 @@ fn bit(raw: u64, n: u32) -> bool {
     raw >> n & 1 == 1
 }
 
-/// Decodes GUEST_POLICY (ABI spec "Guest Policy Structure").
+/// Decodes `GUEST_POLICY` (ABI spec "Guest Policy Structure").
 #[must_use]
 pub fn decode_policy(raw: u64) -> SnpPolicy {
     SnpPolicy {
@@ -29,7 +29,7 @@ pub fn decode_policy(raw: u64) -> SnpPolicy {
     }
 }
 
-/// Decodes PLATFORM_INFO.
+/// Decodes `PLATFORM_INFO`.
 #[must_use]
 pub fn decode_platform_info(raw: u64) -> SnpPlatformInfo {
     SnpPlatformInfo {
@@ -83,6 +83,7 @@ pub(crate) fn snp_claims(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)] // reason: a test fails loudly on purpose
 mod tests {
     use super::*;
 

@@ -1,9 +1,9 @@
-//! The SEV-SNP ATTESTATION_REPORT structure (AMD SEV-SNP ABI specification 56860, "Attestation
+//! The SEV-SNP `ATTESTATION_REPORT` structure (AMD SEV-SNP ABI specification 56860, "Attestation
 //! Report" table): a strict parser for report versions 2, 3 and 5 and the matching encoder.
 //!
 //! Strict means: the input is exactly 0x4A0 bytes; a version this parser does not know is an
 //! error (never read as the newest layout); reserved ranges are zero; the signature algorithm
-//! is 1 (ECDSA P-384 with SHA-384); SIGNING_KEY is a VCEK or a VLEK. TCB_VERSION fields are kept
+//! is 1 (ECDSA P-384 with SHA-384); `SIGNING_KEY` is a VCEK or a VLEK. `TCB_VERSION` fields are kept
 //! raw ([`RawTcb`]) because their byte layout depends on the product (Turin moved the fields to
 //! make room for FMC), which a version 2 report does not say; [`RawTcb::decode`] takes it.
 
@@ -15,17 +15,17 @@ use crate::reader::Reader;
 pub const REPORT_LEN: usize = 0x4A0;
 /// The signature covers bytes `0x000..SIGNED_LEN`.
 pub const SIGNED_LEN: usize = 0x2A0;
-/// ECDSA P-384 with SHA-384, the only SIGNATURE_ALGO defined.
+/// ECDSA P-384 with SHA-384, the only `SIGNATURE_ALGO` defined.
 pub const SIG_ALGO_ECDSA_P384_SHA384: u32 = 1;
 /// Offsets of the signature's r and s components (72-byte little-endian each).
 pub const SIGNATURE_R_OFFSET: usize = 0x2A0;
 pub const SIGNATURE_S_OFFSET: usize = 0x2E8;
-/// Offset of CHIP_ID.
+/// Offset of `CHIP_ID`.
 pub const CHIP_ID_OFFSET: usize = 0x1A0;
 
 const WHAT: &str = "SNP attestation report";
 
-/// A TCB_VERSION as its 8 raw bytes (little-endian u64 in the report).
+/// A `TCB_VERSION` as its 8 raw bytes (little-endian u64 in the report).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RawTcb(pub [u8; 8]);
 
@@ -64,19 +64,21 @@ impl RawTcb {
                 Ok(Self([tcb.bootloader, tcb.tee, 0, 0, 0, 0, tcb.snp, tcb.microcode]))
             }
             (true, None) => Err(Reason::Missing { what: "FMC SPL of a Turin TCB version" }),
-            (false, Some(_)) => Err(Reason::InvalidValue { what, why: "FMC SPL exists on Turin only" }),
+            (false, Some(_)) => {
+                Err(Reason::InvalidValue { what, why: "FMC SPL exists on Turin only" })
+            }
         }
     }
 }
 
-/// The KEY_INFO field (offset 0x48).
+/// The `KEY_INFO` field (offset 0x48).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KeyInfo {
-    /// AUTHOR_KEY_EN (bit 0).
+    /// `AUTHOR_KEY_EN` (bit 0).
     pub author_key_en: bool,
-    /// MASK_CHIP_KEY (bit 1): when set the firmware did not sign the report.
+    /// `MASK_CHIP_KEY` (bit 1): when set the firmware did not sign the report.
     pub mask_chip_key: bool,
-    /// SIGNING_KEY (bits 4:2): 0 VCEK, 1 VLEK. Other values are rejected by the parser.
+    /// `SIGNING_KEY` (bits 4:2): 0 VCEK, 1 VLEK. Other values are rejected by the parser.
     pub signing_key: SnpSigningKey,
 }
 
@@ -94,7 +96,12 @@ impl KeyInfo {
                     why: "report is not signed (NONE)",
                 })
             }
-            _ => return Err(Reason::InvalidValue { what: "KEY_INFO.SIGNING_KEY", why: "reserved value" }),
+            _ => {
+                return Err(Reason::InvalidValue {
+                    what: "KEY_INFO.SIGNING_KEY",
+                    why: "reserved value",
+                })
+            }
         };
         Ok(Self { author_key_en: raw & 1 != 0, mask_chip_key: raw & 2 != 0, signing_key })
     }
@@ -226,11 +233,8 @@ fn parse(bytes: &[u8]) -> Result<AttestationReport, Reason> {
     let current_version = firmware_version(&mut r, "reserved 0x1EB")?;
     let committed_version = firmware_version(&mut r, "reserved 0x1EF")?;
     let launch_tcb = raw_tcb(&mut r)?;
-    let (launch_mit_vector, current_mit_vector) = if version >= 5 {
-        (Some(r.u64_le()?), Some(r.u64_le()?))
-    } else {
-        (None, None)
-    };
+    let (launch_mit_vector, current_mit_vector) =
+        if version >= 5 { (Some(r.u64_le()?), Some(r.u64_le()?)) } else { (None, None) };
     r.reserved_zero("reserved before SIGNATURE", SIGNED_LEN - r.offset())?;
     let signature_r = r.take_array()?;
     let signature_s = r.take_array()?;
@@ -273,7 +277,7 @@ fn parse(bytes: &[u8]) -> Result<AttestationReport, Reason> {
     Ok(report)
 }
 
-/// Reads a TCB_VERSION, checking bytes 4 and 5, which are reserved in every layout.
+/// Reads a `TCB_VERSION`, checking bytes 4 and 5, which are reserved in every layout.
 fn raw_tcb(r: &mut Reader<'_>) -> Result<RawTcb, Reason> {
     let offset = r.offset();
     let raw = RawTcb(r.take_array()?);
@@ -369,6 +373,7 @@ impl AttestationReport {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)] // reason: a test fails loudly on purpose
 mod tests {
     use super::*;
 

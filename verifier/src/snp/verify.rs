@@ -2,21 +2,21 @@
 //!
 //! 1. parse the report strictly ([`Step::Parse`]);
 //! 2. verify the signer chain: VCEK ← ASK ← ARK or VLEK ← ASVK ← ARK, the ARK pinned, the kind
-//!    agreeing with the report's SIGNING_KEY ([`Step::Chain`], cached, see below);
+//!    agreeing with the report's `SIGNING_KEY` ([`Step::Chain`], cached, see below);
 //! 3. every certificate of that chain is valid at `now` ([`Step::Chain`]);
 //! 4. the product named by the report's CPUID (v3+) is the chain's product ([`Step::Chain`]);
-//! 5. the signer's TCB extensions equal REPORTED_TCB ([`Step::Tcb`]);
-//! 6. a VCEK's hwID equals CHIP_ID ([`Step::ChipId`]);
+//! 5. the signer's TCB extensions equal `REPORTED_TCB` ([`Step::Tcb`]);
+//! 6. a VCEK's `hwID` equals `CHIP_ID` ([`Step::ChipId`]);
 //! 7. the ECDSA P-384 signature over bytes `0x000..0x2A0` verifies ([`Step::Signature`]);
-//! 8. REPORT_DATA is what the caller expected ([`Step::ReportData`]).
+//! 8. `REPORT_DATA` is what the caller expected ([`Step::ReportData`]).
 //!
-//! Masked CHIP_ID (all zero): accepted only from a VLEK, which is not bound to a chip and
-//! has no hwID. A VCEK is per chip; a VCEK-signed report must name the chip the VCEK was
-//! issued for, so a masked CHIP_ID with a VCEK fails at [`Step::ChipId`].
+//! Masked `CHIP_ID` (all zero): accepted only from a VLEK, which is not bound to a chip and
+//! has no `hwID`. A VCEK is per chip; a VCEK-signed report must name the chip the VCEK was
+//! issued for, so a masked `CHIP_ID` with a VCEK fails at [`Step::ChipId`].
 //!
 //! Warm path: step 2 costs RSA-4096 verifications and certificate parsing, so its result is
 //! cached per signer certificate (and intermediates and expected kind/product): the
-//! P-384 key, TCB extensions, hwID, product, kind and the chain's combined validity window.
+//! P-384 key, TCB extensions, `hwID`, product, kind and the chain's combined validity window.
 //! Only successes are cached; the window is re-checked against `now` on every call. A warm
 //! `verify` is a report parse, two SHA-256 passes and one ECDSA P-384 verification.
 
@@ -104,7 +104,7 @@ impl SnpVerifier {
         check_validity(&signer, now.unix_timestamp())?; // 3
         let product = check_product(&parsed, &signer)?; // 4
         let tcbs = parsed.tcbs(product).at(Step::Parse)?;
-        check_tcb(&tcbs.reported, &signer.tcb)?; // 5
+        check_tcb(tcbs.reported, signer.tcb)?; // 5
         check_chip_id(&parsed, &signer, product)?; // 6
         check_signature(report, &parsed, &signer.key)?; // 7
         check_report_data(&parsed, expected_report_data)?; // 8
@@ -182,7 +182,8 @@ fn verify_signer_chain(
         .at(Step::Chain)?;
     let named = amd_ext::product_name(&signer).at(Step::Chain)?;
     let wanted = named.or(hint);
-    let mut failure = Reason::NoMatch { what: "trusted ASK/ASVK that issued the signer certificate" };
+    let mut failure =
+        Reason::NoMatch { what: "trusted ASK/ASVK that issued the signer certificate" };
     for product in anchors.products().filter(|p| wanted.is_none_or(|w| w == *p)) {
         let Some(pa) = anchors.get(product) else { continue };
         match find_issuer(pa, kind, &signer, &extra) {
@@ -224,7 +225,7 @@ fn find_issuer(
     Err(failure)
 }
 
-/// An intermediate supplied in the endorsements is an ASVK when its commonName says VLEK
+/// An intermediate supplied in the endorsements is an ASVK when its `commonName` says VLEK
 /// ("SEV-VLEK-Milan"), otherwise an ASK ("SEV-Milan").
 fn intermediate_kind(cert: &Certificate) -> SnpSigningKey {
     match amd_ext::common_name(cert) {
@@ -246,7 +247,10 @@ fn signer_facts(
     let hw_id = amd_ext::hw_id(signer);
     match (kind, &hw_id) {
         (SnpSigningKey::Vcek, None) => {
-            return Err(VerifyError::new(Step::ChipId, Reason::Missing { what: "VCEK hwID extension" }))
+            return Err(VerifyError::new(
+                Step::ChipId,
+                Reason::Missing { what: "VCEK hwID extension" },
+            ))
         }
         (SnpSigningKey::Vlek, Some(_)) => {
             return Err(VerifyError::new(
@@ -277,17 +281,23 @@ fn signer_facts(
 
 /// Step 3: every certificate of the chain is valid at `now`.
 fn check_validity(signer: &VerifiedSigner, now: i64) -> Result<(), VerifyError> {
-    let (not_before, nb_what) = signer.not_before;
-    let (not_after, na_what) = signer.not_after;
+    let (not_before, last_to_start) = signer.not_before;
+    let (not_after, first_to_end) = signer.not_after;
     if now < not_before {
-        return Err(VerifyError::new(Step::Chain, Reason::NotYetValid { what: nb_what, not_before, now }));
+        return Err(VerifyError::new(
+            Step::Chain,
+            Reason::NotYetValid { what: last_to_start, not_before, now },
+        ));
     }
-    check_window(na_what, not_before, not_after, now).at(Step::Chain)
+    check_window(first_to_end, not_before, not_after, now).at(Step::Chain)
 }
 
 /// Step 4: the report's CPUID product (v3+) is the chain's product. Version 2 reports take
 /// the chain's.
-fn check_product(report: &AttestationReport, signer: &VerifiedSigner) -> Result<SnpProduct, VerifyError> {
+fn check_product(
+    report: &AttestationReport,
+    signer: &VerifiedSigner,
+) -> Result<SnpProduct, VerifyError> {
     match report.product() {
         Some(p) if p != signer.product => Err(VerifyError::new(
             Step::Chain,
@@ -301,13 +311,13 @@ fn check_product(report: &AttestationReport, signer: &VerifiedSigner) -> Result<
     }
 }
 
-fn tcb_text(t: &SnpTcb) -> String {
+fn tcb_text(t: SnpTcb) -> String {
     let fmc = t.fmc.map_or_else(|| "-".to_owned(), |f| f.to_string());
     format!("bl={} tee={} snp={} ucode={} fmc={fmc}", t.bootloader, t.tee, t.snp, t.microcode)
 }
 
-/// Step 5: the signer's TCB extensions equal REPORTED_TCB.
-fn check_tcb(reported: &SnpTcb, endorsed: &SnpTcb) -> Result<(), VerifyError> {
+/// Step 5: the signer's TCB extensions equal `REPORTED_TCB`.
+fn check_tcb(reported: SnpTcb, endorsed: SnpTcb) -> Result<(), VerifyError> {
     if reported == endorsed {
         return Ok(());
     }
@@ -321,7 +331,7 @@ fn check_tcb(reported: &SnpTcb, endorsed: &SnpTcb) -> Result<(), VerifyError> {
     ))
 }
 
-/// Step 6: a VCEK's hwID is the report's CHIP_ID (Turin: its first 8 bytes).
+/// Step 6: a VCEK's `hwID` is the report's `CHIP_ID` (Turin: its first 8 bytes).
 fn check_chip_id(
     report: &AttestationReport,
     signer: &VerifiedSigner,
@@ -340,7 +350,10 @@ fn check_chip_id(
     if hw_id.len() != len {
         return Err(VerifyError::new(
             Step::ChipId,
-            Reason::InvalidValue { what: "VCEK hwID extension", why: "wrong length for the product" },
+            Reason::InvalidValue {
+                what: "VCEK hwID extension",
+                why: "wrong length for the product",
+            },
         ));
     }
     let chip = report.chip_id.get(..len).unwrap_or_default();
@@ -349,7 +362,11 @@ fn check_chip_id(
     }
     Err(VerifyError::new(
         Step::ChipId,
-        Reason::Mismatch { what: "CHIP_ID (expected: VCEK hwID)", expected: hex::encode(hw_id), actual: hex::encode(chip) },
+        Reason::Mismatch {
+            what: "CHIP_ID (expected: VCEK hwID)",
+            expected: hex::encode(hw_id),
+            actual: hex::encode(chip),
+        },
     ))
 }
 
@@ -375,7 +392,10 @@ fn check_signature(
     if report.key_info.mask_chip_key {
         return Err(VerifyError::new(
             Step::Signature,
-            Reason::InvalidValue { what: "KEY_INFO.MASK_CHIP_KEY", why: "the firmware did not sign this report" },
+            Reason::InvalidValue {
+                what: "KEY_INFO.MASK_CHIP_KEY",
+                why: "the firmware did not sign this report",
+            },
         ));
     }
     let bad = || VerifyError::new(Step::Signature, Reason::BadSignature { what });
@@ -386,18 +406,26 @@ fn check_signature(
     key.verify(signed, &sig).map_err(|_| bad())
 }
 
-/// Step 8: REPORT_DATA equals the expected value, when the caller gives one.
-fn check_report_data(report: &AttestationReport, expected: Option<&[u8; 64]>) -> Result<(), VerifyError> {
+/// Step 8: `REPORT_DATA` equals the expected value, when the caller gives one.
+fn check_report_data(
+    report: &AttestationReport,
+    expected: Option<&[u8; 64]>,
+) -> Result<(), VerifyError> {
     match expected {
         Some(e) if *e != report.report_data => Err(VerifyError::new(
             Step::ReportData,
-            Reason::Mismatch { what: "REPORT_DATA", expected: hex::encode(e), actual: hex::encode(report.report_data) },
+            Reason::Mismatch {
+                what: "REPORT_DATA",
+                expected: hex::encode(e),
+                actual: hex::encode(report.report_data),
+            },
         )),
         _ => Ok(()),
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)] // reason: a test fails loudly on purpose
 mod tests {
     use super::*;
 
@@ -429,8 +457,8 @@ mod tests {
     #[test]
     fn report_data_mismatch_names_its_step() {
         let tcb = SnpTcb::default();
-        assert!(check_tcb(&tcb, &tcb).is_ok());
+        assert!(check_tcb(tcb, tcb).is_ok());
         let other = SnpTcb { snp: 1, ..tcb };
-        assert_eq!(check_tcb(&tcb, &other).unwrap_err().step, Step::Tcb);
+        assert_eq!(check_tcb(tcb, other).unwrap_err().step, Step::Tcb);
     }
 }

@@ -1,5 +1,6 @@
 //! Shared helpers for the SNP integration tests: the vector directory, expected.json, and
 //! claims checks against it.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)] // reason: tests fail loudly on purpose
 #![allow(dead_code)] // reason: each test binary uses a different subset of these helpers
 
 use std::path::PathBuf;
