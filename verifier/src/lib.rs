@@ -12,6 +12,7 @@
 
 pub mod claims;
 pub mod error;
+pub mod fuzzing;
 pub mod hex_bytes;
 pub(crate) mod reader;
 pub mod sim;

@@ -1,0 +1,269 @@
+//! Real SEV-SNP evidence (see the vectors README): every case verifies at its `at` time with
+//! exactly the claims in its expected.json, and the ways it must fail do fail, at the right step.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)] // reason: tests fail loudly on purpose
+
+mod snp_common;
+
+use sha2::{Digest, Sha256};
+use snp_common::{assert_claims, at, expected, production_anchors, read, vectors, REAL_CASES};
+use verifier::claims::{SnpProduct, SnpSigningKey};
+use verifier::snp::{
+    coco_evidence_json, parse_report, report_from_coco_evidence, CocoCertType, SnpEndorsements,
+    SnpTrustAnchors, SnpVerifier,
+};
+use verifier::{Reason, Step};
+
+#[test]
+fn every_real_report_verifies_with_its_expected_claims() {
+    let Some(dir) = vectors() else { return };
+    let verifier = SnpVerifier::new(production_anchors(&dir));
+    for (case, signer) in REAL_CASES {
+        let exp = expected(&dir, case);
+        let report = read(&dir, &format!("{case}/report.bin"));
+        let e = SnpEndorsements::new(read(&dir, &format!("{case}/{signer}")));
+        let claims = verifier
+            .verify(&report, &e, None, at(&exp))
+            .unwrap_or_else(|err| panic!("{case}: {err}"));
+        assert_claims(&claims, &exp);
+        assert_eq!(claims.evidence_sha256.0, <[u8; 32]>::from(Sha256::digest(&report)));
+        // The warm path (cache hit) returns the very same claims.
+        assert_eq!(verifier.verify(&report, &e, None, at(&exp)).unwrap(), claims, "{case} warm");
+    }
+}
+
+fn case_inputs(
+    dir: &std::path::Path,
+    case: &str,
+    signer: &str,
+) -> (Vec<u8>, SnpEndorsements, verifier::Now) {
+    let report = read(dir, &format!("{case}/report.bin"));
+    let e = SnpEndorsements::new(read(dir, &format!("{case}/{signer}")));
+    (report, e, at(&expected(dir, case)))
+}
+
+#[test]
+fn guest_components_evidence_rebuilds_the_signed_genoa_v3_report() {
+    let Some(dir) = vectors() else { return };
+    let case = "coco/snp-genoa-v3";
+    let exp = expected(&dir, case);
+    let evidence =
+        report_from_coco_evidence(&read(&dir, &format!("{case}/evidence.json"))).unwrap();
+    assert_eq!(evidence.report.len(), 1184);
+    assert_eq!(evidence.certs.len(), 1);
+    assert_eq!(evidence.certs[0].cert_type, CocoCertType::Vcek);
+    let endorsements = evidence.endorsements().unwrap();
+    let verifier = SnpVerifier::new(production_anchors(&dir));
+    let claims = verifier.verify(&evidence.report, &endorsements, None, at(&exp)).unwrap();
+    assert_claims(&claims, &exp);
+    // And the inverse: the report written back as JSON reads back to the same bytes.
+    let json =
+        coco_evidence_json(&evidence.report, Some((SnpSigningKey::Vcek, &endorsements.signer)))
+            .unwrap();
+    assert_eq!(report_from_coco_evidence(&json).unwrap(), evidence);
+}
+
+#[test]
+fn real_reports_round_trip_through_the_guest_components_form() {
+    let Some(dir) = vectors() else { return };
+    for (case, signer) in REAL_CASES {
+        let (report, e, _) = case_inputs(&dir, case, signer);
+        let kind = parse_report(&report).unwrap().key_info.signing_key;
+        let json = coco_evidence_json(&report, Some((kind, &e.signer))).unwrap();
+        assert_eq!(report_from_coco_evidence(&json).unwrap().report, report, "{case}");
+    }
+}
+
+#[test]
+fn debug_policy_report_verifies_and_says_debug() {
+    let Some(dir) = vectors() else { return };
+    let (report, e, now) = case_inputs(&dir, "snp/milan-v2-go-sev-guest", "vcek.der");
+    let claims = SnpVerifier::new(production_anchors(&dir)).verify(&report, &e, None, now).unwrap();
+    let policy = claims.snp.unwrap().policy;
+    assert!(policy.debug);
+    assert_eq!(policy.raw, 0xb0000);
+}
+
+#[test]
+fn vlek_expires_one_second_after_not_after() {
+    let Some(dir) = vectors() else { return };
+    let (report, e, _) = case_inputs(&dir, "snp/milan-v3-vlek", "vlek.der");
+    let vlek = verifier::x509::Certificate::from_der("VLEK", &e.signer).unwrap();
+    let not_after = vlek.not_after();
+    assert_eq!(not_after, 1_765_404_861); // 2025-12-10T22:14:21Z
+    let t = |s| time::OffsetDateTime::from_unix_timestamp(s).unwrap();
+    // Only the production anchors (the ASVK comes from the vector roots, read at test time).
+    let verifier = SnpVerifier::new(production_anchors(&dir));
+    assert!(verifier.verify(&report, &e, None, t(not_after)).is_ok());
+    let err = verifier.verify(&report, &e, None, t(not_after + 1)).unwrap_err();
+    assert_eq!(
+        err,
+        verifier::VerifyError::new(
+            Step::Chain,
+            Reason::Expired { what: "VLEK certificate", not_after, now: not_after + 1 }
+        )
+    );
+}
+
+#[test]
+fn vlek_verifies_with_its_asvk_in_the_endorsements_instead_of_the_anchors() {
+    let Some(dir) = vectors() else { return };
+    let (report, e, now) = case_inputs(&dir, "snp/milan-v3-vlek", "vlek.der");
+    let bare = SnpVerifier::new(SnpTrustAnchors::production().unwrap());
+    assert_eq!(bare.verify(&report, &e, None, now).unwrap_err().step, Step::Chain);
+    let with_asvk = e.clone().with_intermediate(read(&dir, "roots/amd/milan/asvk.pem"));
+    assert!(bare.verify(&report, &with_asvk, None, now).is_ok());
+    // Another product's ASVK does not help.
+    let wrong = e.with_intermediate(read(&dir, "roots/amd/genoa/asvk.pem"));
+    assert_eq!(bare.verify(&report, &wrong, None, now).unwrap_err().step, Step::Chain);
+}
+
+#[test]
+fn every_truncated_prefix_of_every_real_report_fails_to_parse() {
+    let Some(dir) = vectors() else { return };
+    for (case, _) in REAL_CASES {
+        let report = read(&dir, &format!("{case}/report.bin"));
+        assert!(parse_report(&report).is_ok());
+        for len in 0..report.len() {
+            let err = parse_report(&report[..len]).unwrap_err();
+            assert_eq!(err.step, Step::Parse);
+            assert!(
+                matches!(err.reason, Reason::Truncated { needed: 1184, .. }),
+                "{case} {len}: {err}"
+            );
+        }
+        let mut longer = report.clone();
+        longer.push(0);
+        assert!(matches!(
+            parse_report(&longer).unwrap_err().reason,
+            Reason::TrailingData { extra: 1, .. }
+        ));
+    }
+}
+
+/// Every byte of the signed region (0x000..0x2A0) and of the signature's r and s (the rest
+/// of the signature field is reserved and a flip there fails parsing) gets a single-bit flip
+/// in every real report, and each flipped report fails. The bit position rotates with the
+/// byte so all eight positions are exercised everywhere: the signature covers whole bytes,
+/// and all 8 bits of every byte would be 26k ECDSA verifications (minutes unoptimized).
+#[test]
+fn a_bit_flip_in_any_signed_or_signature_byte_of_any_real_report_fails_verification() {
+    let Some(dir) = vectors() else { return };
+    let verifier = SnpVerifier::new(production_anchors(&dir));
+    let mut flips = 0usize;
+    for (n, (case, signer)) in REAL_CASES.into_iter().enumerate() {
+        let (report, e, now) = case_inputs(&dir, case, signer);
+        verifier.verify(&report, &e, None, now).unwrap();
+        let bytes: Vec<usize> = (0..0x2A0 + 144).collect();
+        let failed = std::thread::scope(|scope| {
+            let workers: Vec<_> = bytes
+                .chunks(bytes.len() / 2 + 1)
+                .map(|chunk| {
+                    let (report, e, verifier) = (&report, &e, &verifier);
+                    scope.spawn(move || {
+                        chunk
+                            .iter()
+                            .filter(|&&byte| {
+                                let mut bad = report.clone();
+                                bad[byte] ^= 1 << ((byte + n) % 8);
+                                verifier.verify(&bad, e, None, now).is_err()
+                            })
+                            .count()
+                    })
+                })
+                .collect();
+            workers.into_iter().map(|w| w.join().unwrap()).sum::<usize>()
+        });
+        assert_eq!(failed, bytes.len(), "{case}: some flipped report verified");
+        flips += failed;
+    }
+    assert_eq!(flips, 4 * (0x2A0 + 144));
+}
+
+/// Every bit of the fields verification interprets before the signature (version, policy,
+/// VMPL, `SIGNATURE_ALGO`, `CURRENT_TCB`, `PLATFORM_INFO`, `KEY_INFO`, `REPORTED_TCB`, CPUID, `CHIP_ID`)
+/// flipped in one report: each fails.
+#[test]
+fn every_bit_flip_in_the_interpreted_fields_fails_verification() {
+    let Some(dir) = vectors() else { return };
+    let verifier = SnpVerifier::new(production_anchors(&dir));
+    let (report, e, now) = case_inputs(&dir, "snp/milan-v3-vlek", "vlek.der");
+    let mut flips = 0;
+    for byte in (0x00..0x50).chain(0x180..0x1E0) {
+        for bit in 0..8 {
+            let mut bad = report.clone();
+            bad[byte] ^= 1 << bit;
+            assert!(verifier.verify(&bad, &e, None, now).is_err(), "flip {byte:#x}.{bit} verified");
+            flips += 1;
+        }
+    }
+    assert_eq!(flips, (0x50 + 0x60) * 8);
+}
+
+#[test]
+fn milan_report_fails_with_genoa_anchors_only() {
+    let Some(dir) = vectors() else { return };
+    let (report, e, now) = case_inputs(&dir, "snp/milan-v2-virtee", "vcek.der");
+    let genoa_only =
+        SnpVerifier::new(SnpTrustAnchors::production().unwrap().only(&[SnpProduct::Genoa]));
+    let err = genoa_only.verify(&report, &e, None, now).unwrap_err();
+    assert_eq!(err.step, Step::Chain, "{err}");
+}
+
+#[test]
+fn another_reports_vcek_fails() {
+    let Some(dir) = vectors() else { return };
+    let verifier = SnpVerifier::new(production_anchors(&dir));
+    let (report, _, now) = case_inputs(&dir, "snp/milan-v2-virtee", "vcek.der");
+    let other = SnpEndorsements::new(read(&dir, "snp/milan-v2-go-sev-guest/vcek.der"));
+    // Same product, different chip and TCB: the TCB extensions differ first.
+    let err = verifier.verify(&report, &other, None, now).unwrap_err();
+    assert_eq!(err.step, Step::Tcb, "{err}");
+    // A Genoa VCEK for a Milan report: its chain is Genoa's, the TCB is not the report's.
+    let genoa = SnpEndorsements::new(read(&dir, "snp/genoa-v5-oak/vcek.der"));
+    assert!(verifier.verify(&report, &genoa, None, now).is_err());
+    // A v3 Milan report (CPUID says Milan) with a Genoa VCEK: product mismatch at the chain step.
+    let (vlek_report, _, vlek_now) = case_inputs(&dir, "snp/milan-v3-vlek", "vlek.der");
+    let err = verifier.verify(&vlek_report, &genoa, None, vlek_now).unwrap_err();
+    assert_eq!(err.step, Step::Chain, "{err}");
+}
+
+#[test]
+fn tampered_vcek_fails_at_the_chain_step() {
+    let Some(dir) = vectors() else { return };
+    let verifier = SnpVerifier::new(production_anchors(&dir));
+    let (report, e, now) = case_inputs(&dir, "snp/milan-v2-virtee", "vcek.der");
+    // Flip one byte inside the TBS: in the subject public key, and in the blSPL extension.
+    let cert = &e.signer;
+    let spki_at =
+        cert.windows(7).position(|w| w == [0x2b, 0x81, 0x04, 0x00, 0x22, 0x03, 0x62]).unwrap() + 20;
+    let bl_spl = [0x06, 0x0a, 0x2b, 0x06, 0x01, 0x04, 0x01, 0x9c, 0x78, 0x01, 0x03, 0x01];
+    let ext_at = cert.windows(bl_spl.len()).position(|w| w == bl_spl).unwrap() + bl_spl.len() + 4;
+    for at in [spki_at, ext_at] {
+        let mut bad = cert.clone();
+        bad[at] ^= 0x01;
+        let err = verifier.verify(&report, &SnpEndorsements::new(bad), None, now).unwrap_err();
+        assert_eq!(err.step, Step::Chain, "byte {at}: {err}");
+    }
+}
+
+#[test]
+fn real_evidence_fails_under_simulation_anchors() {
+    let Some(dir) = vectors() else { return };
+    let sim = SnpVerifier::new(snp_common::sim_pki().anchors().unwrap());
+    for (case, signer) in REAL_CASES {
+        let (report, e, now) = case_inputs(&dir, case, signer);
+        assert_eq!(sim.verify(&report, &e, None, now).unwrap_err().step, Step::Chain, "{case}");
+    }
+}
+
+#[test]
+fn wrong_report_data_fails_at_the_report_data_step() {
+    let Some(dir) = vectors() else { return };
+    let (report, e, now) = case_inputs(&dir, "snp/genoa-v5-oak", "vcek.der");
+    let verifier = SnpVerifier::new(production_anchors(&dir));
+    let actual: [u8; 64] = report[0x50..0x90].try_into().unwrap();
+    assert!(verifier.verify(&report, &e, Some(&actual), now).is_ok());
+    let mut wrong = actual;
+    wrong[63] ^= 1;
+    assert_eq!(verifier.verify(&report, &e, Some(&wrong), now).unwrap_err().step, Step::ReportData);
+}
