@@ -80,6 +80,20 @@ pub struct SimAmdPki {
     ask: SimCa,
     asvk: SimCa,
     vlek_key: p384::SecretKey,
+    /// Signer certificates already minted, so one sim chip at one TCB keeps one VCEK (as a
+    /// real chip does) and a verifier's chain cache sees the same certificate again.
+    signers: std::sync::Mutex<std::collections::HashMap<SignerId, (p384::SecretKey, Vec<u8>)>>,
+}
+
+/// What makes a signer certificate: its kind, product, TCB, hwID override and validity.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct SignerId {
+    signing_key: SnpSigningKey,
+    product: SnpProduct,
+    chip_id: [u8; 64],
+    tcb: SnpTcb,
+    hw_id: Option<Vec<u8>>,
+    validity: Option<(i64, i64)>,
 }
 
 impl std::fmt::Debug for SimAmdPki {
@@ -181,7 +195,7 @@ impl SimAmdPki {
         let sev_ca = sub_ca(rng, &ark, ASK_NAME, 2)?;
         let asvk_ca = sub_ca(rng, &ark, ASVK_NAME, 3)?;
         let vlek_key = p384::SecretKey::random(rng);
-        Ok(Self { ark, ask: sev_ca, asvk: asvk_ca, vlek_key })
+        Ok(Self { ark, ask: sev_ca, asvk: asvk_ca, vlek_key, signers: std::sync::Mutex::default() })
     }
 
     /// Trust anchors for this PKI (simulated: every claim set says `simulated: true`).
@@ -244,7 +258,13 @@ impl SimAmdPki {
             std::str::from_utf8(&vlek_pem).map_err(|_| SimSnpError::BadFile("amd-vlek-key.pem"))?;
         let vlek_key = p384::SecretKey::from_pkcs8_pem(vlek_text)
             .map_err(|_| SimSnpError::BadFile("amd-vlek-key.pem"))?;
-        let pki = Self { ark, ask: sev_ca, asvk: asvk_ca, vlek_key };
+        let pki = Self {
+            ark,
+            ask: sev_ca,
+            asvk: asvk_ca,
+            vlek_key,
+            signers: std::sync::Mutex::default(),
+        };
         pki.anchors()?;
         Ok(pki)
     }
@@ -267,11 +287,7 @@ impl SimAmdPki {
         };
         let reported = tcb(&spec.reported_tcb)?;
         let current = tcb(spec.current_tcb.as_ref().unwrap_or(&spec.reported_tcb))?;
-        let signing_key = match spec.signing_key {
-            SnpSigningKey::Vcek => p384::SecretKey::random(rng),
-            SnpSigningKey::Vlek => self.vlek_key.clone(),
-        };
-        let signer_der = self.signer_cert(spec, &signing_key, rng)?;
+        let (signing_key, signer_der) = self.signer(spec, rng)?;
         let mut report_id = [0u8; 32];
         rng.fill_bytes(&mut report_id);
         let firmware = SnpFirmwareVersion { major: 1, minor: 55, build: 40 };
@@ -317,6 +333,33 @@ impl SimAmdPki {
         report.signature_r = le72(&r);
         report.signature_s = le72(&s);
         Ok((report.to_bytes(), signer_der))
+    }
+
+    /// The VCEK or VLEK for this report: minted once per [`SignerId`], then reused.
+    fn signer(
+        &self,
+        spec: &SimSnpReport,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<(p384::SecretKey, Vec<u8>), SimSnpError> {
+        let id = SignerId {
+            signing_key: spec.signing_key,
+            product: spec.product,
+            chip_id: spec.chip_id,
+            tcb: spec.signer_tcb.unwrap_or(spec.reported_tcb),
+            hw_id: spec.signer_hw_id.clone(),
+            validity: spec.signer_validity,
+        };
+        let mut signers = self.signers.lock().map_err(|_| SimSnpError::Encoding("signer cache"))?;
+        if let Some(found) = signers.get(&id) {
+            return Ok(found.clone());
+        }
+        let key = match spec.signing_key {
+            SnpSigningKey::Vcek => p384::SecretKey::random(rng),
+            SnpSigningKey::Vlek => self.vlek_key.clone(),
+        };
+        let der = self.signer_cert(spec, &key, rng)?;
+        signers.insert(id, (key.clone(), der.clone()));
+        Ok((key, der))
     }
 
     fn signer_cert(

@@ -1,0 +1,323 @@
+//! `keylatch evidence verify` and `keylatch sim` as a user runs them: the real binary against the
+//! shared hardware vectors (every expected.json field reproduced) and against simulated evidence.
+
+// reason: test helpers fail loudly; clippy.toml relaxes this only inside #[test] functions.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn keylatch(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_keylatch")).args(args).output().expect("run keylatch")
+}
+
+fn vectors() -> Option<PathBuf> {
+    let dir = std::env::var_os("KEYLATCH_VECTORS").map_or_else(
+        || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vectors")),
+        PathBuf::from,
+    );
+    if dir.is_dir() {
+        Some(dir)
+    } else {
+        println!("skipped: vectors not found at {}", dir.display());
+        None
+    }
+}
+
+fn json_file(path: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+fn claims_of(out: &Output) -> Value {
+    assert!(out.status.success(), "keylatch failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Where an expected.json claim name lives in our claims JSON.
+fn claim_path(tee: &str, name: &str) -> String {
+    match (tee, name) {
+        (_, "report_data") => "report_data".into(),
+        ("snp", "policy") => "snp.policy.raw".into(),
+        ("snp", n) if n.starts_with("policy_") => format!("snp.policy.{}", &n[7..]),
+        ("tdx", "td_attributes") => "tdx.td_attributes.raw".into(),
+        (tee, n) => format!("{tee}.{n}"),
+    }
+}
+
+fn lookup<'a>(claims: &'a Value, path: &str) -> &'a Value {
+    path.split('.').fold(claims, |v, key| &v[key])
+}
+
+/// Asserts every claim of an expected.json equals the CLI's output, and returns how many.
+fn assert_claims_match(expected: &Value, claims: &Value) -> usize {
+    let tee = expected["tee"].as_str().unwrap();
+    assert_eq!(claims["tee"], tee);
+    assert_eq!(claims["simulated"], false);
+    let mut checked = 0;
+    for (name, want) in expected["claims"].as_object().unwrap() {
+        let got = lookup(claims, &claim_path(tee, name));
+        assert_eq!(got, want, "claim {name}");
+        checked += 1;
+    }
+    if let Some(product) = expected.get("product") {
+        assert_eq!(claims["snp"]["product"], product.as_str().unwrap().to_lowercase());
+        checked += 1;
+    }
+    for top in ["tcb_status", "advisory_ids"] {
+        if let Some(want) = expected.get(top) {
+            assert_eq!(&claims["tdx"][top], want, "{top}");
+            checked += 1;
+        }
+    }
+    checked
+}
+
+#[test]
+fn verify_reproduces_every_expected_field_of_the_shared_vectors() {
+    let Some(dir) = vectors() else { return };
+    let cases: [(&str, &[&str]); 6] = [
+        ("snp/milan-v2-virtee", &["--endorsement", "vcek.der"]),
+        ("snp/milan-v2-go-sev-guest", &["--endorsement", "vcek.der"]),
+        ("snp/genoa-v5-oak", &["--endorsement", "vcek.der"]),
+        (
+            "snp/milan-v3-vlek",
+            &["--endorsement", "vlek.der", "--chain", "../../roots/amd/milan/asvk.pem"],
+        ),
+        ("coco/snp-genoa-v3", &[]),
+        ("tdx/v4-dcap-qvl", &["--collateral", "collateral.json"]),
+    ];
+    let mut checked = 0;
+    for (case, extra) in cases {
+        let case_dir = dir.join(case);
+        let expected = json_file(&case_dir.join("expected.json"));
+        let evidence = case_dir.join(expected["evidence"].as_str().unwrap());
+        let mut args = vec![
+            "evidence".to_string(),
+            "verify".into(),
+            "--tee".into(),
+            expected["tee"].as_str().unwrap().into(),
+            "--evidence".into(),
+            evidence.display().to_string(),
+            "--at".into(),
+            expected["at"].as_str().unwrap().into(),
+            "--report-data".into(),
+            expected["claims"]["report_data"].as_str().unwrap().into(),
+        ];
+        for pair in extra.chunks(2) {
+            args.push(pair[0].into());
+            args.push(case_dir.join(pair[1]).display().to_string());
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        checked += assert_claims_match(&expected, &claims_of(&keylatch(&args)));
+    }
+    assert!(checked > 100, "only {checked} fields compared");
+}
+
+#[test]
+fn verify_fails_with_step_and_reason_for_the_tdx_vector_without_tcb_level() {
+    let Some(dir) = vectors() else { return };
+    let case = dir.join("tdx/v5-dcap-qvl-no-tcb-level");
+    let out = keylatch(&[
+        "evidence",
+        "verify",
+        "--tee",
+        "tdx",
+        "--evidence",
+        case.join("quote.bin").to_str().unwrap(),
+        "--collateral",
+        case.join("collateral.json").to_str().unwrap(),
+        "--at",
+        "2026-03-20T10:41:14Z",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "error: tcb: no TCB level applies\n");
+}
+
+#[test]
+fn verify_reports_the_vlek_expired_one_second_after_not_after() {
+    let Some(dir) = vectors() else { return };
+    let case = dir.join("snp/milan-v3-vlek");
+    let run = |at: &str| {
+        keylatch(&[
+            "evidence",
+            "verify",
+            "--tee",
+            "snp",
+            "--evidence",
+            case.join("report.bin").to_str().unwrap(),
+            "--endorsement",
+            case.join("vlek.der").to_str().unwrap(),
+            "--chain",
+            dir.join("roots/amd/milan/asvk.pem").to_str().unwrap(),
+            "--at",
+            at,
+        ])
+    };
+    assert!(run("2025-12-10T22:14:21Z").status.success());
+    let out = run("2025-12-10T22:14:22Z");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "error: chain: VLEK certificate expired at 2025-12-10T22:14:21Z, now is 2025-12-10T22:14:22Z\n"
+    );
+}
+
+#[test]
+fn wrong_report_data_fails_at_the_report_data_step() {
+    let Some(dir) = vectors() else { return };
+    let case = dir.join("snp/genoa-v5-oak");
+    let out = keylatch(&[
+        "evidence",
+        "verify",
+        "--tee",
+        "snp",
+        "--evidence",
+        case.join("report.bin").to_str().unwrap(),
+        "--endorsement",
+        case.join("vcek.der").to_str().unwrap(),
+        "--at",
+        "2026-01-01T00:00:00Z",
+        "--report-data",
+        "00",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("error: report-data: "));
+}
+
+#[test]
+fn missing_file_is_a_usage_error_with_exit_code_2() {
+    let out =
+        keylatch(&["evidence", "verify", "--tee", "snp", "--evidence", "/nonexistent/report.bin"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/report.bin"));
+}
+
+#[test]
+fn simulated_evidence_verifies_only_under_the_simulation_pki() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = tmp.path().join("pki");
+    let pki_s = pki.to_str().unwrap();
+    assert!(keylatch(&["sim", "init", "--out", pki_s]).status.success());
+    // Keys are private, certificates public; a second init refuses to overwrite.
+    let mode = |name: &str| std::fs::metadata(pki.join(name)).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode("amd-ark-key.pem"), 0o600);
+    assert_eq!(mode("intel-pck.key.pem"), 0o600);
+    assert_eq!(mode("amd-ark.pem"), 0o644);
+    assert_eq!(keylatch(&["sim", "init", "--out", pki_s]).status.code(), Some(2));
+
+    let rd = "ab".repeat(64);
+    let measurement = "5e".repeat(48);
+    for (tee, extra, endorsement_flag, suffix) in [
+        ("snp", vec!["--product", "turin", "--version", "3"], "--endorsement", "vcek.der"),
+        ("tdx", vec!["--version", "5", "--tdx15"], "--collateral", "collateral.json"),
+    ] {
+        let out_file = tmp.path().join(format!("{tee}.bin"));
+        let out_s = out_file.to_str().unwrap();
+        let mut args = vec![
+            "sim",
+            "evidence",
+            "--tee",
+            tee,
+            "--pki",
+            pki_s,
+            "--report-data",
+            &rd,
+            "--measurement",
+            &measurement,
+            "--out",
+            out_s,
+        ];
+        args.extend(extra);
+        let minted = keylatch(&args);
+        assert!(minted.status.success(), "{}", String::from_utf8_lossy(&minted.stderr));
+        let beside = format!("{out_s}.{suffix}");
+        let verify = |sim: bool| {
+            let mut a = vec![
+                "evidence",
+                "verify",
+                "--tee",
+                tee,
+                "--evidence",
+                out_s,
+                endorsement_flag,
+                &beside,
+                "--report-data",
+                &rd,
+            ];
+            if sim {
+                a.extend(["--sim-pki", pki_s]);
+            }
+            keylatch(&a)
+        };
+        let claims = claims_of(&verify(true));
+        assert_eq!(claims["simulated"], true);
+        assert_eq!(claims["report_data"], rd);
+        if tee == "snp" {
+            {
+                assert_eq!(claims["snp"]["measurement"], measurement);
+                assert_eq!(claims["snp"]["product"], "turin");
+                assert_eq!(claims["snp"]["version"], 3);
+                assert_eq!(claims["snp"]["policy"]["debug"], false);
+            }
+        } else {
+            {
+                assert_eq!(claims["tdx"]["mr_td"], measurement);
+                assert_eq!(claims["tdx"]["body"], "tdx15");
+                assert_eq!(claims["tdx"]["quote_version"], 5);
+                assert_eq!(claims["tdx"]["tcb_status"], "UpToDate");
+            }
+        }
+        // Under the hardware roots the same evidence is refused at the chain or collateral step.
+        let refused = verify(false);
+        assert_eq!(refused.status.code(), Some(1), "{tee}");
+        let err = String::from_utf8_lossy(&refused.stderr).into_owned();
+        assert!(
+            err.starts_with("error: chain: ") || err.starts_with("error: collateral: "),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn sim_debug_flag_sets_the_guest_debug_bit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = tmp.path().join("pki");
+    let pki_s = pki.to_str().unwrap();
+    assert!(keylatch(&["sim", "init", "--out", pki_s]).status.success());
+    let out = tmp.path().join("r.bin");
+    let out_s = out.to_str().unwrap();
+    assert!(keylatch(&[
+        "sim",
+        "evidence",
+        "--tee",
+        "snp",
+        "--pki",
+        pki_s,
+        "--report-data",
+        "01",
+        "--debug",
+        "--out",
+        out_s
+    ])
+    .status
+    .success());
+    let vcek = format!("{out_s}.vcek.der");
+    let claims = claims_of(&keylatch(&[
+        "evidence",
+        "verify",
+        "--tee",
+        "snp",
+        "--evidence",
+        out_s,
+        "--endorsement",
+        &vcek,
+        "--sim-pki",
+        pki_s,
+    ]));
+    assert_eq!(claims["snp"]["policy"]["debug"], true);
+    assert_eq!(claims["snp"]["policy"]["raw"], "0xb0000");
+}
