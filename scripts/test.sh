@@ -19,4 +19,3 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "tests"
 cargo nextest run --workspace --locked --no-fail-fast
-cargo test --workspace --doc --locked -q
