@@ -72,15 +72,17 @@ pub enum Divergence {
         /// Index found instead.
         found: u64,
     },
-    /// Replaying the entries does not give the signed root at `before`: some entry in
-    /// `first_bad_index..before` was changed, removed, inserted or reordered.
+    /// Replaying the entries does not give what checkpoint `file` signed: some entry in
+    /// `first_bad_index..before` was changed, removed, inserted or reordered. `before` is the
+    /// checkpoint's size, or the export's end when the checkpoint lies beyond the export and a
+    /// consistency proof links them.
     #[error("entries {first_bad_index}..{before} differ from what checkpoint {file} signed")]
     RootMismatch {
         /// Checkpoint file.
         file: String,
         /// Lowest index that may differ (everything below matched a signed root).
         first_bad_index: u64,
-        /// The checkpoint's size.
+        /// One past the highest index that may differ.
         before: u64,
     },
     /// The export ends at `first_missing_index` but a checkpoint covers `checkpoint_size` leaves
@@ -236,12 +238,13 @@ pub fn verify_log_dir(export: &LogExport, key: &NoteVerifierKey) -> Result<Repor
     };
     // 3. Links among checkpoints older than the start come first in index order. (Every other link
     // ends at `end` or beyond and needs the replayed root.)
-    check_links(&links, &by_size, end, &frontier.root(), export, |_, b| b < start)?;
+    check_links(&links, &by_size, (end, &frontier.root()), start, export, |_, b| b < start)?;
     check_here(&frontier, &mut last_good)?;
     for e in &export.entries {
         let expected = frontier.size();
         if e.index != expected {
-            return Err(if e.index > expected {
+            let later = export.entries.iter().any(|later| later.index == expected);
+            return Err(if e.index > expected && !later {
                 Divergence::MissingEntry {
                     index: expected,
                     found: e.index,
@@ -259,8 +262,12 @@ pub fn verify_log_dir(export: &LogExport, key: &NoteVerifierKey) -> Result<Repor
     }
     let root = frontier.root();
 
-    // 3 (the link from the last older checkpoint to `end`) and 5.
-    check_links(&links, &by_size, end, &root, export, |_, b| b >= start)?;
+    // 5, then 3's last link (from the newest older checkpoint to `end`): when both fail, the
+    // replayed entries are the likelier culprit, and step 5 names them.
+    check_links(&links, &by_size, (end, &root), last_good, export, |a, _| a >= end)?;
+    check_links(&links, &by_size, (end, &root), last_good, export, |a, b| {
+        a < start && b == end
+    })?;
 
     let latest_checkpoint = sizes.last().copied();
     let anchored = latest_checkpoint.is_some_and(|l| l >= end) || end == start;
@@ -275,12 +282,14 @@ pub fn verify_log_dir(export: &LogExport, key: &NoteVerifierKey) -> Result<Repor
     })
 }
 
-/// Verifies the consistency proofs for the `links` selected by `which`.
+/// Verifies the consistency proofs for the `links` selected by `which`. A failing link from the
+/// replayed root at `end` means the entries after `last_good` are not what the later checkpoint
+/// signed, and is reported as such.
 fn check_links(
     links: &[(u64, u64)],
     by_size: &BTreeMap<u64, (&str, Hash)>,
-    end: u64,
-    end_root: &Hash,
+    (end, end_root): (u64, &Hash),
+    last_good: u64,
     export: &LogExport,
     which: impl Fn(u64, u64) -> bool,
 ) -> Result<(), Divergence> {
@@ -308,8 +317,14 @@ fn check_links(
                 }
             });
         };
-        verify_consistency(a, b, &ra, &rb, &proof.hashes)
-            .map_err(|_| Divergence::Inconsistent { first: a, second: b })?;
+        verify_consistency(a, b, &ra, &rb, &proof.hashes).map_err(|_| match by_size.get(&b) {
+            Some((file, _)) if a == end && end > last_good => Divergence::RootMismatch {
+                file: (*file).to_owned(),
+                first_bad_index: last_good,
+                before: end,
+            },
+            _ => Divergence::Inconsistent { first: a, second: b },
+        })?;
     }
     Ok(())
 }
