@@ -47,7 +47,9 @@ pub enum Divergence {
         reason: String,
     },
     /// Two validly signed checkpoints of the same size disagree on the root: the log forked.
-    #[error("checkpoints {first_file} and {second_file} both sign size {size} with different roots")]
+    #[error(
+        "checkpoints {first_file} and {second_file} both sign size {size} with different roots"
+    )]
     Fork {
         /// Tree size.
         size: u64,
@@ -87,7 +89,9 @@ pub enum Divergence {
     },
     /// The export ends at `first_missing_index` but a checkpoint covers `checkpoint_size` leaves
     /// and no consistency proof links the two: entries were removed from the end.
-    #[error("entries from {first_missing_index} are missing (a checkpoint covers {checkpoint_size})")]
+    #[error(
+        "entries from {first_missing_index} are missing (a checkpoint covers {checkpoint_size})"
+    )]
     EntriesMissing {
         /// One past the last exported entry.
         first_missing_index: u64,
@@ -120,10 +124,7 @@ impl Divergence {
         match self {
             Self::MissingEntry { index, .. } | Self::OutOfOrder { index, .. } => Some(*index),
             Self::RootMismatch { first_bad_index, .. } => Some(*first_bad_index),
-            Self::EntriesMissing {
-                first_missing_index,
-                ..
-            } => Some(*first_missing_index),
+            Self::EntriesMissing { first_missing_index, .. } => Some(*first_missing_index),
             Self::Inconsistent { first, .. } => Some(*first),
             _ => None,
         }
@@ -167,18 +168,17 @@ pub struct Report {
 /// compute exactly these.
 #[must_use]
 pub fn required_links(start: u64, end: u64, checkpoint_sizes: &[u64]) -> Vec<(u64, u64)> {
-    let mut sizes: Vec<u64> = checkpoint_sizes
-        .iter()
-        .copied()
-        .filter(|&s| s < start || s > end)
-        .chain([end])
-        .collect();
+    let mut sizes: Vec<u64> =
+        checkpoint_sizes.iter().copied().filter(|&s| s < start || s > end).chain([end]).collect();
     sizes.sort_unstable();
     sizes.dedup();
-    sizes.windows(2).filter_map(|w| match w {
-        [a, b] => Some((*a, *b)),
-        _ => None,
-    }).collect()
+    sizes
+        .windows(2)
+        .filter_map(|w| match w {
+            [a, b] => Some((*a, *b)),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Audits an export with the log's verifier key (see the module doc for the steps).
@@ -186,7 +186,8 @@ pub fn verify_log_dir(export: &LogExport, key: &NoteVerifierKey) -> Result<Repor
     // 1. Signatures.
     let mut checkpoints: Vec<(&str, Checkpoint)> = Vec::with_capacity(export.checkpoints.len());
     for file in &export.checkpoints {
-        let cp = verify_checkpoint(&file.text, key).map_err(|e| signature_divergence(&file.name, e))?;
+        let cp =
+            verify_checkpoint(&file.text, key).map_err(|e| signature_divergence(&file.name, e))?;
         checkpoints.push((&file.name, cp));
     }
     checkpoints.sort_by_key(|(_, cp)| cp.size);
@@ -245,15 +246,9 @@ pub fn verify_log_dir(export: &LogExport, key: &NoteVerifierKey) -> Result<Repor
         if e.index != expected {
             let later = export.entries.iter().any(|later| later.index == expected);
             return Err(if e.index > expected && !later {
-                Divergence::MissingEntry {
-                    index: expected,
-                    found: e.index,
-                }
+                Divergence::MissingEntry { index: expected, found: e.index }
             } else {
-                Divergence::OutOfOrder {
-                    index: expected,
-                    found: e.index,
-                }
+                Divergence::OutOfOrder { index: expected, found: e.index }
             }
             .into());
         }
@@ -265,9 +260,7 @@ pub fn verify_log_dir(export: &LogExport, key: &NoteVerifierKey) -> Result<Repor
     // 5, then 3's last link (from the newest older checkpoint to `end`): when both fail, the
     // replayed entries are the likelier culprit, and step 5 names them.
     check_links(&links, &by_size, (end, &root), last_good, export, |a, _| a >= end)?;
-    check_links(&links, &by_size, (end, &root), last_good, export, |a, b| {
-        a < start && b == end
-    })?;
+    check_links(&links, &by_size, (end, &root), last_good, export, |a, b| a < start && b == end)?;
 
     let latest_checkpoint = sizes.last().copied();
     let anchored = latest_checkpoint.is_some_and(|l| l >= end) || end == start;
@@ -306,15 +299,9 @@ fn check_links(
         };
         let Some(proof) = export.proofs.iter().find(|p| p.first == a && p.second == b) else {
             return Err(if a == end {
-                Divergence::EntriesMissing {
-                    first_missing_index: end,
-                    checkpoint_size: b,
-                }
+                Divergence::EntriesMissing { first_missing_index: end, checkpoint_size: b }
             } else {
-                Divergence::ProofMissing {
-                    first: a,
-                    second: b,
-                }
+                Divergence::ProofMissing { first: a, second: b }
             });
         };
         verify_consistency(a, b, &ra, &rb, &proof.hashes).map_err(|_| match by_size.get(&b) {
@@ -333,13 +320,9 @@ fn signature_divergence(file: &str, e: CheckpointError) -> Divergence {
     let file = file.to_owned();
     match e {
         CheckpointError::Note(NoteError::BadSignature { .. }) => Divergence::BadSignature { file },
-        CheckpointError::Note(NoteError::UnknownKey { names }) => Divergence::WrongKey {
-            file,
-            signers: names,
-        },
-        other => Divergence::MalformedCheckpoint {
-            file,
-            reason: other.to_string(),
-        },
+        CheckpointError::Note(NoteError::UnknownKey { names }) => {
+            Divergence::WrongKey { file, signers: names }
+        }
+        other => Divergence::MalformedCheckpoint { file, reason: other.to_string() },
     }
 }

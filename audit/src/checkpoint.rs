@@ -86,26 +86,23 @@ impl Checkpoint {
             .parse::<u64>()
             .map_err(|_| CheckpointError::Body("tree size does not fit 64 bits"))?;
         let root_line = lines.next().ok_or(CheckpointError::Body("no root hash line"))?;
-        let root_bytes = B64
-            .decode(root_line)
-            .map_err(|_| CheckpointError::Body("root hash is not base64"))?;
+        let root_bytes =
+            B64.decode(root_line).map_err(|_| CheckpointError::Body("root hash is not base64"))?;
         let root = <[u8; 32]>::try_from(root_bytes.as_slice())
             .map_err(|_| CheckpointError::Body("root hash is not 32 bytes"))?;
         let extensions: Vec<String> = lines.map(str::to_owned).collect();
         if extensions.iter().any(String::is_empty) {
             return Err(CheckpointError::Body("empty extension line"));
         }
-        Ok(Self {
-            origin: origin.to_owned(),
-            size,
-            root: Hash(root),
-            extensions,
-        })
+        Ok(Self { origin: origin.to_owned(), size, root: Hash(root), extensions })
     }
 }
 
 /// Opens a signed checkpoint with the trusted verifier key and parses its body.
-pub fn verify_checkpoint(text: &[u8], key: &NoteVerifierKey) -> Result<Checkpoint, CheckpointError> {
+pub fn verify_checkpoint(
+    text: &[u8],
+    key: &NoteVerifierKey,
+) -> Result<Checkpoint, CheckpointError> {
     let body = note::open_note(text, key)?;
     let checkpoint = Checkpoint::parse_body(body)?;
     if checkpoint.origin != key.name() {
@@ -151,8 +148,10 @@ impl CheckpointSigner {
             return Self::from_seed(origin, &Zeroizing::new(seed));
         }
         let key = if file.starts_with(b"-----BEGIN") {
-            let pem = std::str::from_utf8(file).map_err(|_| CheckpointError::Key("PEM is not UTF-8"))?;
-            SigningKey::from_pkcs8_pem(pem).map_err(|_| CheckpointError::Key("not an Ed25519 PKCS#8 PEM key"))?
+            let pem =
+                std::str::from_utf8(file).map_err(|_| CheckpointError::Key("PEM is not UTF-8"))?;
+            SigningKey::from_pkcs8_pem(pem)
+                .map_err(|_| CheckpointError::Key("not an Ed25519 PKCS#8 PEM key"))?
         } else {
             SigningKey::from_pkcs8_der(file)
                 .map_err(|_| CheckpointError::Key("not a raw seed or an Ed25519 PKCS#8 key"))?
@@ -162,11 +161,7 @@ impl CheckpointSigner {
 
     fn from_key(origin: &str, key: SigningKey) -> Result<Self, CheckpointError> {
         let vkey = NoteVerifierKey::new(origin, key.verifying_key())?;
-        Ok(Self {
-            origin: origin.to_owned(),
-            key,
-            vkey,
-        })
+        Ok(Self { origin: origin.to_owned(), key, vkey })
     }
 
     /// The key as PKCS#8 PEM, for writing a new key file (mode 0600 is the caller's job).
@@ -190,13 +185,9 @@ impl CheckpointSigner {
 
     /// Signs a checkpoint of this log at `size` with head `root`.
     pub fn sign_checkpoint(&self, size: u64, root: &Hash) -> Result<String, CheckpointError> {
-        let text = Checkpoint {
-            origin: self.origin.clone(),
-            size,
-            root: *root,
-            extensions: Vec::new(),
-        }
-        .to_text()?;
+        let text =
+            Checkpoint { origin: self.origin.clone(), size, root: *root, extensions: Vec::new() }
+                .to_text()?;
         Ok(note::sign_note(&text, &self.origin, &self.key)?)
     }
 }
@@ -270,7 +261,12 @@ mod tests {
     fn rejects_checkpoint_whose_origin_is_not_the_key_name() {
         let s = signer();
         let key = s.key.clone();
-        let text = note::sign_note("other.example/log\n1\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n", "keylatch.example/audit", &key).unwrap();
+        let text = note::sign_note(
+            "other.example/log\n1\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n",
+            "keylatch.example/audit",
+            &key,
+        )
+        .unwrap();
         assert_eq!(
             verify_checkpoint(text.as_bytes(), s.verifier_key()),
             Err(CheckpointError::OriginMismatch {

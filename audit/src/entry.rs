@@ -194,10 +194,7 @@ pub(crate) mod tests {
                 measurement: Some("cd".repeat(48)),
                 mr_td: None,
             }),
-            resource: Some(ResourceRef {
-                path: "default/disk/root".into(),
-                version: Some(3),
-            }),
+            resource: Some(ResourceRef { path: "default/disk/root".into(), version: Some(3) }),
             decision: Decision::Allow,
             reasons: vec!["rule 0 matched".into()],
             evidence_sha256: Some("ef".repeat(32)),
@@ -206,10 +203,7 @@ pub(crate) mod tests {
                 version: 7,
                 digest: "01".repeat(32),
             }),
-            policy: Some(PolicyRef {
-                version: 2,
-                digest: "02".repeat(32),
-            }),
+            policy: Some(PolicyRef { version: 2, digest: "02".repeat(32) }),
             client_address: Some("192.0.2.7:50412".into()),
         }
     }
@@ -217,11 +211,7 @@ pub(crate) mod tests {
     fn collect_keys(v: &serde_json::Value, prefix: &str, out: &mut BTreeSet<String>) {
         if let serde_json::Value::Object(map) = v {
             for (k, child) in map {
-                let path = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
+                let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
                 collect_keys(child, &path, out);
                 out.insert(path);
             }
@@ -282,10 +272,7 @@ pub(crate) mod tests {
         let mut keys = BTreeSet::new();
         collect_keys(&serde_json::to_value(&admin).unwrap(), "", &mut keys);
         let actor_keys: Vec<&String> = keys.iter().filter(|k| k.starts_with("actor.")).collect();
-        assert_eq!(
-            actor_keys,
-            vec!["actor.principal", "actor.role", "actor.type"]
-        );
+        assert_eq!(actor_keys, vec!["actor.principal", "actor.role", "actor.type"]);
     }
 
     #[test]
@@ -294,10 +281,7 @@ pub(crate) mod tests {
             time: datetime!(2025-03-01 12:00:00 UTC),
             request_id: "r".into(),
             kind: EntryKind::Admin,
-            actor: Actor::Admin(AdminIdentity {
-                principal: "alice".into(),
-                role: "admin".into(),
-            }),
+            actor: Actor::Admin(AdminIdentity { principal: "alice".into(), role: "admin".into() }),
             resource: None,
             decision: Decision::Deny,
             reasons: vec![],
@@ -314,9 +298,6 @@ pub(crate) mod tests {
 
     #[test]
     fn actor_summary_names_tee_and_chip() {
-        assert_eq!(
-            sample_vm_entry().actor_summary(),
-            "sim-snp:chip=abababababababab"
-        );
+        assert_eq!(sample_vm_entry().actor_summary(), "sim-snp:chip=abababababababab");
     }
 }

@@ -156,10 +156,7 @@ pub fn parse_entries(jsonl: &[u8]) -> Result<Vec<ExportedEntry>, ExportError> {
     if body.is_empty() {
         return Ok(Vec::new());
     }
-    body.split(|&b| b == b'\n')
-        .enumerate()
-        .map(|(i, raw)| parse_entry_line(i + 1, raw))
-        .collect()
+    body.split(|&b| b == b'\n').enumerate().map(|(i, raw)| parse_entry_line(i + 1, raw)).collect()
 }
 
 fn parse_entry_line(line: usize, raw: &[u8]) -> Result<ExportedEntry, ExportError> {
@@ -172,19 +169,13 @@ fn parse_entry_line(line: usize, raw: &[u8]) -> Result<ExportedEntry, ExportErro
         .get("index")
         .and_then(Value::as_u64)
         .ok_or_else(|| err("no integer \"index\"".into()))?;
-    let entry_value = map
-        .remove("entry")
-        .ok_or_else(|| err("no \"entry\"".into()))?;
+    let entry_value = map.remove("entry").ok_or_else(|| err("no \"entry\"".into()))?;
     // The leaf is the canonical form of the entry exactly as exported (unknown members included),
     // so an edit anywhere in it changes the hash.
     let canonical = jcs::canonicalize(&entry_value).map_err(|e| err(e.to_string()))?;
     let entry: AuditEntry =
         serde_json::from_value(entry_value).map_err(|e| err(format!("entry: {e}")))?;
-    Ok(ExportedEntry {
-        index,
-        leaf: leaf_hash(&canonical),
-        entry,
-    })
+    Ok(ExportedEntry { index, leaf: leaf_hash(&canonical), entry })
 }
 
 /// Parses `manifest.json` into the starting frontier.
@@ -192,10 +183,7 @@ pub fn parse_manifest(bytes: &[u8]) -> Result<Frontier, ExportError> {
     let manifest: Manifest =
         serde_json::from_slice(bytes).map_err(|e| ExportError::Manifest(e.to_string()))?;
     if manifest.format != FORMAT {
-        return Err(ExportError::Manifest(format!(
-            "unknown format {:?}",
-            manifest.format
-        )));
+        return Err(ExportError::Manifest(format!("unknown format {:?}", manifest.format)));
     }
     Frontier::from_parts(manifest.start.size, manifest.start.frontier)
         .map_err(|e| ExportError::Manifest(e.to_string()))
@@ -203,10 +191,8 @@ pub fn parse_manifest(bytes: &[u8]) -> Result<Frontier, ExportError> {
 
 /// Parses one proof file.
 pub fn parse_proof(name: &str, bytes: &[u8]) -> Result<ConsistencyProof, ExportError> {
-    serde_json::from_slice(bytes).map_err(|e| ExportError::Proof {
-        name: name.to_owned(),
-        reason: e.to_string(),
-    })
+    serde_json::from_slice(bytes)
+        .map_err(|e| ExportError::Proof { name: name.to_owned(), reason: e.to_string() })
 }
 
 impl LogExport {
@@ -233,11 +219,8 @@ impl LogExport {
     /// Reads an export directory.
     pub fn read_dir(dir: &Path) -> Result<Self, ExportError> {
         let manifest_path = dir.join("manifest.json");
-        let manifest = if manifest_path.exists() {
-            Some(read_small(&manifest_path)?)
-        } else {
-            None
-        };
+        let manifest =
+            if manifest_path.exists() { Some(read_small(&manifest_path)?) } else { None };
         let entries_path = dir.join("entries.jsonl");
         let entries = std::fs::read(&entries_path).map_err(|e| io_err(&entries_path, &e))?;
         let checkpoints = read_files(&dir.join("checkpoints"))?
@@ -268,10 +251,8 @@ impl LogExport {
         }
         let mut jsonl = Vec::new();
         for e in &self.entries {
-            let line = entry_line(e.index, &e.entry).map_err(|err| ExportError::Entry {
-                line: 0,
-                reason: err.to_string(),
-            })?;
+            let line = entry_line(e.index, &e.entry)
+                .map_err(|err| ExportError::Entry { line: 0, reason: err.to_string() })?;
             jsonl.extend_from_slice(&line);
         }
         write(&dir.join("entries.jsonl"), &jsonl)?;
@@ -305,10 +286,7 @@ pub fn checkpoint_file_name(size: u64) -> String {
 }
 
 fn io_err(path: &Path, e: &std::io::Error) -> ExportError {
-    ExportError::Io {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    }
+    ExportError::Io { path: path.display().to_string(), message: e.to_string() }
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<(), ExportError> {
@@ -380,10 +358,7 @@ mod tests {
         jsonl.extend_from_slice(b"{\"index\":1}\n");
         assert_eq!(
             parse_entries(&jsonl),
-            Err(ExportError::Entry {
-                line: 2,
-                reason: "no \"entry\"".into()
-            })
+            Err(ExportError::Entry { line: 2, reason: "no \"entry\"".into() })
         );
         let mut jsonl = good.clone();
         jsonl.extend_from_slice(b"\n");

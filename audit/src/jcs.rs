@@ -133,9 +133,8 @@ mod tests {
             "\u{80}": "Control",
             "\u{f6}": "Latin Small Letter O With Diaeresis"
         });
-        let keys_in_order: Vec<&str> = vec![
-            "\r", "1", "\u{80}", "\u{f6}", "\u{20ac}", "\u{1f600}", "\u{fb33}",
-        ];
+        let keys_in_order: Vec<&str> =
+            vec!["\r", "1", "\u{80}", "\u{f6}", "\u{20ac}", "\u{1f600}", "\u{fb33}"];
         let text = canon(&v);
         let mut last = 0;
         for k in keys_in_order {
@@ -149,10 +148,7 @@ mod tests {
     #[test]
     fn escapes_like_ecmascript() {
         let v = json!({"s": "\u{0}\u{1f}\"\\\n\t\u{8}\u{c}\r/\u{7f}é"});
-        assert_eq!(
-            canon(&v),
-            "{\"s\":\"\\u0000\\u001f\\\"\\\\\\n\\t\\b\\f\\r/\u{7f}é\"}"
-        );
+        assert_eq!(canon(&v), "{\"s\":\"\\u0000\\u001f\\\"\\\\\\n\\t\\b\\f\\r/\u{7f}é\"}");
     }
 
     #[test]
@@ -163,10 +159,7 @@ mod tests {
 
     #[test]
     fn refuses_fractions_and_inexact_integers() {
-        assert_eq!(
-            canonicalize(&json!(1.5)),
-            Err(JcsError::UnsupportedNumber("1.5".into()))
-        );
+        assert_eq!(canonicalize(&json!(1.5)), Err(JcsError::UnsupportedNumber("1.5".into())));
         assert_eq!(
             canonicalize(&json!(9_007_199_254_740_993_u64)),
             Err(JcsError::UnsupportedNumber("9007199254740993".into()))

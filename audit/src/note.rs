@@ -76,11 +76,7 @@ impl NoteVerifierKey {
         if !is_valid_key_name(name) {
             return Err(NoteError::BadVerifierKey("invalid key name"));
         }
-        Ok(Self {
-            name: name.to_owned(),
-            id: key_id(name, &public),
-            public,
-        })
+        Ok(Self { name: name.to_owned(), id: key_id(name, &public), public })
     }
 
     /// Parses `<name>+<8 hex digits>+<base64(0x01 || 32-byte key)>`; the id must match the key.
@@ -96,18 +92,16 @@ impl NoteVerifierKey {
         }
         let id = u32::from_str_radix(id_hex, 16)
             .map_err(|_| NoteError::BadVerifierKey("key id is not 8 hex digits"))?;
-        let raw = B64
-            .decode(key_b64)
-            .map_err(|_| NoteError::BadVerifierKey("key is not base64"))?;
+        let raw =
+            B64.decode(key_b64).map_err(|_| NoteError::BadVerifierKey("key is not base64"))?;
         let Some((&alg, key)) = raw.split_first() else {
             return Err(NoteError::BadVerifierKey("empty key"));
         };
         if alg != ALG_ED25519 {
             return Err(NoteError::BadVerifierKey("not an Ed25519 key"));
         }
-        let key: [u8; 32] = key
-            .try_into()
-            .map_err(|_| NoteError::BadVerifierKey("Ed25519 key is not 32 bytes"))?;
+        let key: [u8; 32] =
+            key.try_into().map_err(|_| NoteError::BadVerifierKey("Ed25519 key is not 32 bytes"))?;
         let public = VerifyingKey::from_bytes(&key)
             .map_err(|_| NoteError::BadVerifierKey("not a valid Ed25519 point"))?;
         let parsed = Self::new(name, public)?;
@@ -177,15 +171,10 @@ pub fn sign_note(text: &str, name: &str, key: &SigningKey) -> Result<String, Not
 pub fn open_note<'a>(note: &'a [u8], key: &NoteVerifierKey) -> Result<&'a str, NoteError> {
     let note = std::str::from_utf8(note).map_err(|_| NoteError::Malformed("not UTF-8"))?;
     check_characters(note)?;
-    let split = note
-        .rfind("\n\n")
-        .ok_or(NoteError::Malformed("no blank line before signatures"))?;
-    let text = note
-        .get(..=split)
-        .ok_or(NoteError::Malformed("no blank line before signatures"))?;
-    let sigs = note
-        .get(split + 2..)
-        .ok_or(NoteError::Malformed("no signatures"))?;
+    let split =
+        note.rfind("\n\n").ok_or(NoteError::Malformed("no blank line before signatures"))?;
+    let text = note.get(..=split).ok_or(NoteError::Malformed("no blank line before signatures"))?;
+    let sigs = note.get(split + 2..).ok_or(NoteError::Malformed("no signatures"))?;
     if sigs.is_empty() {
         return Err(NoteError::Malformed("no signatures"));
     }
@@ -207,9 +196,7 @@ pub fn open_note<'a>(note: &'a [u8], key: &NoteVerifierKey) -> Result<&'a str, N
         if !is_valid_key_name(name) {
             return Err(NoteError::Malformed("invalid key name on signature line"));
         }
-        let blob = B64
-            .decode(b64)
-            .map_err(|_| NoteError::Malformed("signature is not base64"))?;
+        let blob = B64.decode(b64).map_err(|_| NoteError::Malformed("signature is not base64"))?;
         let Some((id_bytes, sig_bytes)) = blob.split_first_chunk::<4>() else {
             return Err(NoteError::Malformed("signature shorter than a key id"));
         };
@@ -217,9 +204,7 @@ pub fn open_note<'a>(note: &'a [u8], key: &NoteVerifierKey) -> Result<&'a str, N
         if name != key.name || u32::from_be_bytes(*id_bytes) != key.id {
             continue;
         }
-        let bad = || NoteError::BadSignature {
-            name: name.to_owned(),
-        };
+        let bad = || NoteError::BadSignature { name: name.to_owned() };
         let sig_bytes: [u8; 64] = sig_bytes.try_into().map_err(|_| bad())?;
         key.public
             .verify_strict(text.as_bytes(), &Signature::from_bytes(&sig_bytes))
@@ -274,9 +259,7 @@ mod tests {
         let altered = go_note().replace("cryptography", "cryptographY");
         assert_eq!(
             open_note(altered.as_bytes(), &key),
-            Err(NoteError::BadSignature {
-                name: "PeterNeumann".into()
-            })
+            Err(NoteError::BadSignature { name: "PeterNeumann".into() })
         );
     }
 
@@ -287,9 +270,7 @@ mod tests {
         let key = NoteVerifierKey::parse(GO_VKEY).unwrap();
         assert_eq!(
             open_note(note.as_bytes(), &key),
-            Err(NoteError::UnknownKey {
-                names: vec!["someone-else".into()]
-            })
+            Err(NoteError::UnknownKey { names: vec!["someone-else".into()] })
         );
     }
 

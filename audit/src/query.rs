@@ -1,6 +1,8 @@
 //! Questions auditors ask of an export — who got which resource, since when, on which chip — and
 //! the two renderings of the answer: an aligned plain-text table and JSON.
 
+use std::fmt::Write as _;
+
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -30,14 +32,16 @@ impl QueryFilter {
                 return false;
             }
         }
-        if self.since.is_some_and(|t| entry.time < t) || self.until.is_some_and(|t| entry.time >= t) {
+        if self.since.is_some_and(|t| entry.time < t) || self.until.is_some_and(|t| entry.time >= t)
+        {
             return false;
         }
         if let Some(id) = &self.chip_id {
             let Actor::Vm(vm) = &entry.actor else {
                 return false;
             };
-            let same = |v: &Option<String>| v.as_deref().is_some_and(|v| v.eq_ignore_ascii_case(id));
+            let same =
+                |v: &Option<String>| v.as_deref().is_some_and(|v| v.eq_ignore_ascii_case(id));
             if !(same(&vm.chip_id) || same(&vm.pck_id) || same(&vm.fmspc)) {
                 return false;
             }
@@ -53,9 +57,8 @@ pub fn query<'a>(export: &'a LogExport, filter: &QueryFilter) -> Vec<&'a Exporte
 }
 
 /// Columns of the table.
-const HEADERS: [&str; 8] = [
-    "INDEX", "TIME", "KIND", "RESOURCE", "VERSION", "DECISION", "ACTOR", "REASONS",
-];
+const HEADERS: [&str; 8] =
+    ["INDEX", "TIME", "KIND", "RESOURCE", "VERSION", "DECISION", "ACTOR", "REASONS"];
 
 /// A plain-text table, columns separated by two spaces and padded to width; reasons joined by
 /// "; ". The last column is not padded.
@@ -76,7 +79,7 @@ pub fn render_table(entries: &[&ExportedEntry]) -> String {
             if i + 1 == HEADERS.len() {
                 line.push_str(cell);
             } else {
-                line.push_str(&format!("{cell:<w$}  "));
+                let _ = write!(line, "{cell:<w$}  ");
             }
         }
         out.push_str(line.trim_end());
@@ -91,7 +94,7 @@ fn row(e: &ExportedEntry) -> [String; 8] {
         e.index.to_string(),
         entry.time.format(&Rfc3339).unwrap_or_default(),
         serde_name(&entry.kind),
-        entry.resource.as_ref().map(|r| r.path.clone()).unwrap_or_else(|| "-".into()),
+        entry.resource.as_ref().map_or_else(|| "-".into(), |r| r.path.clone()),
         entry
             .resource
             .as_ref()
@@ -115,7 +118,9 @@ fn serde_name<T: serde::Serialize>(v: &T) -> String {
 pub fn render_json(entries: &[&ExportedEntry]) -> Result<String, serde_json::Error> {
     let items: Vec<serde_json::Value> = entries
         .iter()
-        .map(|e| Ok(serde_json::json!({ "index": e.index, "entry": serde_json::to_value(&e.entry)? })))
+        .map(|e| {
+            Ok(serde_json::json!({ "index": e.index, "entry": serde_json::to_value(&e.entry)? }))
+        })
         .collect::<Result<_, serde_json::Error>>()?;
     serde_json::to_string_pretty(&items)
 }

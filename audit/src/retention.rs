@@ -43,11 +43,7 @@ pub fn frontier_at<S: LeafSource + ?Sized>(
 ) -> Result<Frontier, TreeError<S::Error>> {
     let have = source.tree_size().map_err(TreeError::Source)?;
     if size > have {
-        return Err(TreeError::OutOfRange {
-            what: "tree size",
-            value: size,
-            size: have,
-        });
+        return Err(TreeError::OutOfRange { what: "tree size", value: size, size: have });
     }
     let mut hashes = Vec::with_capacity(size.count_ones() as usize);
     let mut offset = 0u64;
@@ -78,18 +74,13 @@ pub fn build_export<S: LeafSource + ?Sized>(
 ) -> Result<LogExport, BuildError<S::Error>> {
     for (expected, e) in (start..).zip(&entries) {
         if e.index != expected {
-            return Err(BuildError::NotContiguous {
-                expected,
-                found: e.index,
-            });
+            return Err(BuildError::NotContiguous { expected, found: e.index });
         }
     }
     let mut sizes = Vec::with_capacity(checkpoints.len());
     for file in &checkpoints {
-        let cp = verify_checkpoint(&file.text, key).map_err(|error| BuildError::Checkpoint {
-            file: file.name.clone(),
-            error,
-        })?;
+        let cp = verify_checkpoint(&file.text, key)
+            .map_err(|error| BuildError::Checkpoint { file: file.name.clone(), error })?;
         sizes.push(cp.size);
     }
     let export = LogExport {

@@ -26,10 +26,7 @@ pub struct LastCheckpoint {
 impl Default for CheckpointSchedule {
     /// Every 1000 entries or 60 seconds.
     fn default() -> Self {
-        Self {
-            every_entries: 1000,
-            every: Duration::seconds(60),
-        }
+        Self { every_entries: 1000, every: Duration::seconds(60) }
     }
 }
 
@@ -60,14 +57,11 @@ mod tests {
     const T0: OffsetDateTime = datetime!(2025-03-01 12:00:00 UTC);
 
     fn sched() -> CheckpointSchedule {
-        CheckpointSchedule {
-            every_entries: 10,
-            every: Duration::seconds(30),
-        }
+        CheckpointSchedule { every_entries: 10, every: Duration::seconds(30) }
     }
 
-    fn last(size: u64) -> Option<LastCheckpoint> {
-        Some(LastCheckpoint { size, time: T0 })
+    fn last(size: u64) -> LastCheckpoint {
+        LastCheckpoint { size, time: T0 }
     }
 
     #[test]
@@ -77,24 +71,21 @@ mod tests {
 
     #[test]
     fn due_after_n_entries_not_before() {
-        assert!(!sched().is_due(last(5), 14, T0 + Duration::seconds(29)));
-        assert!(sched().is_due(last(5), 15, T0));
+        assert!(!sched().is_due(Some(last(5)), 14, T0 + Duration::seconds(29)));
+        assert!(sched().is_due(Some(last(5)), 15, T0));
     }
 
     #[test]
     fn due_after_t_seconds_only_if_tree_grew() {
-        assert!(!sched().is_due(last(5), 5, T0 + Duration::hours(5)));
-        assert!(!sched().is_due(last(5), 6, T0 + Duration::seconds(29)));
-        assert!(sched().is_due(last(5), 6, T0 + Duration::seconds(30)));
+        assert!(!sched().is_due(Some(last(5)), 5, T0 + Duration::hours(5)));
+        assert!(!sched().is_due(Some(last(5)), 6, T0 + Duration::seconds(29)));
+        assert!(sched().is_due(Some(last(5)), 6, T0 + Duration::seconds(30)));
     }
 
     #[test]
     fn zero_entry_threshold_means_every_entry() {
-        let s = CheckpointSchedule {
-            every_entries: 0,
-            every: Duration::hours(1),
-        };
-        assert!(!s.is_due(last(5), 5, T0));
-        assert!(s.is_due(last(5), 6, T0));
+        let s = CheckpointSchedule { every_entries: 0, every: Duration::hours(1) };
+        assert!(!s.is_due(Some(last(5)), 5, T0));
+        assert!(s.is_due(Some(last(5)), 6, T0));
     }
 }

@@ -1,5 +1,6 @@
 //! The offline auditor against intact and tampered exports: each tampering is reported as the
 //! exact divergence, with the first bad index.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)] // reason: tests fail loudly on purpose
 
 use keylatch_audit::auditor::{verify_log_dir, AuditError, Divergence, Report};
 use keylatch_audit::checkpoint::CheckpointSigner;
@@ -19,7 +20,7 @@ fn signer() -> CheckpointSigner {
 
 fn entry(i: u64, variant: &str) -> AuditEntry {
     AuditEntry {
-        time: datetime!(2025-03-01 12:00:00 UTC) + Duration::minutes(i as i64),
+        time: datetime!(2025-03-01 12:00:00 UTC) + Duration::minutes(i64::try_from(i).unwrap()),
         request_id: format!("req-{i}{variant}"),
         kind: EntryKind::Release,
         actor: Actor::Vm(VmIdentity {
@@ -28,10 +29,7 @@ fn entry(i: u64, variant: &str) -> AuditEntry {
             chip_id: Some(format!("{:0128x}", i % 3)),
             ..VmIdentity::default()
         }),
-        resource: Some(ResourceRef {
-            path: format!("default/disk/vm{}", i % 2),
-            version: Some(1),
-        }),
+        resource: Some(ResourceRef { path: format!("default/disk/vm{}", i % 2), version: Some(1) }),
         decision: Decision::Allow,
         reasons: vec![],
         evidence_sha256: None,
@@ -62,11 +60,7 @@ fn log_with(entries: Vec<AuditEntry>, sizes: &[u64], signer: &CheckpointSigner) 
             text: signer.sign_checkpoint(s, &roots[s as usize]).unwrap().into_bytes(),
         })
         .collect();
-    Log {
-        entries,
-        tree,
-        checkpoints,
-    }
+    Log { entries, tree, checkpoints }
 }
 
 fn log(n: u64, sizes: &[u64]) -> Log {
@@ -74,11 +68,7 @@ fn log(n: u64, sizes: &[u64]) -> Log {
 }
 
 fn jsonl(entries: &[AuditEntry]) -> Vec<u8> {
-    entries
-        .iter()
-        .enumerate()
-        .flat_map(|(i, e)| entry_line(i as u64, e).unwrap())
-        .collect()
+    entries.iter().enumerate().flat_map(|(i, e)| entry_line(i as u64, e).unwrap()).collect()
 }
 
 /// Reads an export from an entries.jsonl text and checkpoint files, as `read_dir` would.
@@ -98,10 +88,7 @@ fn diverged(export: &LogExport) -> Divergence {
 }
 
 fn lines(log: &Log) -> Vec<Vec<u8>> {
-    jsonl(&log.entries)
-        .split_inclusive(|&b| b == b'\n')
-        .map(<[u8]>::to_vec)
-        .collect()
+    jsonl(&log.entries).split_inclusive(|&b| b == b'\n').map(<[u8]>::to_vec).collect()
 }
 
 fn every(n: u64) -> Vec<u64> {
@@ -141,11 +128,7 @@ fn changed_entry_is_located_to_its_index_with_a_checkpoint_per_entry() {
     edited[7].decision = Decision::Deny;
     assert_eq!(
         diverged(&export_of(&jsonl(&edited), &l.checkpoints)),
-        Divergence::RootMismatch {
-            file: checkpoint_file_name(8),
-            first_bad_index: 7,
-            before: 8
-        }
+        Divergence::RootMismatch { file: checkpoint_file_name(8), first_bad_index: 7, before: 8 }
     );
 }
 
@@ -157,11 +140,7 @@ fn changed_entry_is_located_to_its_checkpoint_interval() {
     let d = diverged(&export_of(&jsonl(&edited), &l.checkpoints));
     assert_eq!(
         d,
-        Divergence::RootMismatch {
-            file: checkpoint_file_name(10),
-            first_bad_index: 5,
-            before: 10
-        }
+        Divergence::RootMismatch { file: checkpoint_file_name(10), first_bad_index: 5, before: 10 }
     );
     assert_eq!(d.first_bad_index(), Some(5));
 }
@@ -184,11 +163,7 @@ fn deleted_and_renumbered_entry_is_reported_at_its_index() {
     kept.remove(7);
     assert_eq!(
         diverged(&export_of(&jsonl(&kept), &l.checkpoints)),
-        Divergence::RootMismatch {
-            file: checkpoint_file_name(8),
-            first_bad_index: 7,
-            before: 8
-        }
+        Divergence::RootMismatch { file: checkpoint_file_name(8), first_bad_index: 7, before: 8 }
     );
 }
 
@@ -210,11 +185,7 @@ fn reordered_and_renumbered_entries_are_reported_at_the_first_displaced_index() 
     swapped.swap(7, 9);
     assert_eq!(
         diverged(&export_of(&jsonl(&swapped), &l.checkpoints)),
-        Divergence::RootMismatch {
-            file: checkpoint_file_name(8),
-            first_bad_index: 7,
-            before: 8
-        }
+        Divergence::RootMismatch { file: checkpoint_file_name(8), first_bad_index: 7, before: 8 }
     );
 }
 
@@ -235,10 +206,7 @@ fn truncated_tail_is_reported_as_missing_entries() {
     let l = log(20, &[10, 20]);
     assert_eq!(
         diverged(&export_of(&jsonl(&l.entries[..15]), &l.checkpoints)),
-        Divergence::EntriesMissing {
-            first_missing_index: 15,
-            checkpoint_size: 20
-        }
+        Divergence::EntriesMissing { first_missing_index: 15, checkpoint_size: 20 }
     );
 }
 
@@ -273,9 +241,7 @@ fn altered_checkpoint_signature_is_reported() {
     cps[0].text = format!("{}{c}{}", &text[..at], &text[at + 1..]).into_bytes();
     assert_eq!(
         diverged(&export_of(&jsonl(&l.entries), &cps)),
-        Divergence::BadSignature {
-            file: checkpoint_file_name(10)
-        }
+        Divergence::BadSignature { file: checkpoint_file_name(10) }
     );
 }
 
@@ -292,9 +258,7 @@ fn checkpoint_with_edited_root_fails_its_signature() {
     cps[1].text = lines.join("\n").into_bytes();
     assert_eq!(
         diverged(&export_of(&jsonl(&l.entries), &cps)),
-        Divergence::BadSignature {
-            file: checkpoint_file_name(20)
-        }
+        Divergence::BadSignature { file: checkpoint_file_name(20) }
     );
 }
 
@@ -310,10 +274,7 @@ fn checkpoint_from_another_key_is_reported() {
     });
     assert_eq!(
         diverged(&export_of(&jsonl(&l.entries), &cps)),
-        Divergence::WrongKey {
-            file: "forged.txt".into(),
-            signers: vec![ORIGIN.into()]
-        }
+        Divergence::WrongKey { file: "forged.txt".into(), signers: vec![ORIGIN.into()] }
     );
 }
 
@@ -324,10 +285,7 @@ fn two_signed_roots_for_one_size_are_a_fork() {
     other[3].request_id = "req-rewritten".into();
     let fork = log_with(other, &[10], &signer());
     let mut cps = l.checkpoints.clone();
-    cps.push(CheckpointFile {
-        name: "zz-fork.txt".into(),
-        text: fork.checkpoints[0].text.clone(),
-    });
+    cps.push(CheckpointFile { name: "zz-fork.txt".into(), text: fork.checkpoints[0].text.clone() });
     assert_eq!(
         diverged(&export_of(&jsonl(&l.entries), &cps)),
         Divergence::Fork {
@@ -348,23 +306,18 @@ fn older_checkpoint_of_a_different_tree_is_reported_in_a_full_export() {
     cps.extend(l.checkpoints.clone());
     assert_eq!(
         diverged(&export_of(&jsonl(&l.entries), &cps)),
-        Divergence::RootMismatch {
-            file: checkpoint_file_name(5),
-            first_bad_index: 0,
-            before: 5
-        }
+        Divergence::RootMismatch { file: checkpoint_file_name(5), first_bad_index: 0, before: 5 }
     );
 }
 
 #[test]
 fn archived_range_verifies_on_its_own() {
     let l = log(20, &[5, 10, 20]);
-    let range: Vec<_> = LogExport::from_files(None, &jsonl(&l.entries), vec![], &[])
-        .unwrap()
-        .entries[8..13]
-        .to_vec();
-    let archive = build_export(&l.tree, 8, range, l.checkpoints.clone(), signer().verifier_key())
-        .unwrap();
+    let range: Vec<_> =
+        LogExport::from_files(None, &jsonl(&l.entries), vec![], &[]).unwrap().entries[8..13]
+            .to_vec();
+    let archive =
+        build_export(&l.tree, 8, range, l.checkpoints.clone(), signer().verifier_key()).unwrap();
     assert_eq!(
         archive.proofs.iter().map(|p| (p.first, p.second)).collect::<Vec<_>>(),
         vec![(5, 13), (13, 20)]
@@ -399,11 +352,7 @@ fn tampered_archived_range_is_located() {
     bad.entries[1].leaf = all.entries[0].leaf;
     assert_eq!(
         diverged(&bad),
-        Divergence::RootMismatch {
-            file: checkpoint_file_name(10),
-            first_bad_index: 8,
-            before: 10
-        }
+        Divergence::RootMismatch { file: checkpoint_file_name(10), first_bad_index: 8, before: 10 }
     );
 
     // An entry after it: only the proof to checkpoint 20 can tell.
@@ -433,13 +382,8 @@ fn older_checkpoint_of_a_different_tree_is_inconsistent_with_an_archive() {
     let mut cps = old.checkpoints.clone();
     cps.extend(l.checkpoints.clone());
     let all = LogExport::from_files(None, &jsonl(&l.entries), vec![], &[]).unwrap();
-    let archive = build_export(&l.tree, 12, all.entries[12..16].to_vec(), cps, signer().verifier_key())
-        .unwrap();
-    assert_eq!(
-        diverged(&archive),
-        Divergence::Inconsistent {
-            first: 10,
-            second: 16
-        }
-    );
+    let archive =
+        build_export(&l.tree, 12, all.entries[12..16].to_vec(), cps, signer().verifier_key())
+            .unwrap();
+    assert_eq!(diverged(&archive), Divergence::Inconsistent { first: 10, second: 16 });
 }

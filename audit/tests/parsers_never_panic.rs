@@ -1,9 +1,12 @@
 //! Arbitrary bytes never panic the checkpoint, note, key, frontier or export readers, and a
 //! truncated or bit-flipped signed checkpoint never verifies.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)] // reason: tests fail loudly on purpose
 
 use keylatch_audit::auditor::verify_log_dir;
 use keylatch_audit::checkpoint::{verify_checkpoint, Checkpoint, CheckpointSigner};
-use keylatch_audit::export::{parse_entries, parse_manifest, parse_proof, CheckpointFile, LogExport};
+use keylatch_audit::export::{
+    parse_entries, parse_manifest, parse_proof, CheckpointFile, LogExport,
+};
 use keylatch_audit::merkle::compact::Frontier;
 use keylatch_audit::merkle::Hash;
 use keylatch_audit::note::{open_note, NoteVerifierKey};

@@ -1,4 +1,5 @@
 //! Queries over an export and their table and JSON renderings.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)] // reason: tests fail loudly on purpose
 
 use keylatch_audit::entry::{
     Actor, AdminIdentity, AuditEntry, Decision, EntryKind, ResourceRef, VmIdentity,
@@ -22,10 +23,7 @@ fn export() -> LogExport {
         request_id: "r0".into(),
         kind: EntryKind::Release,
         actor: vm("AA11"),
-        resource: Some(ResourceRef {
-            path: "default/disk/db".into(),
-            version: Some(2),
-        }),
+        resource: Some(ResourceRef { path: "default/disk/db".into(), version: Some(2) }),
         decision: Decision::Allow,
         reasons: vec![],
         evidence_sha256: None,
@@ -52,18 +50,12 @@ fn export() -> LogExport {
                 principal: "alice".into(),
                 role: "key-custodian".into(),
             }),
-            resource: Some(ResourceRef {
-                path: "default/disk/web".into(),
-                version: None,
-            }),
+            resource: Some(ResourceRef { path: "default/disk/web".into(), version: None }),
             ..base.clone()
         },
     ];
-    let jsonl: Vec<u8> = entries
-        .iter()
-        .enumerate()
-        .flat_map(|(i, e)| entry_line(i as u64, e).unwrap())
-        .collect();
+    let jsonl: Vec<u8> =
+        entries.iter().enumerate().flat_map(|(i, e)| entry_line(i as u64, e).unwrap()).collect();
     LogExport::from_files(None, &jsonl, vec![], &[]).unwrap()
 }
 
@@ -74,15 +66,11 @@ fn indices(export: &LogExport, f: &QueryFilter) -> Vec<u64> {
 #[test]
 fn filters_by_resource_time_and_chip() {
     let x = export();
-    let by_resource = QueryFilter {
-        resource: Some("default/disk/db".into()),
-        ..QueryFilter::default()
-    };
+    let by_resource =
+        QueryFilter { resource: Some("default/disk/db".into()), ..QueryFilter::default() };
     assert_eq!(indices(&x, &by_resource), vec![0, 1]);
-    let since = QueryFilter {
-        since: Some(datetime!(2025-03-02 08:30:00 UTC)),
-        ..QueryFilter::default()
-    };
+    let since =
+        QueryFilter { since: Some(datetime!(2025-03-02 08:30:00 UTC)), ..QueryFilter::default() };
     assert_eq!(indices(&x, &since), vec![1, 2]);
     let window = QueryFilter {
         since: Some(datetime!(2025-03-01 00:00:00 UTC)),
@@ -90,10 +78,7 @@ fn filters_by_resource_time_and_chip() {
         ..QueryFilter::default()
     };
     assert_eq!(indices(&x, &window), vec![0]);
-    let chip = QueryFilter {
-        chip_id: Some("aa11".into()),
-        ..QueryFilter::default()
-    };
+    let chip = QueryFilter { chip_id: Some("aa11".into()), ..QueryFilter::default() };
     assert_eq!(indices(&x, &chip), vec![0]);
     let both = QueryFilter {
         resource: Some("default/disk/db".into()),
@@ -120,13 +105,7 @@ INDEX  TIME                  KIND     RESOURCE          VERSION  DECISION  ACTOR
 #[test]
 fn json_output_lists_index_and_entry() {
     let x = export();
-    let one = query(
-        &x,
-        &QueryFilter {
-            chip_id: Some("bb22".into()),
-            ..QueryFilter::default()
-        },
-    );
+    let one = query(&x, &QueryFilter { chip_id: Some("bb22".into()), ..QueryFilter::default() });
     let v: serde_json::Value = serde_json::from_str(&render_json(&one).unwrap()).unwrap();
     assert_eq!(v[0]["index"], 1);
     assert_eq!(v[0]["entry"]["request_id"], "r1");

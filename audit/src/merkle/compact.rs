@@ -20,7 +20,7 @@ impl std::fmt::Debug for Frontier {
         f.debug_struct("Frontier")
             .field("size", &self.size)
             .field("root", &self.root())
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -63,11 +63,7 @@ impl Frontier {
     pub fn from_parts(size: u64, hashes: Vec<Hash>) -> Result<Self, FrontierError> {
         let expected = size.count_ones() as usize;
         if hashes.len() != expected {
-            return Err(FrontierError::BadHashCount {
-                size,
-                expected,
-                actual: hashes.len(),
-            });
+            return Err(FrontierError::BadHashCount { size, expected, actual: hashes.len() });
         }
         Ok(Self { size, hashes })
     }
@@ -131,13 +127,11 @@ impl Frontier {
         if magic != MAGIC {
             return Err(FrontierError::BadMagic);
         }
-        let (size_bytes, rest) = rest
-            .split_first_chunk::<8>()
-            .ok_or(FrontierError::BadLength {
-                size: 0,
-                expected: 12,
-                actual: bytes.len(),
-            })?;
+        let (size_bytes, rest) = rest.split_first_chunk::<8>().ok_or(FrontierError::BadLength {
+            size: 0,
+            expected: 12,
+            actual: bytes.len(),
+        })?;
         let size = u64::from_be_bytes(*size_bytes);
         let count = size.count_ones() as usize;
         if rest.len() != 32 * count {
@@ -147,10 +141,8 @@ impl Frontier {
                 actual: bytes.len(),
             });
         }
-        let hashes = rest
-            .chunks_exact(32)
-            .filter_map(|c| <[u8; 32]>::try_from(c).ok().map(Hash))
-            .collect();
+        let hashes =
+            rest.chunks_exact(32).filter_map(|c| <[u8; 32]>::try_from(c).ok().map(Hash)).collect();
         Self::from_parts(size, hashes)
     }
 }
@@ -167,10 +159,7 @@ mod tests {
         for i in 0..4u8 {
             f.append(leaf_hash(&[i]), |level, index, _| seen.push((level, index)));
         }
-        assert_eq!(
-            seen,
-            vec![(0, 0), (0, 1), (1, 0), (0, 2), (0, 3), (1, 1), (2, 0)]
-        );
+        assert_eq!(seen, vec![(0, 0), (0, 1), (1, 0), (0, 2), (0, 3), (1, 1), (2, 0)]);
         assert_eq!(f.hashes().len(), 1);
     }
 
@@ -185,11 +174,7 @@ mod tests {
         assert_eq!(Frontier::from_bytes(&bytes), Ok(f));
         assert_eq!(
             Frontier::from_bytes(&bytes[..bytes.len() - 1]),
-            Err(FrontierError::BadLength {
-                size: 11,
-                expected: 108,
-                actual: 107
-            })
+            Err(FrontierError::BadLength { size: 11, expected: 108, actual: 107 })
         );
         assert_eq!(Frontier::from_bytes(b"KLF2"), Err(FrontierError::BadMagic));
         assert_eq!(Frontier::from_bytes(b""), Err(FrontierError::BadMagic));

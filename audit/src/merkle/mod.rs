@@ -73,7 +73,7 @@ pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
 #[must_use]
 pub(crate) fn split_point(n: u64) -> u64 {
     debug_assert!(n >= 2);
-    1u64 << (63 - (n - 1).leading_zeros())
+    1u64 << (n - 1).ilog2()
 }
 
 /// Read access to a log's leaves, so that proofs can be computed over storage the caller owns.
@@ -129,10 +129,7 @@ pub(crate) fn range_hash<S: LeafSource + ?Sized>(
     }
     if n.is_power_of_two() && start % n == 0 {
         let level = n.trailing_zeros();
-        if let Some(h) = source
-            .node_hash(level, start >> level)
-            .map_err(TreeError::Source)?
-        {
+        if let Some(h) = source.node_hash(level, start >> level).map_err(TreeError::Source)? {
             return Ok(h);
         }
     }
@@ -149,11 +146,7 @@ pub fn tree_head<S: LeafSource + ?Sized>(
 ) -> Result<Hash, TreeError<S::Error>> {
     let have = source.tree_size().map_err(TreeError::Source)?;
     if size > have {
-        return Err(TreeError::OutOfRange {
-            what: "tree size",
-            value: size,
-            size: have,
-        });
+        return Err(TreeError::OutOfRange { what: "tree size", value: size, size: have });
     }
     if size == 0 {
         return Ok(Hash::empty());

@@ -38,11 +38,7 @@ pub fn inclusion_proof<S: LeafSource + ?Sized>(
 ) -> Result<Vec<Hash>, TreeError<S::Error>> {
     check_size(source, size)?;
     if index >= size {
-        return Err(TreeError::OutOfRange {
-            what: "leaf index",
-            value: index,
-            size,
-        });
+        return Err(TreeError::OutOfRange { what: "leaf index", value: index, size });
     }
     // Walk down from the root; each level contributes the sibling subtree's hash. Collected
     // top-down, returned bottom-up as the RFC orders them.
@@ -71,11 +67,7 @@ pub fn consistency_proof<S: LeafSource + ?Sized>(
 ) -> Result<Vec<Hash>, TreeError<S::Error>> {
     check_size(source, second)?;
     if first > second {
-        return Err(TreeError::OutOfRange {
-            what: "first size",
-            value: first,
-            size: second,
-        });
+        return Err(TreeError::OutOfRange { what: "first size", value: first, size: second });
     }
     if first == 0 || first == second {
         return Ok(Vec::new());
@@ -112,11 +104,7 @@ pub fn consistency_proof<S: LeafSource + ?Sized>(
 fn check_size<S: LeafSource + ?Sized>(source: &S, size: u64) -> Result<(), TreeError<S::Error>> {
     let have = source.tree_size().map_err(TreeError::Source)?;
     if size > have {
-        return Err(TreeError::OutOfRange {
-            what: "tree size",
-            value: size,
-            size: have,
-        });
+        return Err(TreeError::OutOfRange { what: "tree size", value: size, size: have });
     }
     Ok(())
 }
@@ -189,11 +177,7 @@ pub fn verify_consistency(
         return Err(ProofError::WrongLength);
     };
     // When the first tree is a complete subtree, its own head is the proof's implied first node.
-    let (seed, rest) = if first.is_power_of_two() {
-        (first_root, proof)
-    } else {
-        (head, tail)
-    };
+    let (seed, rest) = if first.is_power_of_two() { (first_root, proof) } else { (head, tail) };
     let (mut fnode, mut snode) = (first - 1, second - 1);
     while fnode & 1 == 1 {
         fnode >>= 1;
