@@ -54,7 +54,7 @@ impl Rng {
 /// A source that exposes leaf hashes only, like a store keeping no interior nodes.
 struct Leaves<'a>(&'a MemoryTree);
 impl LeafSource for Leaves<'_> {
-    type Error = std::convert::Infallible;
+    type Error = keylatch_audit::merkle::NotInTree;
     fn tree_size(&self) -> Result<u64, Self::Error> {
         self.0.tree_size()
     }

@@ -210,22 +210,24 @@ impl MemoryTree {
     }
 }
 
+/// A leaf or node index beyond a `MemoryTree`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("leaf {0} is not in the tree")]
+pub struct NotInTree(pub u64);
+
 impl LeafSource for MemoryTree {
-    type Error = std::convert::Infallible;
+    type Error = NotInTree;
 
     fn tree_size(&self) -> Result<u64, Self::Error> {
         Ok(self.size())
     }
 
     fn leaf_hash(&self, index: u64) -> Result<Hash, Self::Error> {
-        // reason for the fallback: callers check `index < size` first; an absent leaf would be a bug
-        // in this type, and an all-zero hash then fails every proof rather than panicking.
-        Ok(self
-            .levels
+        self.levels
             .first()
             .and_then(|row| row.get(usize::try_from(index).ok()?))
             .copied()
-            .unwrap_or(Hash([0; 32])))
+            .ok_or(NotInTree(index))
     }
 
     fn node_hash(&self, level: u32, index: u64) -> Result<Option<Hash>, Self::Error> {
