@@ -150,6 +150,18 @@ pub fn entry_line(index: u64, entry: &AuditEntry) -> Result<Vec<u8>, jcs::JcsErr
     Ok(line)
 }
 
+/// The same line built from stored canonical entry bytes (what a broker keeps), without
+/// re-serializing: `{"entry":` canonical `,"index":` I `}` is already RFC 8785 form, since
+/// "entry" sorts before "index".
+#[must_use]
+pub fn entry_line_from_canonical(index: u64, canonical: &[u8]) -> Vec<u8> {
+    let mut line = Vec::with_capacity(canonical.len() + 32);
+    line.extend_from_slice(b"{\"entry\":");
+    line.extend_from_slice(canonical);
+    line.extend_from_slice(format!(",\"index\":{index}}}\n").as_bytes());
+    line
+}
+
 /// Parses `entries.jsonl`: lines ending in `\n` (the last newline may be missing), none empty.
 pub fn parse_entries(jsonl: &[u8]) -> Result<Vec<ExportedEntry>, ExportError> {
     let body = jsonl.strip_suffix(b"\n").unwrap_or(jsonl);
@@ -333,6 +345,7 @@ mod tests {
         let line = entry_line(7, &e).unwrap();
         assert!(line.starts_with(b"{\"entry\":{\"actor\":{"));
         assert!(line.ends_with(b",\"index\":7}\n"));
+        assert_eq!(entry_line_from_canonical(7, &e.canonical_bytes().unwrap()), line);
         let parsed = parse_entries(&line).unwrap();
         assert_eq!(parsed.len(), 1);
         assert_eq!(parsed[0].index, 7);
