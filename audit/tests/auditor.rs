@@ -387,3 +387,20 @@ fn older_checkpoint_of_a_different_tree_is_inconsistent_with_an_archive() {
             .unwrap();
     assert_eq!(diverged(&archive), Divergence::Inconsistent { first: 10, second: 16 });
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(32))]
+    #[test]
+    fn any_edited_entry_is_found_at_its_index_with_a_checkpoint_per_entry(n in 2u64..30, pick in 0u64..1000) {
+        let l = log(n, &every(n));
+        let k = (pick % n) as usize;
+        let mut edited = l.entries.clone();
+        edited[k].client_address = Some("198.51.100.1:1".into());
+        let d = diverged(&export_of(&jsonl(&edited), &l.checkpoints));
+        proptest::prop_assert_eq!(d.first_bad_index(), Some(k as u64));
+        proptest::prop_assert_eq!(
+            d,
+            Divergence::RootMismatch { file: checkpoint_file_name(k as u64 + 1), first_bad_index: k as u64, before: k as u64 + 1 }
+        );
+    }
+}
