@@ -98,6 +98,12 @@ impl std::fmt::Display for ResourcePath {
     }
 }
 
+/// `{"token": ..}` from `attest`.
+#[derive(Deserialize)]
+struct TokenReply {
+    token: String,
+}
+
 /// An attested session: the token and the key pair it was issued for.
 struct Session {
     cookie: Option<String>,
@@ -254,10 +260,6 @@ impl Client {
         )?;
         if reply.status != 200 {
             return Err(unexpected("attest", &reply));
-        }
-        #[derive(Deserialize)]
-        struct TokenReply {
-            token: String,
         }
         let token: TokenReply = serde_json::from_slice(&reply.body)
             .map_err(|_| AgentError::Protocol("attest: reply has no token".into()))?;

@@ -32,10 +32,10 @@ pub enum AgentError {
     #[error("{0}")]
     Local(String),
     /// The broker denied the resource.
-    #[error("{what}: {}", broker(.status, .body.as_ref()))]
+    #[error("{what}: {}", broker(*.status, .body.as_ref()))]
     Denied { what: &'static str, status: u16, body: Option<ErrorBody> },
     /// The broker refused the handshake or the evidence.
-    #[error("{what}: {}", broker(.status, .body.as_ref()))]
+    #[error("{what}: {}", broker(*.status, .body.as_ref()))]
     Refused { what: &'static str, status: u16, body: Option<ErrorBody> },
     /// The broker answered something this client cannot use.
     #[error("protocol: {0}")]
@@ -51,7 +51,7 @@ pub enum AgentError {
     Cryptsetup(String),
 }
 
-fn broker(status: &u16, body: Option<&ErrorBody>) -> String {
+fn broker(status: u16, body: Option<&ErrorBody>) -> String {
     match body {
         Some(b) => format!("{}: {}", b.error_type, b.detail),
         None => format!("HTTP {status} without an error body"),

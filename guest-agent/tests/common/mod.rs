@@ -110,7 +110,10 @@ impl Server {
                                 .push(format!("{} {} {status}", req.method, req.path));
                             let mut head = format!("HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
                             for (k, v) in headers {
-                                head.push_str(&format!("{k}: {v}\r\n"));
+                                head.push_str(&k);
+                                head.push_str(": ");
+                                head.push_str(&v);
+                                head.push_str("\r\n");
                             }
                             head.push_str("\r\n");
                             let _ = stream.write_all(head.as_bytes());
@@ -170,6 +173,9 @@ pub fn error(status: u16, ty: &str, detail: &str) -> Resp {
     (status, vec![], serde_json::to_vec(&ErrorBody::new(ty, detail)).unwrap())
 }
 
+/// Checks evidence for the expected REPORT_DATA; `Err` is the broker's refusal reason.
+pub type EvidenceCheck = Box<dyn Fn(&Attestation, &[u8; 64]) -> Result<(), String> + Send + Sync>;
+
 /// A minimal KBS: sessions with nonces, REPORT_DATA recomputed from the session's nonce and
 /// checked in the evidence (by `check_evidence`), tokens naming the tee-pubkey, JWE replies.
 pub struct MiniKbs {
@@ -180,7 +186,7 @@ pub struct MiniKbs {
     pub secret: Vec<u8>,
     pub token_lifetime_s: i64,
     /// Checks the evidence for the expected REPORT_DATA; returns a reason to refuse.
-    pub check_evidence: Box<dyn Fn(&Attestation, &[u8; 64]) -> Result<(), String> + Send + Sync>,
+    pub check_evidence: EvidenceCheck,
 }
 
 impl MiniKbs {
