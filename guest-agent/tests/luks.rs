@@ -5,6 +5,8 @@
 // reason: test helpers fail loudly; clippy.toml relaxes this only inside #[test] functions.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
+mod common;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -19,6 +21,35 @@ fn find_cryptsetup() -> Option<PathBuf> {
         }
     }
     None
+}
+
+fn format_image(cs: &Path, image: &Path, key: &[u8]) -> Result<(), String> {
+    std::fs::File::create(image).unwrap().set_len(32 << 20).unwrap();
+    let mut child = Command::new(cs)
+        .args([
+            "luksFormat",
+            "--batch-mode",
+            "--type",
+            "luks2",
+            "--pbkdf",
+            "pbkdf2",
+            "--pbkdf-force-iterations",
+            "1000",
+            "--key-file=-",
+        ])
+        .arg(image)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(key).unwrap();
+    let out = child.wait_with_output().unwrap();
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+    }
 }
 
 fn cryptsetup() -> Option<PathBuf> {
@@ -49,33 +80,9 @@ fn cryptsetup_accepts_right_key_on_stdin_and_rejects_wrong_one() {
     };
     let dir = tempfile::tempdir().unwrap();
     let image = dir.path().join("disk.img");
-    std::fs::File::create(&image).unwrap().set_len(32 << 20).unwrap();
     let key: Vec<u8> = (0u8..32).map(|i| i.wrapping_mul(37) ^ 0x0a).collect(); // includes '\n' bytes
-    let mut child = Command::new(&cs)
-        .args([
-            "luksFormat",
-            "--batch-mode",
-            "--type",
-            "luks2",
-            "--pbkdf",
-            "pbkdf2",
-            "--pbkdf-force-iterations",
-            "1000",
-            "--key-file=-",
-        ])
-        .arg(&image)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(&key).unwrap();
-    let out = child.wait_with_output().unwrap();
-    if !out.status.success() {
-        println!(
-            "skipped: luksFormat failed here: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+    if let Err(e) = format_image(&cs, &image, &key) {
+        println!("skipped: luksFormat failed here: {e}");
         return;
     }
     let luks =
@@ -89,4 +96,69 @@ fn cryptsetup_accepts_right_key_on_stdin_and_rejects_wrong_one() {
     // A key that is a prefix of the right one must not open it either (no newline trimming).
     let err = cryptsetup_open(&luks, &key[..31]).unwrap_err();
     assert!(err.to_string().starts_with("cryptsetup: open "), "{err}");
+}
+
+/// The whole agent: simulated SNP evidence, a local broker releasing the disk key, and
+/// `keylatch-agent unlock-luks --test-passphrase`; then the same with the broker denying.
+#[test]
+fn unlock_luks_command_opens_image_with_released_key_and_not_when_denied() {
+    use std::sync::Arc;
+    let Some(cs) = cryptsetup() else {
+        println!(
+            "skipped: cryptsetup not available and cannot be installed (not root or no network)"
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("disk.img");
+    let disk_key = b"\x01\x02 thirty-two byte disk key!\n";
+    if let Err(e) = format_image(&cs, &image, disk_key) {
+        println!("skipped: luksFormat failed here: {e}");
+        return;
+    }
+    common::write_pki(dir.path());
+    let t = common::tls();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &t.ca_pem).unwrap();
+    let kbs = Arc::new(common::MiniKbs::new(disk_key));
+    let server = common::Server::start(
+        &t,
+        Arc::new(move |r| {
+            if r.path.ends_with("/denied") {
+                return common::error(403, "policy-denied", "no rule allows this VM");
+            }
+            kbs.handle(r)
+        }),
+    );
+    let run = |tag: &str| {
+        Command::new(env!("CARGO_BIN_EXE_keylatch-agent"))
+            .args([
+                "unlock-luks",
+                "--device",
+                image.to_str().unwrap(),
+                "--name",
+                "kl-test",
+                "--test-passphrase",
+            ])
+            .args(["--resource", &format!("kbs:///default/disk/{tag}"), "--url", &server.url()])
+            .args([
+                "--ca",
+                ca.to_str().unwrap(),
+                "--simulate",
+                "snp",
+                "--sim-pki",
+                dir.path().to_str().unwrap(),
+            ])
+            .args(["--cryptsetup", cs.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let o = run("vm1");
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = run("denied");
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        "error: resource: policy-denied: no rule allows this VM\n"
+    );
 }
