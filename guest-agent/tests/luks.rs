@@ -52,6 +52,24 @@ fn format_image(cs: &Path, image: &Path, key: &[u8]) -> Result<(), String> {
     }
 }
 
+/// cryptsetup and a LUKS2 image in a temp dir formatted with `key`; `None` (after printing why)
+/// when this machine cannot do it.
+fn luks_image(key: &[u8]) -> Option<(PathBuf, tempfile::TempDir, PathBuf)> {
+    let Some(cs) = cryptsetup() else {
+        println!(
+            "skipped: cryptsetup not available and cannot be installed (not root or no network)"
+        );
+        return None;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("disk.img");
+    if let Err(e) = format_image(&cs, &image, key) {
+        println!("skipped: luksFormat failed here: {e}");
+        return None;
+    }
+    Some((cs, dir, image))
+}
+
 fn cryptsetup() -> Option<PathBuf> {
     if let Some(p) = find_cryptsetup() {
         return Some(p);
@@ -72,19 +90,8 @@ fn cryptsetup() -> Option<PathBuf> {
 
 #[test]
 fn cryptsetup_accepts_right_key_on_stdin_and_rejects_wrong_one() {
-    let Some(cs) = cryptsetup() else {
-        println!(
-            "skipped: cryptsetup not available and cannot be installed (not root or no network)"
-        );
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let image = dir.path().join("disk.img");
     let key: Vec<u8> = (0u8..32).map(|i| i.wrapping_mul(37) ^ 0x0a).collect(); // includes '\n' bytes
-    if let Err(e) = format_image(&cs, &image, &key) {
-        println!("skipped: luksFormat failed here: {e}");
-        return;
-    }
+    let Some((cs, _dir, image)) = luks_image(&key) else { return };
     let luks =
         Luks { cryptsetup: &cs, device: &image, name: "keylatch-test", test_passphrase: true };
     cryptsetup_open(&luks, &key).unwrap();
@@ -103,19 +110,8 @@ fn cryptsetup_accepts_right_key_on_stdin_and_rejects_wrong_one() {
 #[test]
 fn unlock_luks_command_opens_image_with_released_key_and_not_when_denied() {
     use std::sync::Arc;
-    let Some(cs) = cryptsetup() else {
-        println!(
-            "skipped: cryptsetup not available and cannot be installed (not root or no network)"
-        );
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let image = dir.path().join("disk.img");
     let disk_key = b"\x01\x02 thirty-two byte disk key!\n";
-    if let Err(e) = format_image(&cs, &image, disk_key) {
-        println!("skipped: luksFormat failed here: {e}");
-        return;
-    }
+    let Some((cs, dir, image)) = luks_image(disk_key) else { return };
     common::write_pki(dir.path());
     let t = common::tls();
     let ca = dir.path().join("ca.pem");

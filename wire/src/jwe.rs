@@ -126,12 +126,14 @@ pub fn decrypt(key: &TeeKeyPair, jwe: &Jwe) -> Result<Zeroizing<Vec<u8>>, WireEr
     let encrypted_key = b64::decode("encrypted_key", &jwe.encrypted_key)?;
     let cek = match (alg, &key.secret) {
         (ALG_ECDH_ES_A256KW, Secret::P256(sk)) => {
-            let epk = epk_point::<p256::NistP256>(&header, "P-256", 32)?;
+            let (x, y) = epk_coords(&header, "P-256")?;
+            let epk = ec_point::<p256::NistP256>(&x, &y, 32)?;
             let z = p256::ecdh::diffie_hellman(sk.to_nonzero_scalar(), epk.as_affine());
             unwrap(z.raw_secret_bytes(), &encrypted_key)?
         }
         (ALG_ECDH_ES_A256KW, Secret::P384(sk)) => {
-            let epk = epk_point::<p384::NistP384>(&header, "P-384", 48)?;
+            let (x, y) = epk_coords(&header, "P-384")?;
+            let epk = ec_point::<p384::NistP384>(&x, &y, 48)?;
             let z = p384::ecdh::diffie_hellman(sk.to_nonzero_scalar(), epk.as_affine());
             unwrap(z.raw_secret_bytes(), &encrypted_key)?
         }
@@ -216,17 +218,11 @@ fn epk_json(epk: &Jwk) -> Value {
     v
 }
 
-fn epk_point<C>(
+/// The `epk` coordinates after checking its members and curve.
+fn epk_coords(
     header: &Map<String, Value>,
     crv: &'static str,
-    len: usize,
-) -> Result<elliptic_curve::PublicKey<C>, WireError>
-where
-    C: elliptic_curve::CurveArithmetic + elliptic_curve::point::PointCompression,
-    elliptic_curve::AffinePoint<C>:
-        elliptic_curve::sec1::FromEncodedPoint<C> + elliptic_curve::sec1::ToEncodedPoint<C>,
-    elliptic_curve::FieldBytesSize<C>: elliptic_curve::sec1::ModulusSize,
-{
+) -> Result<(Vec<u8>, Vec<u8>), WireError> {
     let epk = header.get("epk").and_then(Value::as_object).ok_or(WireError::Header("no epk"))?;
     if epk.keys().any(|k| !matches!(k.as_str(), "crv" | "kty" | "x" | "y")) {
         return Err(WireError::Header("unsupported epk member"));
@@ -241,7 +237,7 @@ where
         let s = epk.get(name).and_then(Value::as_str).ok_or(WireError::Header("epk coordinate"))?;
         b64::decode("epk coordinate", s)
     };
-    ec_point::<C>(&coord("x")?, &coord("y")?, len)
+    Ok((coord("x")?, coord("y")?))
 }
 
 /// Concat KDF (RFC 7518 §4.6.2) with SHA-256. `alg_id`, `apu` and `apv` are the raw values; each
