@@ -161,14 +161,18 @@ impl Client {
     ) -> Result<Zeroizing<Vec<u8>>, AgentError> {
         let total = self.config.deadline;
         let deadline = Instant::now() + total;
-        retry::with_deadline(deadline, total, || self.get_once(resource))
+        retry::with_deadline(deadline, total, || self.get_once(resource, deadline))
     }
 
-    fn get_once(&mut self, resource: &ResourcePath) -> Result<Zeroizing<Vec<u8>>, AgentError> {
+    fn get_once(
+        &mut self,
+        resource: &ResourcePath,
+        deadline: Instant,
+    ) -> Result<Zeroizing<Vec<u8>>, AgentError> {
         let mut rehandshaked = false;
         if !self.session.as_ref().is_some_and(reusable) {
             self.session = None;
-            self.handshake()?;
+            self.handshake(deadline)?;
         }
         loop {
             let session =
@@ -178,6 +182,7 @@ impl Client {
                 &resource.http_path(),
                 session.cookie.as_deref(),
                 Some(&session.token),
+                call_timeout(deadline),
             )?;
             match reply.status {
                 200 => {
@@ -186,7 +191,7 @@ impl Client {
                 }
                 401 if !rehandshaked => {
                     self.session = None;
-                    self.handshake()?;
+                    self.handshake(deadline)?;
                     rehandshaked = true;
                 }
                 401 => return Err(refused("resource", &reply)),
@@ -202,7 +207,7 @@ impl Client {
         }
     }
 
-    fn handshake(&mut self) -> Result<(), AgentError> {
+    fn handshake(&mut self, deadline: Instant) -> Result<(), AgentError> {
         self.handshakes += 1;
         let source = Arc::clone(&self.config.evidence);
         let request = Request {
@@ -210,7 +215,13 @@ impl Client {
             tee: source.tee(),
             extra_params: serde_json::json!({"supported-hash-algorithms": ["sha384"]}),
         };
-        let reply = self.http.post_json("auth", "/kbs/v0/auth", None, &to_json(&request)?)?;
+        let reply = self.http.post_json(
+            "auth",
+            "/kbs/v0/auth",
+            None,
+            &to_json(&request)?,
+            call_timeout(deadline),
+        )?;
         if reply.status != 200 {
             return Err(unexpected("auth", &reply));
         }
@@ -257,6 +268,7 @@ impl Client {
             "/kbs/v0/attest",
             cookie.as_deref(),
             &to_json(&attestation)?,
+            call_timeout(deadline),
         )?;
         if reply.status != 200 {
             return Err(unexpected("attest", &reply));
@@ -286,6 +298,13 @@ fn unexpected(what: &'static str, reply: &Reply) -> AgentError {
     } else {
         refused(what, reply)
     }
+}
+
+/// One call's timeout: what is left of the deadline, at least 1 s, at most 30 s.
+fn call_timeout(deadline: Instant) -> Duration {
+    deadline
+        .saturating_duration_since(Instant::now())
+        .clamp(Duration::from_secs(1), Duration::from_secs(30))
 }
 
 fn now_s() -> u64 {

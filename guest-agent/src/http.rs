@@ -21,7 +21,8 @@ pub struct Reply {
     pub set_cookie: Vec<String>,
 }
 
-/// The broker connection.
+/// The broker connection. Each call takes its own overall timeout (what is left of the
+/// deadline, capped by the caller), so a hanging broker cannot hold the boot past it.
 pub struct Http {
     agent: ureq::Agent,
     base: String,
@@ -60,7 +61,6 @@ impl Http {
             .tls_config(Arc::new(tls))
             .redirects(0)
             .timeout_connect(Duration::from_secs(10))
-            .timeout(Duration::from_secs(30))
             .build();
         Ok(Self { agent, base: base_url.trim_end_matches('/').to_owned() })
     }
@@ -71,10 +71,12 @@ impl Http {
         path: &str,
         cookie: Option<&str>,
         body: &[u8],
+        timeout: Duration,
     ) -> Result<Reply, AgentError> {
         let mut req = self
             .agent
             .post(&format!("{}{path}", self.base))
+            .timeout(timeout)
             .set("Content-Type", "application/json");
         if let Some(c) = cookie {
             req = req.set("Cookie", c);
@@ -88,8 +90,9 @@ impl Http {
         path: &str,
         cookie: Option<&str>,
         bearer: Option<&str>,
+        timeout: Duration,
     ) -> Result<Reply, AgentError> {
-        let mut req = self.agent.get(&format!("{}{path}", self.base));
+        let mut req = self.agent.get(&format!("{}{path}", self.base)).timeout(timeout);
         if let Some(c) = cookie {
             req = req.set("Cookie", c);
         }

@@ -313,3 +313,27 @@ fn trusts_only_the_given_ca() {
         Client::new(config("http://127.0.0.1:1".into(), &t.ca_pem, &fx.source, 1)).unwrap_err();
     assert_eq!(err.to_string(), "--url \"http://127.0.0.1:1\" must start with https://");
 }
+
+#[test]
+fn hanging_broker_times_out_within_the_deadline() {
+    let fx = fixture(SimTee::Snp);
+    let t = tls();
+    // Accepts TCP connections and never speaks TLS.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming() {
+            held.push(conn);
+        }
+    });
+    let err = fetch_resource(
+        &config(format!("https://127.0.0.1:{port}"), &t.ca_pem, &fx.source, 2),
+        &resource(),
+    )
+    .unwrap_err();
+    assert!(matches!(err, AgentError::Unreachable { seconds: 2, .. }), "{err}");
+    // The read timed out (EAGAIN on the socket) at the auth step, not a refused connection.
+    assert!(err.to_string().contains(": auth: "), "{err}");
+    assert!(!err.to_string().contains("Connection refused"), "{err}");
+}
