@@ -1,0 +1,80 @@
+//! Where evidence comes from. One trait, three sources, and [`detect`], which picks one and says
+//! why:
+//!
+//! 1. `--simulate snp|tdx --sim-pki DIR`: the simulator, when asked for explicitly;
+//! 2. Linux configfs-tsm (`/sys/kernel/config/tsm/report`), whose `provider` says SNP or TDX;
+//! 3. `/dev/sev-guest` extended reports (SNP on kernels without configfs-tsm).
+//!
+//! With none of them, detection fails: there is no unsigned fallback.
+
+pub mod certtable;
+pub mod configfs;
+pub mod sevguest;
+pub mod sim;
+
+use std::path::PathBuf;
+
+use kbs_types::Tee;
+use keylatch_wire::kbs_types;
+
+use crate::AgentError;
+
+/// A source of hardware (or simulated) evidence.
+pub trait EvidenceSource: Send + Sync {
+    /// The TEE named in the KBS `auth` request.
+    fn tee(&self) -> Tee;
+    /// The `primary_evidence` JSON for a report carrying `report_data`, in the form
+    /// guest-components sends.
+    fn evidence(&self, report_data: &[u8; 64]) -> Result<serde_json::Value, AgentError>;
+    /// One line for `keylatch-agent detect`.
+    fn describe(&self) -> String;
+}
+
+/// Which simulated TEE to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SimTee {
+    Snp,
+    Tdx,
+}
+
+/// Where to look.
+#[derive(Debug, Clone)]
+pub struct DetectOptions {
+    /// configfs-tsm report directory (default `/sys/kernel/config/tsm/report`).
+    pub configfs_root: PathBuf,
+    /// The SEV guest device (default `/dev/sev-guest`).
+    pub sev_guest: PathBuf,
+    /// Use the simulator instead of hardware.
+    pub simulate: Option<(SimTee, PathBuf)>,
+    /// Init-data TOML; the simulator measures it into HOST_DATA / MRCONFIGID as a VMM would.
+    pub init_data: Option<String>,
+}
+
+impl Default for DetectOptions {
+    fn default() -> Self {
+        Self {
+            configfs_root: PathBuf::from(configfs::DEFAULT_ROOT),
+            sev_guest: PathBuf::from(sevguest::DEFAULT_DEVICE),
+            simulate: None,
+            init_data: None,
+        }
+    }
+}
+
+/// Finds the evidence source to use.
+pub fn detect(opts: &DetectOptions) -> Result<Box<dyn EvidenceSource>, AgentError> {
+    if let Some((tee, dir)) = &opts.simulate {
+        return Ok(Box::new(sim::SimSource::load(*tee, dir, opts.init_data.as_deref())?));
+    }
+    if opts.configfs_root.is_dir() {
+        return Ok(Box::new(configfs::ConfigfsTsm::probe(&opts.configfs_root)?));
+    }
+    if opts.sev_guest.exists() {
+        return Ok(Box::new(sevguest::SevGuest::new(&opts.sev_guest)));
+    }
+    Err(AgentError::NoTee(format!(
+        "{} is not a directory (configfs-tsm), {} does not exist, and no --simulate was given",
+        opts.configfs_root.display(),
+        opts.sev_guest.display()
+    )))
+}
