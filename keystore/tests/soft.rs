@@ -1,0 +1,69 @@
+//! The soft backend: sealing is bound to the resource, files are private, nothing leaks.
+
+use std::os::unix::fs::PermissionsExt as _;
+
+use keylatch_keystore::soft::SoftKeystore;
+use keylatch_keystore::{Keystore, KeystoreError, ResourceBinding};
+
+#[test]
+fn seal_then_unseal_returns_the_plaintext() {
+    let dir = tempfile::tempdir().unwrap();
+    let ks = SoftKeystore::create(&dir.path().join("kek.json")).unwrap();
+    let b = ResourceBinding::new("default/disk/root", 1);
+    let sealed = ks.seal(&b, b"secret disk key bytes").unwrap();
+    assert_eq!(ks.unseal(&b, &sealed).unwrap().as_slice(), b"secret disk key bytes");
+    // The same key file opened again unseals too.
+    let again = SoftKeystore::open(&dir.path().join("kek.json")).unwrap();
+    assert_eq!(again.unseal(&b, &sealed).unwrap().as_slice(), b"secret disk key bytes");
+}
+
+#[test]
+fn wrong_path_version_or_altered_ciphertext_fails_integrity() {
+    let dir = tempfile::tempdir().unwrap();
+    let ks = SoftKeystore::create(&dir.path().join("kek.json")).unwrap();
+    let b = ResourceBinding::new("default/disk/root", 1);
+    let sealed = ks.seal(&b, b"k").unwrap();
+    for other in [
+        ResourceBinding::new("default/disk/other", 1),
+        ResourceBinding::new("default/disk/root", 2),
+    ] {
+        assert!(matches!(ks.unseal(&other, &sealed), Err(KeystoreError::Integrity)));
+    }
+    let mut altered = sealed.clone();
+    altered.ciphertext[0] ^= 1;
+    assert!(matches!(ks.unseal(&b, &altered), Err(KeystoreError::Integrity)));
+}
+
+#[test]
+fn kek_file_is_private_and_a_readable_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kek.json");
+    SoftKeystore::create(&path).unwrap();
+    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    assert!(SoftKeystore::create(&path).is_err(), "never overwrites");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert!(matches!(SoftKeystore::open(&path), Err(KeystoreError::Config(_))));
+}
+
+#[test]
+fn generated_keys_have_the_length_asked_and_differ() {
+    let dir = tempfile::tempdir().unwrap();
+    let ks = SoftKeystore::create(&dir.path().join("kek.json")).unwrap();
+    let b = ResourceBinding::new("r/t/g", 1);
+    let one = ks.unseal(&b, &ks.generate(&b, 32).unwrap()).unwrap();
+    let two = ks.unseal(&b, &ks.generate(&b, 32).unwrap()).unwrap();
+    assert_eq!(one.len(), 32);
+    assert_ne!(one, two);
+    assert!(ks.generate(&b, 0).is_err());
+}
+
+#[test]
+fn sealed_form_contains_no_plaintext() {
+    let dir = tempfile::tempdir().unwrap();
+    let ks = SoftKeystore::create(&dir.path().join("kek.json")).unwrap();
+    let plaintext = [0x5au8; 32];
+    let sealed = ks.seal(&ResourceBinding::new("r/t/g", 1), &plaintext).unwrap();
+    let json = serde_json::to_vec(&sealed).unwrap();
+    assert!(!json.windows(32).any(|w| w == plaintext));
+    assert!(!String::from_utf8(json).unwrap().contains(&hex::encode(plaintext)));
+}
