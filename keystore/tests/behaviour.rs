@@ -1,6 +1,8 @@
 //! What every keystore backend must do, written once and run against `soft` and against
 //! `pkcs11` on a real SoftHSM2 token (`<test>::soft`, `<test>::pkcs11`).
 
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)] // reason: tests fail loudly on purpose
+
 mod common;
 
 use common::{Fixture, Kind};

@@ -2,6 +2,7 @@
 //! and one `Fixture` type so each behavioural test is written once and run against both.
 
 #![allow(dead_code)] // reason: each test binary uses a different subset of these helpers.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)] // reason: test fixtures fail loudly on purpose
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
