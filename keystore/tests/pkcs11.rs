@@ -195,3 +195,26 @@ fn unknown_token_label_is_unavailable_and_a_missing_module_is_a_config_error() {
     // The failed attempts leave nothing behind: the real token still opens.
     hsm.open().health().unwrap();
 }
+
+/// Two brokers on one token (replicas): a rotation made by one is used by the other's next seal,
+/// and each opens what the other sealed.
+#[test]
+fn two_keystores_on_one_token_see_each_others_rotation() {
+    let Some(hsm) = SoftHsm::new() else { return };
+    let (a, b) = (hsm.open(), hsm.open());
+    let r = ResourceBinding::new("replica/key", 1);
+    let by_a = a.seal(&r, b"sealed by a").unwrap();
+    assert_eq!(b.unseal(&r, &by_a).unwrap().as_slice(), b"sealed by a");
+    let new = a.rotate_kek().unwrap();
+    assert_eq!(new, "keylatch-kek-2");
+    let by_b = b.seal(&r, b"sealed by b").unwrap();
+    assert_eq!(by_b.kek_id, new);
+    assert_eq!(b.describe().current_kek, new);
+    assert_eq!(a.unseal(&r, &by_b).unwrap().as_slice(), b"sealed by b");
+    assert_eq!(b.rewrap(&r, &by_a).unwrap().kek_id, new);
+    a.retire_kek("keylatch-kek-1").unwrap();
+    assert_eq!(b.kek_ids().unwrap(), vec![new]);
+    // Closing one finalizes the shared module; the other recovers by itself on its next call.
+    drop(a);
+    assert_eq!(b.unseal(&r, &by_b).unwrap().as_slice(), b"sealed by b");
+}

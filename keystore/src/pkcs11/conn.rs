@@ -57,10 +57,41 @@ impl Conn {
             .ok_or(Fail::Keystore(KeystoreError::Config("token holds no KEK".into())))
     }
 
-    pub(super) fn kek(&self, kek_id: &str) -> Result<ObjectHandle, Fail> {
-        kek_number(kek_id)
-            .and_then(|n| self.keks.get(&n).copied())
-            .ok_or_else(|| Fail::Keystore(KeystoreError::UnknownKek(kek_id.into())))
+    /// The handle of `kek_id`. On a miss the list is re-read from the token first: another
+    /// broker replica sharing the token may have rotated since this session opened.
+    pub(super) fn kek(&mut self, kek_id: &str) -> Result<ObjectHandle, Fail> {
+        let unknown = || Fail::Keystore(KeystoreError::UnknownKek(kek_id.into()));
+        let n = kek_number(kek_id).ok_or_else(unknown)?;
+        if let Some(h) = self.keks.get(&n) {
+            return Ok(*h);
+        }
+        self.refresh_keks()?;
+        self.keks.get(&n).copied().ok_or_else(unknown)
+    }
+
+    /// Re-reads the `keylatch-kek-<n>` keys from the token (rotations and retirements made by
+    /// other replicas); makes `keylatch-kek-1` on a token that has none.
+    pub(super) fn refresh_keks(&mut self) -> Result<(), Fail> {
+        let template = [
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::KeyType(KeyType::AES),
+            Attribute::Token(true),
+        ];
+        let mut keks = BTreeMap::new();
+        for handle in self.session.find_objects(&template)? {
+            for attr in self.session.get_attributes(handle, &[AttributeType::Label])? {
+                if let Attribute::Label(label) = attr {
+                    if let Some(n) = std::str::from_utf8(&label).ok().and_then(kek_number) {
+                        keks.insert(n, handle);
+                    }
+                }
+            }
+        }
+        self.keks = keks;
+        if self.keks.is_empty() {
+            self.create_kek(1)?;
+        }
+        Ok(())
     }
 
     /// Generates `keylatch-kek-<n>` in the token: AES-256, token object, private, sensitive,
@@ -164,7 +195,7 @@ impl Link {
             }
         };
         let mut conn = Conn { session, ctx, keks: BTreeMap::new() };
-        match load_keks(&mut conn) {
+        match conn.refresh_keks() {
             Ok(()) => Ok(conn),
             Err(e) => {
                 conn.close();
@@ -206,28 +237,6 @@ impl Drop for Link {
             conn.close();
         }
     }
-}
-
-/// Finds the `keylatch-kek-<n>` keys; creates `keylatch-kek-1` on a token that has none.
-fn load_keks(conn: &mut Conn) -> Result<(), Fail> {
-    let template = [
-        Attribute::Class(ObjectClass::SECRET_KEY),
-        Attribute::KeyType(KeyType::AES),
-        Attribute::Token(true),
-    ];
-    for handle in conn.session.find_objects(&template)? {
-        for attr in conn.session.get_attributes(handle, &[AttributeType::Label])? {
-            if let Attribute::Label(label) = attr {
-                if let Some(n) = std::str::from_utf8(&label).ok().and_then(kek_number) {
-                    conn.keks.insert(n, handle);
-                }
-            }
-        }
-    }
-    if conn.keks.is_empty() {
-        conn.create_kek(1)?;
-    }
-    Ok(())
 }
 
 /// Return values after which this session (or the whole module) cannot be trusted to work again

@@ -201,11 +201,15 @@ impl Pkcs11Keystore {
     }
 }
 
+/// Seals under the newest KEK on the token. The KEK list is re-read first, so a rotation made by
+/// another broker replica applies to every seal from then on (seals are admin-path operations;
+/// releases only unseal).
 fn gcm_encrypt(
-    conn: &Conn,
+    conn: &mut Conn,
     binding: &ResourceBinding,
     plaintext: &[u8],
 ) -> Result<SealedResource, Fail> {
+    conn.refresh_keks()?;
     let (n, kek) = conn.current()?;
     let mut iv = [0u8; GCM_IV_LEN];
     conn.session.generate_random_slice(&mut iv)?;
@@ -222,7 +226,7 @@ fn gcm_encrypt(
 }
 
 fn gcm_decrypt(
-    conn: &Conn,
+    conn: &mut Conn,
     binding: &ResourceBinding,
     sealed: &SealedResource,
 ) -> Result<Zeroizing<Vec<u8>>, Fail> {
@@ -347,19 +351,25 @@ impl Keystore for Pkcs11Keystore {
         wrapped: &[u8],
     ) -> Result<SealedResource, KeystoreError> {
         self.run(|conn| {
-            let session = &conn.session;
-            let (public, private) = Self::find_import_key(session)?.ok_or(Fail::Keystore(
-                KeystoreError::InvalidInput("no import key yet: fetch the import public key first"),
-            ))?;
-            let (modulus, _) = Self::modulus(session, public)?;
-            let parts = byok::split_blob(wrapped, modulus.len())?;
-            let target = unwrap_in_token(session, private, parts.rsa, parts.kwp)?;
+            let target = {
+                let session = &conn.session;
+                let (public, private) = Self::find_import_key(session)?.ok_or(Fail::Keystore(
+                    KeystoreError::InvalidInput(
+                        "no import key yet: fetch the import public key first",
+                    ),
+                ))?;
+                let (modulus, _) = Self::modulus(session, public)?;
+                let parts = byok::split_blob(wrapped, modulus.len())?;
+                unwrap_in_token(session, private, parts.rsa, parts.kwp)?
+            };
             gcm_encrypt(conn, binding, &target)
         })
     }
 
     fn rotate_kek(&self) -> Result<String, KeystoreError> {
         self.run(|conn| {
+            // Numbered after what the token holds now, not what this session saw at login.
+            conn.refresh_keks()?;
             let next = conn.current()?.0 + 1;
             conn.create_kek(next)?;
             Ok(format!("{KEK_LABEL_PREFIX}{next}"))
@@ -367,11 +377,15 @@ impl Keystore for Pkcs11Keystore {
     }
 
     fn kek_ids(&self) -> Result<Vec<String>, KeystoreError> {
-        self.run(|conn| Ok(conn.keks.keys().map(|n| format!("{KEK_LABEL_PREFIX}{n}")).collect()))
+        self.run(|conn| {
+            conn.refresh_keks()?;
+            Ok(conn.keks.keys().map(|n| format!("{KEK_LABEL_PREFIX}{n}")).collect())
+        })
     }
 
     fn retire_kek(&self, kek_id: &str) -> Result<(), KeystoreError> {
         self.run(|conn| {
+            conn.refresh_keks()?;
             let handle = conn.kek(kek_id)?;
             if conn.current()?.1 == handle {
                 return Err(KeystoreError::InvalidInput("the current KEK cannot be retired").into());
