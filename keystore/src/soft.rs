@@ -143,7 +143,12 @@ impl SoftKeystore {
     /// The import key from its file, created (0600) when `create` and absent.
     fn import_key(&self, create: bool) -> Result<RsaPrivateKey, KeystoreError> {
         let path = self.import_key_path();
-        if path.exists() || !create {
+        if !create && !path.exists() {
+            return Err(KeystoreError::InvalidInput(
+                "no import key yet: fetch the import public key first",
+            ));
+        }
+        if path.exists() {
             let pem = read_private_file(&path)?;
             let text = std::str::from_utf8(&pem)
                 .map_err(|_| KeystoreError::Config(format!("{} is not PEM", path.display())))?;

@@ -123,6 +123,9 @@ fn byok_key_wrapped_by_python_cryptography_unseals_byte_for_byte(kind: Kind) {
 
 fn byok_blob_altered_or_for_another_import_key_is_refused(kind: Kind) {
     let Some(f) = fixture(kind) else { return };
+    // Before any import key exists there is nothing to unwrap with.
+    let early = f.ks().import_wrapped(&ResourceBinding::new("byok/early", 1), &[0u8; 400]);
+    assert!(matches!(early, Err(KeystoreError::InvalidInput(_))), "{early:?}");
     let spki = f.ks().import_public_key().unwrap();
     let b = ResourceBinding::new("byok/bad", 1);
     let blob = wrap_for_import(&spki, &[0x11; 32]).unwrap();

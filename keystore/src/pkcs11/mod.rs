@@ -62,7 +62,7 @@ pub struct Pkcs11Config {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum PinSource {
-    /// A file private to the broker's user (mode 0600 or stricter); one trailing newline is
+    /// A file private to the broker's user (mode 0600 or stricter); trailing line breaks are
     /// ignored.
     File(PathBuf),
     /// The name of an environment variable holding the PIN.
@@ -94,11 +94,8 @@ impl PinSource {
                 KeystoreError::Config(format!("PIN variable {name} is not set or not UTF-8"))
             })?,
         };
-        let trimmed = pin.strip_suffix('\n').map(|p| p.strip_suffix('\r').unwrap_or(p));
-        if let Some(t) = trimmed {
-            let len = t.len();
-            pin.truncate(len);
-        }
+        let len = pin.trim_end_matches(['\n', '\r']).len();
+        pin.truncate(len);
         if pin.is_empty() {
             return Err(KeystoreError::Config("the HSM PIN is empty".into()));
         }
