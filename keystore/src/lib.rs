@@ -6,8 +6,16 @@
 //! A stored resource is a [`SealedResource`]: AES-256-GCM ciphertext whose associated data is the
 //! resource's [`ResourceBinding`] (path and version), so a ciphertext moved to another resource
 //! or version fails to open. Plaintext only ever leaves as `Zeroizing` bytes.
+//!
+//! Key lifecycle beyond sealing lives here too: BYOK import ([`byok`], the customer-side
+//! [`wrap_for_import`]) and KEK rotation ([`Keystore::rotate_kek`], [`Keystore::rewrap`],
+//! [`Keystore::retire_kek`]).
 
+pub mod byok;
+pub mod pkcs11;
 pub mod soft;
+
+pub use byok::wrap_for_import;
 
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -89,6 +97,13 @@ pub enum KeystoreError {
     /// The keystore's configuration or files are wrong (permissions, format).
     #[error("keystore configuration: {0}")]
     Config(String),
+    /// This backend does not implement the operation (only keystores outside this crate).
+    #[error("keystore backend does not support {0}")]
+    Unsupported(&'static str),
+    /// The HSM refused an operation for a reason other than being unreachable (a PKCS#11 return
+    /// value and the function that returned it; never key bytes).
+    #[error("HSM refused the operation: {0}")]
+    Hsm(String),
 }
 
 /// Seals and unseals resources under a key-encryption key the caller never sees.
@@ -116,6 +131,58 @@ pub trait Keystore: Send + Sync {
         binding: &ResourceBinding,
         len: usize,
     ) -> Result<SealedResource, KeystoreError>;
+
+    // Lifecycle. The defaults exist only so that keystores written outside this crate (test
+    // doubles) keep compiling; both backends here implement every method.
+
+    /// The SubjectPublicKeyInfo (DER) of the RSA-3072 import key that BYOK blobs are wrapped to.
+    /// Created on first call; the private half never leaves the keystore.
+    fn import_public_key(&self) -> Result<Vec<u8>, KeystoreError> {
+        Err(KeystoreError::Unsupported("import_public_key"))
+    }
+
+    /// Opens a BYOK blob (see [`byok`]: RSA-OAEP-SHA-256 of an ephemeral AES-256 key, then
+    /// AES-KWP of the key) made for [`Keystore::import_public_key`] and seals the key it carries.
+    fn import_wrapped(
+        &self,
+        binding: &ResourceBinding,
+        wrapped: &[u8],
+    ) -> Result<SealedResource, KeystoreError> {
+        let _ = (binding, wrapped);
+        Err(KeystoreError::Unsupported("import_wrapped"))
+    }
+
+    /// Makes a new KEK and makes it current; returns its id. Older KEKs still open what they
+    /// sealed until [`Keystore::retire_kek`].
+    fn rotate_kek(&self) -> Result<String, KeystoreError> {
+        Err(KeystoreError::Unsupported("rotate_kek"))
+    }
+
+    /// Every KEK this keystore holds, oldest first; the last one is current.
+    fn kek_ids(&self) -> Result<Vec<String>, KeystoreError> {
+        Err(KeystoreError::Unsupported("kek_ids"))
+    }
+
+    /// Destroys a KEK that is not current. The caller guarantees that nothing sealed under it is
+    /// still needed (every resource has been re-wrapped): what it sealed can never be opened again.
+    fn retire_kek(&self, kek_id: &str) -> Result<(), KeystoreError> {
+        let _ = kek_id;
+        Err(KeystoreError::Unsupported("retire_kek"))
+    }
+
+    /// The same resource sealed under the current KEK. Idempotent: a value already under the
+    /// current KEK comes back unchanged, so an interrupted rotation can simply be run again.
+    fn rewrap(
+        &self,
+        binding: &ResourceBinding,
+        sealed: &SealedResource,
+    ) -> Result<SealedResource, KeystoreError> {
+        if sealed.kek_id == self.describe().current_kek {
+            return Ok(sealed.clone());
+        }
+        let plaintext = self.unseal(binding, sealed)?;
+        self.seal(binding, &plaintext)
+    }
 }
 
 /// Serde for `Vec<u8>` as lowercase hex.

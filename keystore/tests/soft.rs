@@ -67,3 +67,26 @@ fn sealed_form_contains_no_plaintext() {
     assert!(!json.windows(32).any(|w| w == plaintext));
     assert!(!String::from_utf8(json).unwrap().contains(&hex::encode(plaintext)));
 }
+
+#[test]
+fn import_key_and_rotated_kek_file_stay_private() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kek.json");
+    let ks = SoftKeystore::create(&path).unwrap();
+    ks.import_public_key().unwrap();
+    let import = ks.import_key_path();
+    assert_eq!(import, dir.path().join("kek.json.import-key.pem"));
+    assert_eq!(std::fs::metadata(&import).unwrap().permissions().mode() & 0o777, 0o600);
+    assert!(std::fs::read_to_string(&import).unwrap().starts_with("-----BEGIN PRIVATE KEY-----"));
+    assert_eq!(ks.rotate_kek().unwrap(), "soft-kek-2");
+    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    assert!(!dir.path().join("kek.json.tmp").exists());
+    // A readable import key is refused like a readable KEK file.
+    std::fs::set_permissions(&import, std::fs::Permissions::from_mode(0o640)).unwrap();
+    assert!(matches!(ks.import_public_key(), Err(KeystoreError::Config(_))));
+    // A missing KEK file is Unavailable (the broker retries), not a crash.
+    assert!(matches!(
+        SoftKeystore::open(&dir.path().join("absent.json")),
+        Err(KeystoreError::Unavailable(_))
+    ));
+}
