@@ -129,8 +129,8 @@ pub struct ReferenceValuesConfig {
 impl Config {
     /// Reads and checks `path`; relative paths inside are made relative to its directory.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let mut config: Config =
             toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
         let base = path.parent().unwrap_or_else(|| Path::new("."));

@@ -95,8 +95,13 @@ impl Verifiers {
         if !self.allow_sample {
             return Err(sample_refused());
         }
-        let bad = |why: &str| ApiError::new(ErrorKind::EvidenceInvalid, format!("parse: sample evidence {why}"));
-        let rd = primary.get("report_data").and_then(Value::as_str).ok_or_else(|| bad("has no report_data"))?;
+        let bad = |why: &str| {
+            ApiError::new(ErrorKind::EvidenceInvalid, format!("parse: sample evidence {why}"))
+        };
+        let rd = primary
+            .get("report_data")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad("has no report_data"))?;
         let rd = STANDARD.decode(rd).map_err(|_| bad("report_data is not base64"))?;
         if rd.as_slice() != expected.get(..48).unwrap_or_default() {
             return Err(ApiError::new(
@@ -170,7 +175,10 @@ fn simulated_refused() -> ApiError {
 /// The refusal of the `sample` TEE when `allow_sample = false`.
 #[must_use]
 pub fn sample_refused() -> ApiError {
-    ApiError::new(ErrorKind::SampleNotAllowed, "the unsigned sample TEE is disabled (allow_sample = false)")
+    ApiError::new(
+        ErrorKind::SampleNotAllowed,
+        "the unsigned sample TEE is disabled (allow_sample = false)",
+    )
 }
 
 /// The init-data digest, by the TOML's own `algorithm` (sha256, sha384, sha512; default sha384,
@@ -186,7 +194,9 @@ pub fn init_data_digest(format: &str, body: &str) -> Result<(&'static str, Vec<u
         "sha256" => ("sha256", Sha256::digest(body.as_bytes()).to_vec()),
         "sha384" => ("sha384", Sha384::digest(body.as_bytes()).to_vec()),
         "sha512" => ("sha512", Sha512::digest(body.as_bytes()).to_vec()),
-        other => return Err(bad(format!("init-data algorithm {other:?} is not sha256/sha384/sha512"))),
+        other => {
+            return Err(bad(format!("init-data algorithm {other:?} is not sha256/sha384/sha512")))
+        }
     })
 }
 
@@ -205,7 +215,11 @@ pub fn check_init_data(claims: &Claims, digest: &[u8]) -> Result<(), ApiError> {
     } else {
         Err(ApiError::new(
             ErrorKind::InitDataMismatch,
-            format!("init-data digest {} does not equal {what} {}", hex::encode(&want), hex::encode(field)),
+            format!(
+                "init-data digest {} does not equal {what} {}",
+                hex::encode(&want),
+                hex::encode(field)
+            ),
         ))
     }
 }

@@ -3,7 +3,7 @@
 //! appraisal against signed reference values, attestation tokens, release policies, and the
 //! `keylatch` command line.
 //!
-//! - [`config`]: `keylatch.toml`;
+//! - [`config`]: the `keylatch.toml` file;
 //! - [`state`]: everything built once at start ([`AppState`]);
 //! - [`server`]: TLS and the accept loop ([`serve`]);
 //! - [`protocol`]: the three KBS endpoints;

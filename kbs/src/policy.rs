@@ -98,11 +98,14 @@ impl Policy {
             if rule.tees.is_empty() {
                 return Err(PolicyError(format!("rule {}: tees is empty", i + 1)));
             }
-            if let Some(t) = rule.tees.iter().find(|t| !matches!(t.as_str(), "snp" | "tdx" | "sample")) {
+            if let Some(t) =
+                rule.tees.iter().find(|t| !matches!(t.as_str(), "snp" | "tdx" | "sample"))
+            {
                 return Err(PolicyError(format!("rule {}: unknown tee {t:?}", i + 1)));
             }
             for c in &rule.claims {
-                let set = [c.equals.is_some(), c.one_of.is_some(), c.min.is_some(), c.max.is_some()];
+                let set =
+                    [c.equals.is_some(), c.one_of.is_some(), c.min.is_some(), c.max.is_some()];
                 if set.iter().filter(|s| **s).count() == 0 {
                     return Err(PolicyError(format!(
                         "rule {}: claim {:?} needs equals, in, min or max",
@@ -184,9 +187,9 @@ pub fn is_debug(evidence: &Value) -> bool {
 }
 
 fn bundle_failure(appraisals: &Value, name: &str) -> Option<String> {
-    let found = appraisals
-        .as_array()
-        .and_then(|list| list.iter().find(|a| a.get("bundle").and_then(Value::as_str) == Some(name)));
+    let found = appraisals.as_array().and_then(|list| {
+        list.iter().find(|a| a.get("bundle").and_then(Value::as_str) == Some(name))
+    });
     let Some(a) = found else {
         return Some(format!("bundle {name:?} not appraised (not configured)"));
     };
@@ -293,7 +296,8 @@ mod tests {
         let p = Policy::parse("[[rules]]\ntees = [\"snp\"]\n").unwrap();
         let e = evidence(true, false);
         let a = json!([]);
-        let Decision::Deny { reasons } = p.evaluate(Subject { evidence: &e, appraisals: &a }) else {
+        let Decision::Deny { reasons } = p.evaluate(Subject { evidence: &e, appraisals: &a })
+        else {
             panic!("allowed a debug guest")
         };
         assert_eq!(

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use anyhow::{bail, Context as _};
 use keylatch_keystore::soft::SoftKeystore;
 use keylatch_keystore::Keystore;
-use reference_values::{verify_signatures, AuthorKeys, AuthorPublicKey, SignedBundle, VerifiedBundle};
+use reference_values::{
+    verify_signatures, AuthorKeys, AuthorPublicKey, SignedBundle, VerifiedBundle,
+};
 use verifier::tdx::TdxCollateral;
 
 use crate::config::{Config, KeystoreBackend, StoreBackend};
@@ -77,7 +79,9 @@ impl AppState {
         let token_key = TokenKey::load(&config.token_signing_key)?;
         let tls = match (&config.tls, config.insecure_http) {
             (_, true) => {
-                tracing::warn!("insecure_http = true: serving PLAIN HTTP; tokens and cookies travel in clear");
+                tracing::warn!(
+                    "insecure_http = true: serving PLAIN HTTP; tokens and cookies travel in clear"
+                );
                 None
             }
             (Some(t), false) => Some(Arc::new(crate::server::tls_config(&t.cert, &t.key)?)),
@@ -89,7 +93,8 @@ impl AppState {
             .as_deref()
             .map(|p| {
                 let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
-                TdxCollateral::from_json(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))
+                TdxCollateral::from_json(&bytes)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))
             })
             .transpose()?;
         let sim = match &config.sim_pki {
@@ -98,7 +103,10 @@ impl AppState {
                 let (snp, tdx) = pki.anchors().map_err(|e| anyhow::anyhow!("sim PKI: {e}"))?;
                 let col = pki
                     .intel
-                    .collateral(now - time::Duration::days(1), now + time::Duration::days(SIM_COLLATERAL_DAYS))
+                    .collateral(
+                        now - time::Duration::days(1),
+                        now + time::Duration::days(SIM_COLLATERAL_DAYS),
+                    )
                     .map_err(|e| anyhow::anyhow!("sim TDX collateral: {e}"))?;
                 if config.allow_simulated {
                     tracing::warn!(dir = %dir.display(), "allow_simulated = true: SIMULATED evidence is accepted (claims say simulated: true)");
@@ -108,10 +116,13 @@ impl AppState {
             None => None,
         };
         if config.allow_sample {
-            tracing::warn!("allow_sample = true: the UNSIGNED sample TEE is accepted where policies name it");
+            tracing::warn!(
+                "allow_sample = true: the UNSIGNED sample TEE is accepted where policies name it"
+            );
         }
-        let verifiers = Verifiers::new(tdx_collateral, sim, config.allow_simulated, config.allow_sample)
-            .map_err(|e| anyhow::anyhow!("trust anchors: {e}"))?;
+        let verifiers =
+            Verifiers::new(tdx_collateral, sim, config.allow_simulated, config.allow_sample)
+                .map_err(|e| anyhow::anyhow!("trust anchors: {e}"))?;
         let bundles = load_bundles(config)?;
         let settings = Settings {
             session_lifetime_s: i64::try_from(config.session_lifetime_s).unwrap_or(i64::MAX),
@@ -154,16 +165,26 @@ fn load_bundles(config: &Config) -> anyhow::Result<Vec<VerifiedBundle>> {
             .author_keys
             .iter()
             .map(|p| {
-                let pem = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+                let pem = std::fs::read_to_string(p)
+                    .with_context(|| format!("reading {}", p.display()))?;
                 AuthorPublicKey::from_pem(&pem).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let trust = AuthorKeys::new(keys, rv.threshold).map_err(|e| anyhow::anyhow!("reference_values {:?}: {e}", rv.name))?;
-        let bytes = std::fs::read(&rv.bundle).with_context(|| format!("reading {}", rv.bundle.display()))?;
-        let signed = SignedBundle::from_bytes(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", rv.bundle.display()))?;
-        let verified = verify_signatures(&signed, &trust).map_err(|e| anyhow::anyhow!("{}: {e}", rv.bundle.display()))?;
+        let trust = AuthorKeys::new(keys, rv.threshold)
+            .map_err(|e| anyhow::anyhow!("reference_values {:?}: {e}", rv.name))?;
+        let bytes = std::fs::read(&rv.bundle)
+            .with_context(|| format!("reading {}", rv.bundle.display()))?;
+        let signed = SignedBundle::from_bytes(&bytes)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", rv.bundle.display()))?;
+        let verified = verify_signatures(&signed, &trust)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", rv.bundle.display()))?;
         if verified.bundle().name != rv.name {
-            bail!("{}: bundle is named {:?}, configured as {:?}", rv.bundle.display(), verified.bundle().name, rv.name);
+            bail!(
+                "{}: bundle is named {:?}, configured as {:?}",
+                rv.bundle.display(),
+                verified.bundle().name,
+                rv.name
+            );
         }
         tracing::info!(name = %rv.name, version = verified.bundle().version, "reference values loaded");
         out.push(verified);

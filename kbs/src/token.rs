@@ -140,9 +140,7 @@ mod tests {
     use super::*;
 
     fn claims(nbf: i64, exp: i64) -> Map<String, Value> {
-        let Value::Object(m) = json!({"nbf": nbf, "exp": exp, "jti": "j1"}) else {
-            unreachable!()
-        };
+        let Value::Object(m) = json!({"nbf": nbf, "exp": exp, "jti": "j1"}) else { unreachable!() };
         m
     }
 

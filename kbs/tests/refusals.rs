@@ -5,7 +5,7 @@
 //! version, oversized bodies and unknown routes.
 
 // reason: test code fails loudly.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
 mod common;
 
@@ -57,7 +57,10 @@ fn rejects_reused_nonce() {
 
 #[test]
 fn rejects_expired_session() {
-    let broker = Broker::start(|c| c.replace("session_lifetime_s = 300", "session_lifetime_s = 1"), ALLOW_SIM);
+    let broker = Broker::start(
+        |c| c.replace("session_lifetime_s = 300", "session_lifetime_s = 1"),
+        ALLOW_SIM,
+    );
     let source = broker.source(SimTee::Tdx);
     let raw = Raw::auth(&broker, "tdx");
     std::thread::sleep(std::time::Duration::from_millis(2100));
@@ -73,7 +76,10 @@ fn rejects_report_data_not_bound_to_the_sessions_nonce() {
         let raw = Raw::auth(&broker, name);
         let elsewhere = Raw::auth(&broker, name);
         // The body names this session's nonce; the report binds another session's.
-        let e = error_of(&raw.attest(&raw.body(source.as_ref(), &elsewhere.nonce, &raw.nonce, |_| {})), 401);
+        let e = error_of(
+            &raw.attest(&raw.body(source.as_ref(), &elsewhere.nonce, &raw.nonce, |_| {})),
+            401,
+        );
         assert_eq!(e.error_type, "report-data-mismatch", "{name}");
         assert!(e.detail.starts_with("report-data:"), "{name}: {}", e.detail);
     }
@@ -106,7 +112,10 @@ fn rejects_tampered_snp_report_and_tdx_quote() {
 
 #[test]
 fn refuses_simulated_evidence_when_allow_simulated_is_false() {
-    let broker = Broker::start(|c| c.replace("allow_simulated = true", "allow_simulated = false"), ALLOW_SIM);
+    let broker = Broker::start(
+        |c| c.replace("allow_simulated = true", "allow_simulated = false"),
+        ALLOW_SIM,
+    );
     for tee in [SimTee::Snp, SimTee::Tdx] {
         let err = broker.fetch(broker.source(tee), KeyKind::P256).unwrap_err();
         let (status, body) = agent_error(&err);
@@ -143,11 +152,18 @@ fn refuses_sample_tee_unless_enabled_and_named_by_the_policy() {
     let broker = Broker::start(|c| c, ALLOW_SIM);
     let reply = broker
         .http()
-        .post_json("auth", "/kbs/v0/auth", None, br#"{"version":"0.4.0","tee":"sample","extra-params":""}"#, T)
+        .post_json(
+            "auth",
+            "/kbs/v0/auth",
+            None,
+            br#"{"version":"0.4.0","tee":"sample","extra-params":""}"#,
+            T,
+        )
         .unwrap();
     assert_eq!(error_of(&reply, 401).error_type, "sample-not-allowed");
 
-    let broker = Broker::start(|c| c.replace("allow_sample = false", "allow_sample = true"), ALLOW_SIM);
+    let broker =
+        Broker::start(|c| c.replace("allow_sample = false", "allow_sample = true"), ALLOW_SIM);
     let raw = Raw::auth(&broker, "sample");
     let reply = raw.attest(&sample_body(&raw));
     assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
@@ -238,7 +254,8 @@ fn init_data_must_match_host_data_and_mr_config_id() {
     let broker = Broker::start(|c| c, ALLOW_SIM);
     let init = "algorithm = \"sha256\"\nversion = \"0.1.0\"\n";
     for tee in [SimTee::Snp, SimTee::Tdx] {
-        let measured: Arc<dyn EvidenceSource> = Arc::new(SimSource::load(tee, &broker.sim_dir(), Some(init)).unwrap());
+        let measured: Arc<dyn EvidenceSource> =
+            Arc::new(SimSource::load(tee, &broker.sim_dir(), Some(init)).unwrap());
         let mut agent = broker.agent(Arc::clone(&measured), KeyKind::P256);
         agent.init_data = Some(init.to_owned());
         let path = keylatch_agent::ResourcePath::parse(&format!("kbs:///{RESOURCE}")).unwrap();
@@ -253,7 +270,9 @@ fn init_data_must_match_host_data_and_mr_config_id() {
 #[test]
 fn unknown_resource_is_404() {
     let broker = Broker::start(|c| c, ALLOW_SIM);
-    let err = broker.fetch_path(broker.source(SimTee::Snp), KeyKind::P256, "default/disk-key/nope").unwrap_err();
+    let err = broker
+        .fetch_path(broker.source(SimTee::Snp), KeyKind::P256, "default/disk-key/nope")
+        .unwrap_err();
     let (status, body) = agent_error(&err);
     assert_eq!((status, body.error_type.as_str()), (404, "not-found"));
 }
@@ -264,11 +283,13 @@ fn raw_request(broker: &Broker, request: &str) -> (u16, Vec<u8>) {
     for c in rustls_pki_types::pem::PemObject::pem_slice_iter(&broker.ca) {
         roots.add(c.unwrap()).unwrap();
     }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
     let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
     let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
     let tcp = TcpStream::connect(broker.url.trim_start_matches("https://")).unwrap();
@@ -345,7 +366,13 @@ fn rejects_protocol_version_0_3_0() {
     let broker = Broker::start(|c| c, ALLOW_SIM);
     let reply = broker
         .http()
-        .post_json("auth", "/kbs/v0/auth", None, br#"{"version":"0.3.0","tee":"snp","extra-params":""}"#, T)
+        .post_json(
+            "auth",
+            "/kbs/v0/auth",
+            None,
+            br#"{"version":"0.3.0","tee":"snp","extra-params":""}"#,
+            T,
+        )
         .unwrap();
     let e = error_of(&reply, 401);
     assert_eq!(e.error_type, "version-mismatch");
@@ -355,16 +382,32 @@ fn rejects_protocol_version_0_3_0() {
 
 #[test]
 fn every_refusal_has_a_json_body_even_oversized_and_unknown_routes() {
-    let broker = Broker::start(|c| c.replace("max_body_bytes = 1048576", "max_body_bytes = 4096"), ALLOW_SIM);
+    let broker = Broker::start(
+        |c| c.replace("max_body_bytes = 1048576", "max_body_bytes = 4096"),
+        ALLOW_SIM,
+    );
     let http = broker.http();
     let big = vec![b' '; 8192];
-    assert_eq!(error_of(&http.post_json("auth", "/kbs/v0/auth", None, &big, T).unwrap(), 413).error_type, "too-large");
-    assert_eq!(error_of(&http.get("x", "/kbs/v0/nothing", None, None, T).unwrap(), 404).error_type, "not-found");
-    assert_eq!(error_of(&http.get("x", "/kbs/v0/auth", None, None, T).unwrap(), 405).error_type, "method-not-allowed");
-    assert_eq!(error_of(&http.post_json("auth", "/kbs/v0/auth", None, b"{", T).unwrap(), 400).error_type, "bad-request");
+    assert_eq!(
+        error_of(&http.post_json("auth", "/kbs/v0/auth", None, &big, T).unwrap(), 413).error_type,
+        "too-large"
+    );
+    assert_eq!(
+        error_of(&http.get("x", "/kbs/v0/nothing", None, None, T).unwrap(), 404).error_type,
+        "not-found"
+    );
+    assert_eq!(
+        error_of(&http.get("x", "/kbs/v0/auth", None, None, T).unwrap(), 405).error_type,
+        "method-not-allowed"
+    );
+    assert_eq!(
+        error_of(&http.post_json("auth", "/kbs/v0/auth", None, b"{", T).unwrap(), 400).error_type,
+        "bad-request"
+    );
     let r = http.post_json("attest", "/kbs/v0/attest", None, b"{}", T).unwrap();
     assert_eq!(error_of(&r, 401).error_type, "session-missing");
-    let r = http.post_json("attest", "/kbs/v0/attest", Some("kbs-session-id=nope"), b"{}", T).unwrap();
+    let r =
+        http.post_json("attest", "/kbs/v0/attest", Some("kbs-session-id=nope"), b"{}", T).unwrap();
     assert_eq!(error_of(&r, 401).error_type, "session-unknown");
     let r = http.get("r", &format!("/kbs/v0/resource/{RESOURCE}"), None, None, T).unwrap();
     assert_eq!(error_of(&r, 401).error_type, "token-missing");

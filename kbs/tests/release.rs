@@ -4,7 +4,7 @@
 //! decrypts with Python's jwcrypto.
 
 // reason: test code fails loudly.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
 mod common;
 
@@ -21,7 +21,9 @@ fn releases_stored_bytes_to_simulated_snp_and_tdx_guests_for_every_key_type() {
     let broker = Broker::start(|c| c, ALLOW_SIM);
     for tee in [SimTee::Snp, SimTee::Tdx] {
         for key in [KeyKind::P256, KeyKind::P384, KeyKind::Rsa3072] {
-            let got = broker.fetch(broker.source(tee), key).unwrap_or_else(|e| panic!("{tee:?} {key:?}: {e}"));
+            let got = broker
+                .fetch(broker.source(tee), key)
+                .unwrap_or_else(|e| panic!("{tee:?} {key:?}: {e}"));
             assert_eq!(got, SECRET, "{tee:?} {key:?}");
         }
     }

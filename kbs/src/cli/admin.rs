@@ -48,7 +48,7 @@ pub struct PolicySetArgs {
     pub from: PathBuf,
 }
 
-async fn open(config: &PathBuf) -> anyhow::Result<(SqliteStore, Arc<dyn Keystore>)> {
+async fn open(config: &std::path::Path) -> anyhow::Result<(SqliteStore, Arc<dyn Keystore>)> {
     let config = Config::load(config)?;
     let store = SqliteStore::open(&config.store.path, false)
         .await
@@ -61,7 +61,8 @@ pub async fn put(args: &ResourcePutArgs) -> anyhow::Result<()> {
     if args.from.as_os_str() == "-" {
         std::io::stdin().read_to_end(&mut bytes).context("reading stdin")?;
     } else {
-        *bytes = std::fs::read(&args.from).with_context(|| format!("reading {}", args.from.display()))?;
+        *bytes = std::fs::read(&args.from)
+            .with_context(|| format!("reading {}", args.from.display()))?;
     }
     let (store, keystore) = open(&args.config).await?;
     let version = put_resource(&store, keystore, &args.path, Source::Bytes(bytes)).await?;
@@ -77,7 +78,8 @@ pub async fn generate(args: &ResourceGenerateArgs) -> anyhow::Result<()> {
 }
 
 pub async fn policy_set(args: &PolicySetArgs) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(&args.from).with_context(|| format!("reading {}", args.from.display()))?;
+    let text = std::fs::read_to_string(&args.from)
+        .with_context(|| format!("reading {}", args.from.display()))?;
     let (store, _) = open(&args.config).await?;
     let (version, digest) = set_policy(&store, &args.path, &text).await?;
     println!("{} policy version {version} sha256 {digest}", args.path);
@@ -116,7 +118,11 @@ pub async fn put_resource(
 }
 
 /// Parses, canonicalizes and stores a policy for `path`; returns (version, digest).
-pub async fn set_policy(store: &dyn Store, path: &str, text: &str) -> anyhow::Result<(u64, String)> {
+pub async fn set_policy(
+    store: &dyn Store,
+    path: &str,
+    text: &str,
+) -> anyhow::Result<(u64, String)> {
     let path = parse_path(path).map_err(|e| anyhow::anyhow!("{}", e.detail))?;
     let policy = Policy::parse(text)?;
     let body = policy.canonical_json()?;

@@ -54,7 +54,8 @@ pub enum KeyArg {
     Rsa3072,
 }
 
-const LOCAL_POLICY: &str = "[[rules]]\nname = \"bench\"\ntees = [\"snp\", \"tdx\"]\nallow_simulated = true\n";
+const LOCAL_POLICY: &str =
+    "[[rules]]\nname = \"bench\"\ntees = [\"snp\", \"tdx\"]\nallow_simulated = true\n";
 
 pub async fn run(args: &BenchReleaseArgs) -> anyhow::Result<()> {
     if args.concurrency == 0 || args.duration == 0 {
@@ -62,8 +63,16 @@ pub async fn run(args: &BenchReleaseArgs) -> anyhow::Result<()> {
     }
     let tmp;
     let (url, ca, sim, resource, stop) = if let Some(url) = &args.url {
-        let (Some(ca), Some(sim)) = (&args.ca, &args.sim_pki) else { bail!("--url needs --ca and --sim-pki") };
-        (url.clone(), std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?, sim.clone(), args.resource.clone(), None)
+        let (Some(ca), Some(sim)) = (&args.ca, &args.sim_pki) else {
+            bail!("--url needs --ca and --sim-pki")
+        };
+        (
+            url.clone(),
+            std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?,
+            sim.clone(),
+            args.resource.clone(),
+            None,
+        )
     } else {
         tmp = tempfile::tempdir().context("temporary directory")?;
         let (url, stop) = local_broker(tmp.path()).await?;
@@ -87,10 +96,14 @@ pub async fn run(args: &BenchReleaseArgs) -> anyhow::Result<()> {
         deadline: Duration::from_secs(10),
         evidence: source,
     };
-    let path = ResourcePath::parse(&format!("kbs:///{resource}")).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let path =
+        ResourcePath::parse(&format!("kbs:///{resource}")).map_err(|e| anyhow::anyhow!("{e}"))?;
     let duration = Duration::from_secs(args.duration);
     let concurrency = args.concurrency;
-    println!("bench release: {url}, {concurrency} guests, {} s, tee {:?}, key {:?}", args.duration, args.tee, args.key);
+    println!(
+        "bench release: {url}, {concurrency} guests, {} s, tee {:?}, key {:?}",
+        args.duration, args.tee, args.key
+    );
     let (mut latencies, errors, elapsed) =
         tokio::task::spawn_blocking(move || drive(&config, &path, concurrency, duration)).await?;
     if let Some(stop) = stop {
@@ -101,7 +114,12 @@ pub async fn run(args: &BenchReleaseArgs) -> anyhow::Result<()> {
 }
 
 /// Runs the guests; returns (latencies of successful releases, error count, wall time).
-fn drive(config: &AgentConfig, path: &ResourcePath, n: usize, duration: Duration) -> (Vec<Duration>, usize, Duration) {
+fn drive(
+    config: &AgentConfig,
+    path: &ResourcePath,
+    n: usize,
+    duration: Duration,
+) -> (Vec<Duration>, usize, Duration) {
     let start = Instant::now();
     let end = start + duration;
     let results: Vec<(Vec<Duration>, usize, Option<String>)> = std::thread::scope(|s| {
@@ -152,7 +170,9 @@ fn report(latencies: &mut [Duration], errors: usize, elapsed: Duration) {
 }
 
 /// Starts a throwaway broker in `dir`; returns its URL and the shutdown trigger.
-async fn local_broker(dir: &std::path::Path) -> anyhow::Result<(String, tokio::sync::oneshot::Sender<()>)> {
+async fn local_broker(
+    dir: &std::path::Path,
+) -> anyhow::Result<(String, tokio::sync::oneshot::Sender<()>)> {
     let config_path = super::init::init_dir(dir, true, &[], "127.0.0.1:0").await?;
     let config = Config::load(&config_path)?;
     let state = AppState::from_config(&config).await?;

@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
 use rand_core::OsRng;
-use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose,
+};
 use verifier::sim::SimPki;
 
 use super::{write_private, write_public};
@@ -59,7 +62,8 @@ pub async fn init_dir(
     if config_path.exists() {
         bail!("{} exists; refusing to overwrite", config_path.display());
     }
-    std::fs::create_dir_all(dir.join("tls")).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::create_dir_all(dir.join("tls"))
+        .with_context(|| format!("creating {}", dir.display()))?;
 
     let token_key = TokenKey::generate();
     write_private(&dir.join(TOKEN_KEY_FILE), token_key.to_pkcs8_pem()?.as_bytes())?;
@@ -113,9 +117,14 @@ fn tls_files(names: &[String]) -> anyhow::Result<(String, String, zeroize::Zeroi
     leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     leaf.not_before = now - time::Duration::hours(1);
     leaf.not_after = now + time::Duration::days(825);
-    let leaf_cert = leaf.signed_by(&key, &ca_cert, &ca_key).context("signing the server certificate")?;
+    let leaf_cert =
+        leaf.signed_by(&key, &ca_cert, &ca_key).context("signing the server certificate")?;
     let ca_pem = ca_cert.pem();
-    Ok((ca_pem.clone(), format!("{}{ca_pem}", leaf_cert.pem()), zeroize::Zeroizing::new(key.serialize_pem())))
+    Ok((
+        ca_pem.clone(),
+        format!("{}{ca_pem}", leaf_cert.pem()),
+        zeroize::Zeroizing::new(key.serialize_pem()),
+    ))
 }
 
 /// The commented configuration `init` writes. Every key is explained (see also CONFIG.md).

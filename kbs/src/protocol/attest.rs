@@ -76,17 +76,21 @@ async fn attest(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Attested, ApiError> {
     let id = session_id.ok_or_else(|| {
-        ApiError::new(ErrorKind::SessionMissing, "no kbs-session-id cookie; call /kbs/v0/auth first")
+        ApiError::new(
+            ErrorKind::SessionMissing,
+            "no kbs-session-id cookie; call /kbs/v0/auth first",
+        )
     })?;
     let now = now_s();
-    let session = state
-        .store
-        .get_session(id)
-        .await
-        .map_err(|e| store_error(&e))?
-        .ok_or_else(|| ApiError::new(ErrorKind::SessionUnknown, "the kbs-session-id cookie names no session"))?;
+    let session =
+        state.store.get_session(id).await.map_err(|e| store_error(&e))?.ok_or_else(|| {
+            ApiError::new(ErrorKind::SessionUnknown, "the kbs-session-id cookie names no session")
+        })?;
     if session.state != SessionState::Issued {
-        return Err(ApiError::new(ErrorKind::SessionUsed, "this session's nonce was already answered"));
+        return Err(ApiError::new(
+            ErrorKind::SessionUsed,
+            "this session's nonce was already answered",
+        ));
     }
     if now >= session.expires {
         return Err(ApiError::new(
@@ -96,17 +100,19 @@ async fn attest(
     }
     let req: Attestation = json_body(body, "attest")?;
     if req.runtime_data.nonce != session.nonce {
-        return Err(ApiError::new(ErrorKind::NonceMismatch, "runtime-data.nonce is not this session's nonce"));
+        return Err(ApiError::new(
+            ErrorKind::NonceMismatch,
+            "runtime-data.nonce is not this session's nonce",
+        ));
     }
     let jwk = Jwk::from_tee_pubkey(&req.runtime_data.tee_pubkey)
         .map_err(|e| ApiError::new(ErrorKind::BadRequest, e.to_string()))?;
-    let init = req
-        .init_data
-        .as_ref()
-        .map(|d| init_data_digest(&d.format, &d.body))
-        .transpose()?;
+    let init = req.init_data.as_ref().map(|d| init_data_digest(&d.format, &d.body)).transpose()?;
     if !state.store.consume_session(id, &session.nonce, now).await.map_err(|e| store_error(&e))? {
-        return Err(ApiError::new(ErrorKind::SessionUsed, "this session's nonce was already answered"));
+        return Err(ApiError::new(
+            ErrorKind::SessionUsed,
+            "this session's nonce was already answered",
+        ));
     }
     let tee = match session.tee.as_str() {
         "snp" => Tee::Snp,

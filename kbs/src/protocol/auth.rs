@@ -79,7 +79,10 @@ async fn challenge(state: &AppState, req: &AuthRequest) -> Result<(Session, Stri
         other => {
             return Err(ApiError::new(
                 ErrorKind::UnsupportedTee,
-                format!("tee {:?} is not served (snp, tdx)", other.chars().take(32).collect::<String>()),
+                format!(
+                    "tee {:?} is not served (snp, tdx)",
+                    other.chars().take(32).collect::<String>()
+                ),
             ))
         }
     }
@@ -116,7 +119,8 @@ async fn challenge(state: &AppState, req: &AuthRequest) -> Result<(Session, Stri
 fn http_date(t: time::OffsetDateTime) -> String {
     let t = t.to_offset(time::UtcOffset::UTC);
     let days = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
-    let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let months =
+        ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
     let day = days.get(usize::from(t.weekday().number_days_from_monday())).unwrap_or(&"Mon");
     let month = months.get(usize::from(u8::from(t.month())) - 1).unwrap_or(&"Jan");
     format!(

@@ -73,6 +73,7 @@ pub fn now_s() -> i64 {
 }
 
 /// Maps a store error to 503 (logged).
+#[must_use]
 pub fn store_error(e: &crate::store::StoreError) -> ApiError {
     ApiError::unavailable("store", e)
 }

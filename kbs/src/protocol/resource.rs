@@ -24,7 +24,9 @@ use crate::store::SessionState;
 pub fn valid_segment(s: &str) -> bool {
     let mut chars = s.chars();
     let first = chars.next().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    first && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')) && !s.contains("..")
+    first
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        && !s.contains("..")
 }
 
 /// Validates `repo/type/tag`.
@@ -106,9 +108,15 @@ async fn find_token(state: &AppState, headers: &HeaderMap) -> Result<String, Api
     if let Some(t) = bearer {
         return Ok(t.to_owned());
     }
-    let missing = || ApiError::new(ErrorKind::TokenMissing, "no bearer token and no attested session; attest first");
+    let missing = || {
+        ApiError::new(
+            ErrorKind::TokenMissing,
+            "no bearer token and no attested session; attest first",
+        )
+    };
     let id = session_cookie(headers).ok_or_else(missing)?;
-    let session = state.store.get_session(&id).await.map_err(|e| store_error(&e))?.ok_or_else(missing)?;
+    let session =
+        state.store.get_session(&id).await.map_err(|e| store_error(&e))?.ok_or_else(missing)?;
     if session.state != SessionState::Attested {
         return Err(missing());
     }
@@ -137,11 +145,15 @@ async fn release(
     facts.resource_version = Some(resource.version);
     let stored = state.store.current_policy(&path).await.map_err(|e| store_error(&e))?;
     let Some(stored) = stored else {
-        return Err(ApiError::new(ErrorKind::PolicyDenied, format!("resource {path} has no release policy (deny by default)")));
+        return Err(ApiError::new(
+            ErrorKind::PolicyDenied,
+            format!("resource {path} has no release policy (deny by default)"),
+        ));
     };
     facts.policy_version = Some(stored.version);
     facts.policy_digest = Some(stored.digest.clone());
-    let policy = Policy::parse(&stored.body).map_err(|e| ApiError::internal("stored policy", &e))?;
+    let policy =
+        Policy::parse(&stored.body).map_err(|e| ApiError::internal("stored policy", &e))?;
     let null = Value::Null;
     let subject = Subject {
         evidence: claims.get("evidence").unwrap_or(&null),
@@ -156,13 +168,10 @@ async fn release(
             ))
         }
     };
-    let jwk = claims
-        .get("tee-pubkey")
-        .map(Jwk::from_json)
-        .transpose()
-        .ok()
-        .flatten()
-        .ok_or_else(|| ApiError::new(ErrorKind::TokenInvalid, "token has no usable tee-pubkey"))?;
+    let jwk =
+        claims.get("tee-pubkey").map(Jwk::from_json).transpose().ok().flatten().ok_or_else(
+            || ApiError::new(ErrorKind::TokenInvalid, "token has no usable tee-pubkey"),
+        )?;
     let keystore = Arc::clone(&state.keystore);
     let binding = ResourceBinding::new(path.clone(), resource.version);
     let sealed = resource.sealed;
@@ -177,7 +186,8 @@ async fn release(
         other => ApiError::internal("keystore", &other),
     })?
     .map_err(|e| ApiError::internal("JWE", &e))?;
-    let body: Value = serde_json::from_str(&jwe.to_json()).map_err(|e| ApiError::internal("JWE", &e))?;
+    let body: Value =
+        serde_json::from_str(&jwe.to_json()).map_err(|e| ApiError::internal("JWE", &e))?;
     Ok((body, rule))
 }
 
@@ -188,7 +198,9 @@ mod tests {
     #[test]
     fn accepts_kbs_segments_and_refuses_traversal() {
         assert_eq!(parse_path("default/key/vm-1.v2").unwrap(), "default/key/vm-1.v2");
-        for bad in ["a/b", "a/b/c/d", "a/../c", "a/b/..", "a/b/.c", "a/b/x..y", "a//c", "a/b/c d", ""] {
+        for bad in
+            ["a/b", "a/b/c/d", "a/../c", "a/b/..", "a/b/.c", "a/b/x..y", "a//c", "a/b/c d", ""]
+        {
             assert_eq!(parse_path(bad).unwrap_err().kind, ErrorKind::BadRequest, "{bad}");
         }
     }

@@ -10,9 +10,7 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row as _, SqlitePool};
 
-use super::{
-    Session, SessionState, Store, StoreError, StoreFuture, StoredPolicy, StoredResource,
-};
+use super::{Session, SessionState, Store, StoreError, StoreFuture, StoredPolicy, StoredResource};
 
 /// The schema migrations, in order: (version, name, SQL).
 const MIGRATIONS: &[(i64, &str, &str)] =
@@ -24,6 +22,7 @@ pub struct SqliteStore {
     pool: SqlitePool,
 }
 
+#[allow(clippy::needless_pass_by_value)] // reason: used as `map_err(unavailable)`
 fn unavailable(e: sqlx::Error) -> StoreError {
     match &e {
         sqlx::Error::Database(db) if db.is_unique_violation() => {
@@ -214,8 +213,8 @@ impl Store for SqliteStore {
 
     fn put_resource<'a>(&'a self, r: &'a StoredResource) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            let sealed = serde_json::to_string(&r.sealed)
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let sealed =
+                serde_json::to_string(&r.sealed).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             sqlx::query(
                 "INSERT INTO resources (path, version, sealed, enabled, created) \
                  VALUES ($1, $2, $3, $4, $5)",

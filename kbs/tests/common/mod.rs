@@ -4,7 +4,13 @@
 //! `Http` for hand-made requests).
 
 // reason: test helpers fail loudly.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, dead_code)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    dead_code
+)]
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,7 +25,8 @@ use serde_json::{json, Value};
 
 pub const RESOURCE: &str = "default/disk-key/vm-1";
 pub const SECRET: &[u8] = b"the disk key: 0123456789abcdef0123456789abcdef";
-pub const ALLOW_SIM: &str = "[[rules]]\nname = \"sim\"\ntees = [\"snp\", \"tdx\"]\nallow_simulated = true\n";
+pub const ALLOW_SIM: &str =
+    "[[rules]]\nname = \"sim\"\ntees = [\"snp\", \"tdx\"]\nallow_simulated = true\n";
 
 pub struct Broker {
     pub rt: tokio::runtime::Runtime,
@@ -51,7 +58,11 @@ impl Broker {
         policy: &str,
         prepare: impl FnOnce(&Path),
     ) -> Self {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let config_path =
             rt.block_on(kbs::cli::init::init_dir(dir.path(), true, &[], "127.0.0.1:0")).unwrap();
@@ -102,7 +113,11 @@ impl Broker {
     }
 
     /// Fetches [`RESOURCE`] with the agent library.
-    pub fn fetch(&self, evidence: Arc<dyn EvidenceSource>, key: KeyKind) -> Result<Vec<u8>, AgentError> {
+    pub fn fetch(
+        &self,
+        evidence: Arc<dyn EvidenceSource>,
+        key: KeyKind,
+    ) -> Result<Vec<u8>, AgentError> {
         self.fetch_path(evidence, key, RESOURCE)
     }
 
@@ -122,7 +137,9 @@ impl Broker {
     }
 
     pub fn put_policy(&self, path: &str, policy: &str) {
-        self.rt.block_on(kbs::cli::admin::set_policy(self.state.store.as_ref(), path, policy)).unwrap();
+        self.rt
+            .block_on(kbs::cli::admin::set_policy(self.state.store.as_ref(), path, policy))
+            .unwrap();
     }
 }
 
@@ -135,9 +152,8 @@ pub fn error_of(reply: &Reply, status: u16) -> ErrorBody {
 /// The broker error carried by an agent error.
 pub fn agent_error(e: &AgentError) -> (u16, ErrorBody) {
     match e {
-        AgentError::Refused { status, body: Some(b), .. } | AgentError::Denied { status, body: Some(b), .. } => {
-            (*status, b.clone())
-        }
+        AgentError::Refused { status, body: Some(b), .. }
+        | AgentError::Denied { status, body: Some(b), .. } => (*status, b.clone()),
         other => panic!("not a broker refusal: {other:?}"),
     }
 }
