@@ -1,8 +1,9 @@
-//! The `keylatch` command line: one binary for the broker and its offline tools.
-
-mod cli;
+//! The `keylatch` command line: one binary for the broker and its offline tools. The work is
+//! in the library (`kbs::cli`); this file parses arguments and maps outcomes to exit codes.
 
 use std::process::ExitCode;
+
+use kbs::cli;
 
 use clap::{Parser, Subcommand};
 
@@ -24,6 +25,30 @@ enum Command {
     /// Measure performance on this machine.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Create a broker directory: config, keys, TLS certificate, KEK, database.
+    Init(cli::init::InitArgs),
+    /// Run the broker.
+    Serve(cli::serve::ServeArgs),
+    /// Stored resources (sealed by the keystore).
+    #[command(subcommand)]
+    Resource(ResourceCommand),
+    /// Release policies.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ResourceCommand {
+    /// Store a new version of a resource from a file.
+    Put(cli::admin::ResourcePutArgs),
+    /// Store a new version of a resource as fresh random bytes made by the keystore.
+    Generate(cli::admin::ResourceGenerateArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Set a resource's release policy (a new version).
+    Set(cli::admin::PolicySetArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -45,6 +70,8 @@ enum SimCommand {
 enum BenchCommand {
     /// Warm verification cost against the raw signature checks it cannot avoid.
     Verify(cli::bench_verify::BenchVerifyArgs),
+    /// Full key releases per second by simulated guests over HTTPS.
+    Release(cli::bench_release::BenchReleaseArgs),
 }
 
 /// Prints a value as pretty JSON on stdout. A closed pipe (`| head`) is not an error.
@@ -56,6 +83,15 @@ fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
         _ => Ok(()),
     }
+}
+
+/// Runs an async command on a multi-threaded runtime, with logs on stderr (`RUST_LOG` filters).
+fn run_async(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(fut)
 }
 
 fn main() -> ExitCode {
@@ -72,6 +108,12 @@ fn main() -> ExitCode {
         Command::Sim(SimCommand::Init(args)) => cli::sim::init(args),
         Command::Sim(SimCommand::Evidence(args)) => cli::sim::evidence(args),
         Command::Bench(BenchCommand::Verify(args)) => cli::bench_verify::run(args),
+        Command::Bench(BenchCommand::Release(args)) => run_async(cli::bench_release::run(args)),
+        Command::Init(args) => run_async(cli::init::run(args)),
+        Command::Serve(args) => run_async(cli::serve::run(args)),
+        Command::Resource(ResourceCommand::Put(args)) => run_async(cli::admin::put(args)),
+        Command::Resource(ResourceCommand::Generate(args)) => run_async(cli::admin::generate(args)),
+        Command::Policy(PolicyCommand::Set(args)) => run_async(cli::admin::policy_set(args)),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

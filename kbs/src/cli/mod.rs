@@ -1,8 +1,13 @@
-//! The `keylatch` subcommands that work on evidence offline: verifying it, minting simulated
-//! evidence, and measuring verification speed. Shared argument types and file helpers live here.
+//! The `keylatch` subcommands: offline evidence tools (verify, simulate, bench verify), the
+//! broker's `init` and `serve`, the store-level admin commands and `bench release`. Shared
+//! argument types and file helpers live here.
 
+pub mod admin;
+pub mod bench_release;
 pub mod bench_verify;
 pub mod evidence;
+pub mod init;
+pub mod serve;
 pub mod sim;
 
 use std::io::Write as _;

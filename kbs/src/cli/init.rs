@@ -1,0 +1,192 @@
+//! `keylatch init --dir DIR [--simulated]`: a ready-to-serve broker directory on embedded
+//! defaults — the commented `keylatch.toml`, the token-signing key, a local CA and a TLS server
+//! certificate signed by it, the soft keystore's KEK, the SQLite database and (with
+//! `--simulated`) a simulation PKI with `allow_simulated = true`. Never overwrites anything.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context as _};
+use rand_core::OsRng;
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose,
+};
+use verifier::sim::SimPki;
+
+use super::{write_private, write_public};
+use crate::store::SqliteStore;
+use crate::token::TokenKey;
+
+#[derive(Debug, clap::Args)]
+pub struct InitArgs {
+    /// Directory to create (or an empty existing one).
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// Also create a simulation PKI and accept simulated evidence (CI, demos).
+    #[arg(long)]
+    pub simulated: bool,
+    /// Host names or IP addresses for the TLS certificate (default: localhost and 127.0.0.1).
+    #[arg(long = "hostname")]
+    pub hostnames: Vec<String>,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    pub listen: String,
+}
+
+/// File names inside the directory.
+pub const CONFIG_FILE: &str = "keylatch.toml";
+pub const TOKEN_KEY_FILE: &str = "token-signing-key.pem";
+pub const CA_FILE: &str = "tls/ca.pem";
+pub const CERT_FILE: &str = "tls/server.pem";
+pub const KEY_FILE: &str = "tls/server-key.pem";
+pub const KEK_FILE: &str = "kek.json";
+pub const DB_FILE: &str = "keylatch.db";
+pub const SIM_DIR: &str = "sim-pki";
+
+pub async fn run(args: &InitArgs) -> anyhow::Result<()> {
+    let config = init_dir(&args.dir, args.simulated, &args.hostnames, &args.listen).await?;
+    println!("wrote {}", config.display());
+    println!("CA for clients: {}", args.dir.join(CA_FILE).display());
+    println!("run: keylatch serve --config {}", config.display());
+    Ok(())
+}
+
+/// Creates the broker directory; returns the path of its `keylatch.toml`.
+pub async fn init_dir(
+    dir: &Path,
+    simulated: bool,
+    hostnames: &[String],
+    listen: &str,
+) -> anyhow::Result<PathBuf> {
+    let config_path = dir.join(CONFIG_FILE);
+    if config_path.exists() {
+        bail!("{} exists; refusing to overwrite", config_path.display());
+    }
+    std::fs::create_dir_all(dir.join("tls"))
+        .with_context(|| format!("creating {}", dir.display()))?;
+
+    let token_key = TokenKey::generate();
+    write_private(&dir.join(TOKEN_KEY_FILE), token_key.to_pkcs8_pem()?.as_bytes())?;
+
+    let names = if hostnames.is_empty() {
+        vec!["localhost".to_owned(), "127.0.0.1".to_owned()]
+    } else {
+        hostnames.to_vec()
+    };
+    let (ca_pem, chain_pem, key_pem) = tls_files(&names)?;
+    write_public(&dir.join(CA_FILE), ca_pem.as_bytes())?;
+    write_public(&dir.join(CERT_FILE), chain_pem.as_bytes())?;
+    write_private(&dir.join(KEY_FILE), key_pem.as_bytes())?;
+
+    keylatch_keystore::soft::SoftKeystore::create(&dir.join(KEK_FILE))
+        .map_err(|e| anyhow::anyhow!("creating the soft KEK: {e}"))?;
+    SqliteStore::open(&dir.join(DB_FILE), true).await.context("creating the SQLite database")?;
+
+    if simulated {
+        let sim = dir.join(SIM_DIR);
+        std::fs::create_dir_all(&sim).with_context(|| format!("creating {}", sim.display()))?;
+        let pki = SimPki::generate(&mut OsRng).context("generating the simulation PKI")?;
+        for (name, bytes) in pki.to_files().context("encoding the simulation PKI")? {
+            if name.contains("key") {
+                write_private(&sim.join(&name), &bytes)?;
+            } else {
+                write_public(&sim.join(&name), &bytes)?;
+            }
+        }
+    }
+    write_public(&config_path, config_text(simulated, listen).as_bytes())?;
+    Ok(config_path)
+}
+
+/// A local CA and a server certificate it signs: (CA PEM, chain PEM, server key PEM).
+fn tls_files(names: &[String]) -> anyhow::Result<(String, String, zeroize::Zeroizing<String>)> {
+    let now = time::OffsetDateTime::now_utc();
+    let ca_key = KeyPair::generate().context("CA key")?;
+    let mut ca = CertificateParams::new(Vec::<String>::new()).context("CA parameters")?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca.distinguished_name.push(DnType::CommonName, "Keylatch local CA");
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    ca.not_before = now - time::Duration::hours(1);
+    ca.not_after = now + time::Duration::days(3650);
+    let ca_cert = ca.self_signed(&ca_key).context("signing the CA")?;
+
+    let key = KeyPair::generate().context("server key")?;
+    let mut leaf = CertificateParams::new(names.to_vec()).context("server certificate names")?;
+    leaf.distinguished_name.push(DnType::CommonName, "keylatch");
+    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    leaf.not_before = now - time::Duration::hours(1);
+    leaf.not_after = now + time::Duration::days(825);
+    let leaf_cert =
+        leaf.signed_by(&key, &ca_cert, &ca_key).context("signing the server certificate")?;
+    let ca_pem = ca_cert.pem();
+    Ok((
+        ca_pem.clone(),
+        format!("{}{ca_pem}", leaf_cert.pem()),
+        zeroize::Zeroizing::new(key.serialize_pem()),
+    ))
+}
+
+/// The commented configuration `init` writes. Every key is explained (see also CONFIG.md).
+#[must_use]
+pub fn config_text(simulated: bool, listen: &str) -> String {
+    let sim = if simulated {
+        format!("allow_simulated = true\nsim_pki = \"{SIM_DIR}\"")
+    } else {
+        "allow_simulated = false\n# sim_pki = \"sim-pki\"".to_owned()
+    };
+    format!(
+        r#"# Keylatch broker configuration. Relative paths are relative to this file's directory.
+# Unknown keys are errors. Reference: kbs/CONFIG.md.
+
+# Address and port to listen on.
+listen = "{listen}"
+
+# Serve plain HTTP instead of HTTPS (only behind a TLS-terminating proxy on this host).
+insecure_http = false
+
+# How long a challenge nonce may be answered, and how long an attestation token is valid (s).
+session_lifetime_s = 300
+token_lifetime_s = 300
+
+# ES256 (P-256, PKCS#8 PEM, mode 0600) key that signs attestation tokens.
+token_signing_key = "{TOKEN_KEY_FILE}"
+
+# Accept Trustee's unsigned `sample` TEE (development only; policies must still name it).
+allow_sample = false
+
+# Accept evidence signed by the simulation PKI in `sim_pki` (claims then say simulated: true,
+# and a policy rule must set allow_simulated = true). With sim_pki set and allow_simulated =
+# false, simulated evidence is recognized and refused by name.
+{sim}
+
+# Intel collateral (TCB info, QE identity, CRLs; JSON) for hardware TDX quotes.
+# tdx_collateral = "tdx-collateral.json"
+
+# Largest request body accepted (bytes).
+max_body_bytes = 1048576
+
+[tls]
+# PEM certificate chain (leaf first) and its PKCS#8 key (mode 0600). Clients pin tls/ca.pem.
+cert = "{CERT_FILE}"
+key = "{KEY_FILE}"
+
+[store]
+# "sqlite" (embedded; PostgreSQL arrives with its own backend).
+backend = "sqlite"
+path = "{DB_FILE}"
+
+[keystore]
+# "soft": the key-encryption key in a local file (development only). "pkcs11" for HSMs.
+backend = "soft"
+kek_file = "{KEK_FILE}"
+
+# Signed reference-value bundles (`refval sign`), loaded at start. Policies name them.
+# [[reference_values]]
+# name = "web"                       # must equal the name inside the bundle
+# bundle = "web.cose"
+# author_keys = ["alice.pub.pem", "bob.pub.pem"]
+# threshold = 2                      # distinct trusted signatures required
+"#
+    )
+}

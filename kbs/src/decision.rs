@@ -1,0 +1,56 @@
+//! The one place every broker decision passes through: [`record_decision`]. Today it writes a
+//! structured log line; the audit issue turns it into a durable, write-ahead audit entry (the
+//! release path already awaits it before sending the resource, so a failure can stop the
+//! release once it returns an error).
+
+use serde::Serialize;
+
+/// What was decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// A challenge was issued.
+    Auth,
+    /// Evidence was appraised and a token issued (or refused).
+    Attest,
+    /// A resource was released (or refused).
+    Release,
+}
+
+/// One decision, as the audit entry will hold it. Never contains secret bytes.
+#[derive(Debug, Clone, Serialize)]
+pub struct DecisionRecord<'a> {
+    pub action: Action,
+    pub allowed: bool,
+    /// `snp`, `tdx`, `sample`.
+    pub tee: Option<&'a str>,
+    pub simulated: Option<bool>,
+    pub session: Option<&'a str>,
+    /// The token's `jti`.
+    pub token_jti: Option<&'a str>,
+    /// Hex SHA-256 of the evidence.
+    pub evidence_sha256: Option<&'a str>,
+    pub resource: Option<&'a str>,
+    pub resource_version: Option<u64>,
+    pub policy_version: Option<u64>,
+    pub policy_digest: Option<&'a str>,
+    /// Bundles appraised: `name@version`.
+    pub bundles: Vec<String>,
+    /// The error type, or the allowing rule.
+    pub outcome: &'a str,
+    /// Why (denial reasons, failed step).
+    pub detail: &'a str,
+}
+
+/// Records `record`. Returns an error when the record could not be made durable; callers
+/// must not release a resource then. (Infallible until the audit log is wired.)
+#[allow(clippy::unnecessary_wraps, clippy::unused_async)] // reason: the audit log will fail and await here
+pub async fn record_decision(record: &DecisionRecord<'_>) -> Result<(), crate::error::ApiError> {
+    let json = serde_json::to_string(record).unwrap_or_default();
+    if record.allowed {
+        tracing::info!(target: "keylatch::decision", decision = %json, "decision");
+    } else {
+        tracing::warn!(target: "keylatch::decision", decision = %json, "decision");
+    }
+    Ok(())
+}

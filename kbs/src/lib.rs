@@ -1,0 +1,34 @@
+//! Keylatch broker. This crate owns the server side of a key release: the KBS 0.4.0 protocol
+//! over HTTPS, sessions and resources in the store, evidence verification through `verifier`,
+//! appraisal against signed reference values, attestation tokens, release policies, and the
+//! `keylatch` command line.
+//!
+//! - [`config`]: the `keylatch.toml` file;
+//! - [`state`]: everything built once at start ([`AppState`]);
+//! - [`server`]: TLS and the accept loop ([`serve`]);
+//! - [`protocol`]: the three KBS endpoints;
+//! - [`evidence`]: verifier choice, the sample TEE, init-data;
+//! - [`token`]: ES256 attestation tokens;
+//! - [`policy`]: release policies;
+//! - [`store`]: the `Store` trait and SQLite;
+//! - [`decision`]: the one hook every decision passes through (audit, later);
+//! - [`error`]: the one `ApiError` and its stable types;
+//! - [`cli`]: the subcommands.
+
+pub mod cli;
+pub mod config;
+pub mod decision;
+pub mod error;
+pub mod evidence;
+pub(crate) mod files;
+pub mod policy;
+pub mod protocol;
+pub mod server;
+pub mod state;
+pub mod store;
+pub mod token;
+
+pub use config::Config;
+pub use error::{ApiError, ErrorKind};
+pub use server::serve;
+pub use state::AppState;

@@ -1,0 +1,176 @@
+//! `POST /kbs/v0/attest`: the Attestation → token step, in order:
+//!
+//! 1. the cookie names a session that is `issued` and unexpired;
+//! 2. `runtime-data.nonce` equals the session's nonce;
+//! 3. the session is consumed in one conditional update (a nonce is answered once, even by
+//!    racing replicas);
+//! 4. REPORT_DATA is rebuilt from the **session's** nonce, the body's tee-pubkey and
+//!    additional evidence, and the evidence verified against it (off the async runtime);
+//! 5. init-data, when present, must match HOST_DATA / MRCONFIGID;
+//! 6. the claims are appraised against every configured reference-value bundle;
+//! 7. a token is signed and recorded on the session.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::Json;
+use keylatch_wire::kbs_types::Attestation;
+use keylatch_wire::{report_data_binding, Jwk};
+use rand_core::{OsRng, RngCore as _};
+use serde_json::{json, Map, Value};
+use verifier::{Claims, Tee};
+
+use super::{json_body, now_s, session_cookie, store_error};
+use crate::decision::{record_decision, Action, DecisionRecord};
+use crate::error::{ApiError, ErrorKind};
+use crate::evidence::{check_init_data, init_data_digest};
+use crate::state::AppState;
+use crate::store::SessionState;
+
+/// What a successful attestation produced, for the decision record.
+struct Attested {
+    claims: Claims,
+    jti: String,
+    token: String,
+    bundles: Vec<String>,
+}
+
+pub async fn handle(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let session_id = session_cookie(&headers);
+    let result = attest(&state, session_id.as_deref(), body).await;
+    let (allowed, outcome, detail) = match &result {
+        Ok(_) => (true, "token-issued", String::new()),
+        Err(e) => (false, e.kind.type_id(), e.detail.clone()),
+    };
+    let ok = result.as_ref().ok();
+    let evidence = ok.map(|a| hex::encode(a.claims.evidence_sha256.0));
+    record_decision(&DecisionRecord {
+        action: Action::Attest,
+        allowed,
+        tee: ok.map(|a| a.claims.tee.as_str()),
+        simulated: ok.map(|a| a.claims.simulated),
+        session: session_id.as_deref(),
+        token_jti: ok.map(|a| a.jti.as_str()),
+        evidence_sha256: evidence.as_deref(),
+        resource: None,
+        resource_version: None,
+        policy_version: None,
+        policy_digest: None,
+        bundles: ok.map(|a| a.bundles.clone()).unwrap_or_default(),
+        outcome,
+        detail: &detail,
+    })
+    .await?;
+    let attested = result?;
+    Ok(Json(json!({"token": attested.token})))
+}
+
+async fn attest(
+    state: &AppState,
+    session_id: Option<&str>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Attested, ApiError> {
+    let id = session_id.ok_or_else(|| {
+        ApiError::new(
+            ErrorKind::SessionMissing,
+            "no kbs-session-id cookie; call /kbs/v0/auth first",
+        )
+    })?;
+    let now = now_s();
+    let session =
+        state.store.get_session(id).await.map_err(|e| store_error(&e))?.ok_or_else(|| {
+            ApiError::new(ErrorKind::SessionUnknown, "the kbs-session-id cookie names no session")
+        })?;
+    if session.state != SessionState::Issued {
+        return Err(ApiError::new(
+            ErrorKind::SessionUsed,
+            "this session's nonce was already answered",
+        ));
+    }
+    if now >= session.expires {
+        return Err(ApiError::new(
+            ErrorKind::SessionExpired,
+            format!("the session expired at {} (now {now})", session.expires),
+        ));
+    }
+    let req: Attestation = json_body(body, "attest")?;
+    if req.runtime_data.nonce != session.nonce {
+        return Err(ApiError::new(
+            ErrorKind::NonceMismatch,
+            "runtime-data.nonce is not this session's nonce",
+        ));
+    }
+    let jwk = Jwk::from_tee_pubkey(&req.runtime_data.tee_pubkey)
+        .map_err(|e| ApiError::new(ErrorKind::BadRequest, e.to_string()))?;
+    let init = req.init_data.as_ref().map(|d| init_data_digest(&d.format, &d.body)).transpose()?;
+    if !state.store.consume_session(id, &session.nonce, now).await.map_err(|e| store_error(&e))? {
+        return Err(ApiError::new(
+            ErrorKind::SessionUsed,
+            "this session's nonce was already answered",
+        ));
+    }
+    let tee = match session.tee.as_str() {
+        "snp" => Tee::Snp,
+        "tdx" => Tee::Tdx,
+        "sample" => Tee::Sample,
+        _ => return Err(ApiError::new(ErrorKind::UnsupportedTee, "session TEE is not served")),
+    };
+    // Rebuilt from the session's nonce: the body's copy was only compared above.
+    let expected = report_data_binding(&session.nonce, &jwk, &req.tee_evidence.additional_evidence);
+    let verifiers = std::sync::Arc::clone(&state.verifiers);
+    let primary = req.tee_evidence.primary_evidence;
+    let claims = tokio::task::spawn_blocking(move || {
+        verifiers.verify(tee, &primary, &expected, time::OffsetDateTime::now_utc())
+    })
+    .await
+    .map_err(|e| ApiError::internal("evidence verification", &e))??;
+    if let Some((_, digest)) = &init {
+        check_init_data(&claims, digest)?;
+    }
+    let when = time::OffsetDateTime::now_utc();
+    let appraisals: Vec<Value> = state
+        .bundles
+        .iter()
+        .map(|b| {
+            let a = reference_values::appraise(&claims, b.bundle(), when);
+            json!({
+                "bundle": a.bundle,
+                "version": a.version,
+                "digest": hex::encode(b.digest()),
+                "accepted": a.is_accepted(),
+                "mismatches": a.mismatches,
+            })
+        })
+        .collect();
+    let bundles = state
+        .bundles
+        .iter()
+        .map(|b| format!("{}@{}", b.bundle().name, b.bundle().version))
+        .collect();
+    let mut jti = [0u8; 16];
+    OsRng.fill_bytes(&mut jti);
+    let jti = hex::encode(jti);
+    let mut token_claims = Map::new();
+    token_claims.insert("jti".into(), json!(jti));
+    token_claims.insert("iat".into(), json!(now));
+    token_claims.insert("nbf".into(), json!(now));
+    token_claims.insert("exp".into(), json!(now.saturating_add(state.settings.token_lifetime_s)));
+    token_claims.insert("tee-pubkey".into(), jwk.to_json());
+    token_claims.insert(
+        "evidence".into(),
+        serde_json::to_value(&claims).map_err(|e| ApiError::internal("claims", &e))?,
+    );
+    token_claims.insert("appraisals".into(), Value::Array(appraisals));
+    token_claims.insert(
+        "init_data".into(),
+        init.map_or(Value::Null, |(alg, d)| json!({"algorithm": alg, "digest": hex::encode(d)})),
+    );
+    let token = state.token_key.sign(token_claims);
+    state.store.attest_session(id, &jti, &token).await.map_err(|e| store_error(&e))?;
+    Ok(Attested { claims, jti, token, bundles })
+}

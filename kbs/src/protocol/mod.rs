@@ -1,0 +1,79 @@
+//! The KBS 0.4.0 HTTP surface: the router and what the three handlers share (body parsing that
+//! answers JSON errors, the `kbs-session-id` cookie, the clock). Handlers live in [`auth`],
+//! [`attest`] and [`resource`]. Every non-200 reply is an [`ApiError`] body, including unknown
+//! routes, wrong methods and oversized bodies.
+
+pub mod attest;
+pub mod auth;
+pub mod resource;
+
+use axum::extract::rejection::BytesRejection;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::Router;
+use serde::de::DeserializeOwned;
+
+use crate::error::{ApiError, ErrorKind};
+use crate::state::AppState;
+
+/// The session cookie's name (what upstream clients send back).
+pub const COOKIE_NAME: &str = "kbs-session-id";
+
+/// The broker's routes.
+pub fn router(state: AppState) -> Router {
+    let limit = state.settings.max_body_bytes;
+    Router::new()
+        .route("/kbs/v0/auth", post(auth::handle))
+        .route("/kbs/v0/attest", post(attest::handle))
+        .route("/kbs/v0/resource/{*path}", get(resource::handle))
+        .fallback(|| async { ApiError::new(ErrorKind::NotFound, "no such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(ErrorKind::MethodNotAllowed, "method not allowed on this endpoint")
+        })
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+/// Parses a JSON body, answering 413 for oversized bodies and 400 for malformed ones.
+pub fn json_body<T: DeserializeOwned>(
+    body: Result<axum::body::Bytes, BytesRejection>,
+    what: &'static str,
+) -> Result<T, ApiError> {
+    let bytes = body.map_err(|r| {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(ErrorKind::TooLarge, format!("{what} body exceeds the size limit"))
+        } else {
+            ApiError::new(ErrorKind::BadRequest, format!("{what} body could not be read"))
+        }
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        // serde's message names the field and position, never more than a few input bytes.
+        ApiError::new(ErrorKind::BadRequest, format!("{what} body: {e}"))
+    })
+}
+
+/// The `kbs-session-id` cookie value, if any.
+#[must_use]
+pub fn session_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE_NAME)
+        .map(|(_, value)| value.trim_matches('"').to_owned())
+}
+
+/// Now, as Unix seconds.
+#[must_use]
+pub fn now_s() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// Maps a store error to 503 (logged).
+#[must_use]
+pub fn store_error(e: &crate::store::StoreError) -> ApiError {
+    ApiError::unavailable("store", e)
+}

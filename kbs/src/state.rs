@@ -1,0 +1,193 @@
+//! The broker's shared state, built once from the configuration: store, keystore, verifiers,
+//! token key, reference-value bundles and settings. Cheap to clone (one `Arc`).
+
+use std::sync::Arc;
+
+use anyhow::{bail, Context as _};
+use keylatch_keystore::soft::SoftKeystore;
+use keylatch_keystore::Keystore;
+use reference_values::{
+    verify_signatures, AuthorKeys, AuthorPublicKey, SignedBundle, VerifiedBundle,
+};
+use verifier::tdx::TdxCollateral;
+
+use crate::config::{Config, KeystoreBackend, StoreBackend};
+use crate::evidence::Verifiers;
+use crate::store::{SqliteStore, Store};
+use crate::token::TokenKey;
+
+/// How long simulated TDX collateral minted at start stays valid (days).
+const SIM_COLLATERAL_DAYS: i64 = 30;
+
+/// Settings the handlers read.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub session_lifetime_s: i64,
+    pub token_lifetime_s: i64,
+    pub allow_sample: bool,
+    pub allow_simulated: bool,
+    pub max_body_bytes: usize,
+    /// Whether cookies get `Secure` (the server speaks HTTPS).
+    pub secure_cookie: bool,
+}
+
+/// Everything a request handler needs.
+#[derive(Clone, Debug)]
+pub struct AppState(pub Arc<Inner>);
+
+/// The contents of [`AppState`].
+pub struct Inner {
+    pub store: Arc<dyn Store>,
+    pub keystore: Arc<dyn Keystore>,
+    pub verifiers: Arc<Verifiers>,
+    pub token_key: TokenKey,
+    pub bundles: Vec<VerifiedBundle>,
+    pub settings: Settings,
+    /// `None` serves plain HTTP.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("store", &self.store)
+            .field("keystore", &self.keystore.describe())
+            .field("settings", &self.settings)
+            .field("bundles", &self.bundles.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// Builds the state from a loaded configuration.
+    pub async fn from_config(config: &Config) -> anyhow::Result<Self> {
+        let store: Arc<dyn Store> = match config.store.backend {
+            StoreBackend::Sqlite => Arc::new(
+                SqliteStore::open(&config.store.path, false)
+                    .await
+                    .with_context(|| format!("opening {}", config.store.path.display()))?,
+            ),
+        };
+        let keystore = open_keystore(config)?;
+        let token_key = TokenKey::load(&config.token_signing_key)?;
+        let tls = match (&config.tls, config.insecure_http) {
+            (_, true) => {
+                tracing::warn!(
+                    "insecure_http = true: serving PLAIN HTTP; tokens and cookies travel in clear"
+                );
+                None
+            }
+            (Some(t), false) => Some(Arc::new(crate::server::tls_config(&t.cert, &t.key)?)),
+            (None, false) => bail!("[tls] is required unless insecure_http = true"),
+        };
+        let now = time::OffsetDateTime::now_utc();
+        let tdx_collateral = config
+            .tdx_collateral
+            .as_deref()
+            .map(|p| {
+                let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+                TdxCollateral::from_json(&bytes)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))
+            })
+            .transpose()?;
+        let sim = match &config.sim_pki {
+            Some(dir) => {
+                let pki = crate::cli::load_sim_pki(dir)?;
+                let (snp, tdx) = pki.anchors().map_err(|e| anyhow::anyhow!("sim PKI: {e}"))?;
+                let col = pki
+                    .intel
+                    .collateral(
+                        now - time::Duration::days(1),
+                        now + time::Duration::days(SIM_COLLATERAL_DAYS),
+                    )
+                    .map_err(|e| anyhow::anyhow!("sim TDX collateral: {e}"))?;
+                if config.allow_simulated {
+                    tracing::warn!(dir = %dir.display(), "allow_simulated = true: SIMULATED evidence is accepted (claims say simulated: true)");
+                }
+                Some((snp, tdx, col))
+            }
+            None => None,
+        };
+        if config.allow_sample {
+            tracing::warn!(
+                "allow_sample = true: the UNSIGNED sample TEE is accepted where policies name it"
+            );
+        }
+        let verifiers =
+            Verifiers::new(tdx_collateral, sim, config.allow_simulated, config.allow_sample)
+                .map_err(|e| anyhow::anyhow!("trust anchors: {e}"))?;
+        let bundles = load_bundles(config)?;
+        let settings = Settings {
+            session_lifetime_s: i64::try_from(config.session_lifetime_s).unwrap_or(i64::MAX),
+            token_lifetime_s: i64::try_from(config.token_lifetime_s).unwrap_or(i64::MAX),
+            allow_sample: config.allow_sample,
+            allow_simulated: config.allow_simulated,
+            max_body_bytes: config.max_body_bytes,
+            secure_cookie: tls.is_some(),
+        };
+        Ok(Self(Arc::new(Inner {
+            store,
+            keystore,
+            verifiers: Arc::new(verifiers),
+            token_key,
+            bundles,
+            settings,
+            tls,
+        })))
+    }
+}
+
+/// Opens the configured keystore backend.
+pub fn open_keystore(config: &Config) -> anyhow::Result<Arc<dyn Keystore>> {
+    match config.keystore.backend {
+        KeystoreBackend::Soft => {
+            let path = config.keystore.kek_file.as_deref().context("[keystore] kek_file")?;
+            let ks = SoftKeystore::open(path).map_err(|e| anyhow::anyhow!("keystore: {e}"))?;
+            tracing::warn!(kek_file = %path.display(), "soft keystore: KEK in a local file (development only)");
+            Ok(Arc::new(ks))
+        }
+    }
+}
+
+/// Loads every `[[reference_values]]` bundle, checking signatures and threshold (not expiry:
+/// an expired bundle loads and appraises every claim set as a mismatch).
+fn load_bundles(config: &Config) -> anyhow::Result<Vec<VerifiedBundle>> {
+    let mut out = Vec::new();
+    for rv in &config.reference_values {
+        let keys = rv
+            .author_keys
+            .iter()
+            .map(|p| {
+                let pem = std::fs::read_to_string(p)
+                    .with_context(|| format!("reading {}", p.display()))?;
+                AuthorPublicKey::from_pem(&pem).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let trust = AuthorKeys::new(keys, rv.threshold)
+            .map_err(|e| anyhow::anyhow!("reference_values {:?}: {e}", rv.name))?;
+        let bytes = std::fs::read(&rv.bundle)
+            .with_context(|| format!("reading {}", rv.bundle.display()))?;
+        let signed = SignedBundle::from_bytes(&bytes)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", rv.bundle.display()))?;
+        let verified = verify_signatures(&signed, &trust)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", rv.bundle.display()))?;
+        if verified.bundle().name != rv.name {
+            bail!(
+                "{}: bundle is named {:?}, configured as {:?}",
+                rv.bundle.display(),
+                verified.bundle().name,
+                rv.name
+            );
+        }
+        tracing::info!(name = %rv.name, version = verified.bundle().version, "reference values loaded");
+        out.push(verified);
+    }
+    Ok(out)
+}

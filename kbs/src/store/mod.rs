@@ -1,0 +1,147 @@
+//! Persistent broker state behind one async interface, [`Store`]: challenge sessions (with the
+//! single-use nonce), sealed resources and release policies. Everything a replica needs to
+//! continue another replica's handshake lives here, never in process memory. [`sqlite`] is the
+//! embedded implementation; PostgreSQL implements the same trait in its own issue.
+
+pub mod sqlite;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use keylatch_keystore::SealedResource;
+
+pub use sqlite::SqliteStore;
+
+/// A boxed future, so the trait stays object-safe (`Arc<dyn Store>`).
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// A store failure. The broker answers 503 for `Unavailable` and logs the cause.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// A row with this key exists already (a concurrent writer took the version).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// Stored data that does not decode (a bug or tampering).
+    #[error("corrupt stored data: {0}")]
+    Corrupt(String),
+}
+
+/// Where a session is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionState {
+    /// Challenge sent; the nonce has not been answered.
+    Issued,
+    /// The nonce was answered (successfully or not); it can never be answered again.
+    Consumed,
+    /// The answer was accepted and a token issued.
+    Attested,
+}
+
+impl SessionState {
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Issued => "issued",
+            Self::Consumed => "consumed",
+            Self::Attested => "attested",
+        }
+    }
+
+    #[must_use]
+    pub fn from_name(s: &str) -> Option<Self> {
+        [Self::Issued, Self::Consumed, Self::Attested].into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+/// One challenge session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub id: String,
+    /// The challenge nonce exactly as sent (standard base64 of 32 bytes).
+    pub nonce: String,
+    pub tee: String,
+    /// Unix seconds.
+    pub created: i64,
+    pub expires: i64,
+    pub state: SessionState,
+    pub token_jti: Option<String>,
+    /// The token issued to this session, for cookie-authenticated resource requests.
+    pub token: Option<String>,
+}
+
+/// One stored resource version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredResource {
+    pub path: String,
+    pub version: u64,
+    pub sealed: SealedResource,
+    pub enabled: bool,
+    pub created: i64,
+}
+
+/// One stored policy version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredPolicy {
+    pub path: String,
+    pub version: u64,
+    /// Canonical JSON of the policy.
+    pub body: String,
+    /// Hex SHA-256 of `body`.
+    pub digest: String,
+    pub created: i64,
+}
+
+/// The broker's persistent state.
+pub trait Store: Send + Sync + std::fmt::Debug {
+    fn create_session(&self, session: &Session) -> StoreFuture<'_, ()>;
+
+    fn get_session<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<Session>>;
+
+    /// Atomically moves the session from `issued` to `consumed` if it is still `issued`, not
+    /// expired at `now` and has `nonce`. `false` when another request got there first (or the
+    /// conditions do not hold): the nonce is single use.
+    fn consume_session<'a>(
+        &'a self,
+        id: &'a str,
+        nonce: &'a str,
+        now: i64,
+    ) -> StoreFuture<'a, bool>;
+
+    /// Records the token issued for a consumed session (`consumed` → `attested`).
+    fn attest_session<'a>(
+        &'a self,
+        id: &'a str,
+        jti: &'a str,
+        token: &'a str,
+    ) -> StoreFuture<'a, ()>;
+
+    /// Deletes sessions that expired before `now`; returns how many.
+    fn purge_sessions(&self, now: i64) -> StoreFuture<'_, u64>;
+
+    /// The version the next `put_resource` for `path` should use.
+    fn next_resource_version<'a>(&'a self, path: &'a str) -> StoreFuture<'a, u64>;
+
+    /// Inserts a resource version; `Conflict` if that version exists.
+    fn put_resource<'a>(&'a self, resource: &'a StoredResource) -> StoreFuture<'a, ()>;
+
+    /// The newest enabled version of `path`.
+    fn current_resource<'a>(&'a self, path: &'a str) -> StoreFuture<'a, Option<StoredResource>>;
+
+    /// Inserts a new policy version for `path` (one more than the newest) and returns it.
+    fn put_policy<'a>(
+        &'a self,
+        path: &'a str,
+        body: &'a str,
+        digest: &'a str,
+        now: i64,
+    ) -> StoreFuture<'a, u64>;
+
+    /// The newest policy for `path`.
+    fn current_policy<'a>(&'a self, path: &'a str) -> StoreFuture<'a, Option<StoredPolicy>>;
+
+    /// Cheap liveness check.
+    fn health(&self) -> StoreFuture<'_, ()>;
+}

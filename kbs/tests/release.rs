@@ -1,0 +1,114 @@
+//! End to end against the real broker over HTTPS with the guest agent library as the client:
+//! simulated SNP and TDX guests with P-256, P-384 and RSA-3072 tee-pubkeys receive exactly the
+//! stored bytes; cookie-only and bearer-only resource requests work; a JWE from the broker
+//! decrypts with Python's jwcrypto.
+
+// reason: test code fails loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+
+mod common;
+
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+
+use common::{Broker, Raw, ALLOW_SIM, RESOURCE, SECRET};
+use keylatch_agent::evidence::SimTee;
+use keylatch_wire::{decrypt, Jwe, KeyKind, TeeKeyPair};
+use serde_json::Value;
+
+#[test]
+fn releases_stored_bytes_to_simulated_snp_and_tdx_guests_for_every_key_type() {
+    let broker = Broker::start(|c| c, ALLOW_SIM);
+    for tee in [SimTee::Snp, SimTee::Tdx] {
+        for key in [KeyKind::P256, KeyKind::P384, KeyKind::Rsa3072] {
+            let got = broker
+                .fetch(broker.source(tee), key)
+                .unwrap_or_else(|e| panic!("{tee:?} {key:?}: {e}"));
+            assert_eq!(got, SECRET, "{tee:?} {key:?}");
+        }
+    }
+}
+
+#[test]
+fn token_carries_claims_appraisals_and_key_and_works_by_cookie_or_bearer() {
+    let broker = Broker::start(|c| c, ALLOW_SIM);
+    let source = broker.source(SimTee::Tdx);
+    let raw = Raw::auth(&broker, "tdx");
+    let token = raw.attest_ok(source.as_ref());
+    let payload: Value = serde_json::from_slice(
+        &keylatch_wire::b64::decode("payload", token.split('.').nth(1).unwrap()).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(payload["iss"], "keylatch");
+    assert_eq!(payload["evidence"]["tee"], "tdx");
+    assert_eq!(payload["evidence"]["simulated"], true);
+    assert_eq!(payload["tee-pubkey"], raw.key.public_jwk().to_json());
+    assert_eq!(payload["appraisals"], serde_json::json!([]));
+    assert_eq!(payload["exp"].as_i64().unwrap() - payload["iat"].as_i64().unwrap(), 300);
+
+    for (cookie, bearer) in [(true, None), (false, Some(token.as_str()))] {
+        let reply = raw.resource(RESOURCE, cookie, bearer);
+        assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+        let jwe = Jwe::from_json(&reply.body).unwrap();
+        assert_eq!(decrypt(&raw.key, &jwe).unwrap().as_slice(), SECRET);
+    }
+}
+
+fn python(script: &str, stdin: &str) -> Result<String, String> {
+    let mut child = Command::new("python3")
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    child.stdin.take().ok_or("no stdin")?.write_all(stdin.as_bytes()).map_err(|e| e.to_string())?;
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    if out.status.success() {
+        String::from_utf8(out.stdout).map_err(|e| e.to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+fn have_jwcrypto() -> bool {
+    if python("import jwcrypto", "").is_ok() {
+        return true;
+    }
+    let _ = Command::new("python3")
+        .args(["-m", "pip", "install", "--quiet", "jwcrypto"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    python("import jwcrypto", "").is_ok()
+}
+
+const DECRYPT: &str = r#"
+import sys, json
+from jwcrypto import jwk, jwe
+d = json.load(sys.stdin)
+key = jwk.JWK.from_pem(d["pem"].encode())
+t = jwe.JWE()
+t.deserialize(json.dumps(d["jwe"]), key=key)
+print(t.payload.hex())
+"#;
+
+#[test]
+fn jwcrypto_decrypts_a_broker_jwe_for_an_rsa_tee_pubkey() {
+    if !have_jwcrypto() {
+        println!("skipped: python3 jwcrypto not available and could not be installed");
+        return;
+    }
+    let broker = Broker::start(|c| c, ALLOW_SIM);
+    let source = broker.source(SimTee::Snp);
+    let mut raw = Raw::auth(&broker, "snp");
+    raw.key = TeeKeyPair::generate(KeyKind::Rsa3072).unwrap();
+    raw.attest_ok(source.as_ref());
+    let reply = raw.resource(RESOURCE, true, None);
+    assert_eq!(reply.status, 200);
+    let jwe: Value = serde_json::from_slice(&reply.body).unwrap();
+    let pem = raw.key.danger_to_pkcs8_pem().unwrap();
+    let input = serde_json::json!({"pem": pem.as_str(), "jwe": jwe}).to_string();
+    let out = python(DECRYPT, &input).unwrap();
+    assert_eq!(out.trim(), hex::encode(SECRET));
+}
