@@ -99,17 +99,22 @@ pub enum StoreBackend {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeystoreConfig {
-    /// `soft` (KEK in a local file; development). `pkcs11` comes with the HSM issue.
+    /// `pkcs11` (KEK inside an HSM token) or `soft` (KEK in a local file; development only).
     pub backend: KeystoreBackend,
     /// The soft backend's KEK file, mode 0600.
     #[serde(default)]
     pub kek_file: Option<PathBuf>,
+    /// The pkcs11 backend: `{ module = "...so", token_label = "...", pin = { file = "..." } }`
+    /// (or `pin = { env = "VAR" }`; never the PIN itself).
+    #[serde(default)]
+    pub pkcs11: Option<keylatch_keystore::pkcs11::Pkcs11Config>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum KeystoreBackend {
     Soft,
+    Pkcs11,
 }
 
 /// One `[[reference_values]]` entry.
@@ -155,6 +160,11 @@ impl Config {
         self.sim_pki.as_mut().map(fix);
         self.tdx_collateral.as_mut().map(fix);
         self.keystore.kek_file.as_mut().map(fix);
+        if let Some(pkcs11) = self.keystore.pkcs11.as_mut() {
+            if let keylatch_keystore::pkcs11::PinSource::File(pin) = &mut pkcs11.pin {
+                fix(pin);
+            }
+        }
         for rv in &mut self.reference_values {
             fix(&mut rv.bundle);
             rv.author_keys.iter_mut().for_each(fix);
@@ -168,6 +178,9 @@ impl Config {
         }
         if self.allow_simulated && self.sim_pki.is_none() {
             bail!("allow_simulated = true needs sim_pki (the simulation PKI directory)");
+        }
+        if self.keystore.backend == KeystoreBackend::Pkcs11 && self.keystore.pkcs11.is_none() {
+            bail!("[keystore] backend = \"pkcs11\" needs pkcs11 = {{ module, token_label, pin }}");
         }
         if self.keystore.backend == KeystoreBackend::Soft && self.keystore.kek_file.is_none() {
             bail!("[keystore] backend = \"soft\" needs kek_file");

@@ -85,13 +85,22 @@ fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     }
 }
 
-/// Runs an async command on a multi-threaded runtime, with logs on stderr (`RUST_LOG` filters).
-fn run_async(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+/// Runs an async command on a multi-threaded runtime, with logs on stderr at `default_level`
+/// unless `RUST_LOG` says otherwise.
+fn run_async_logging(
+    default_level: &str,
+    fut: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let _ =
         tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
     tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(fut)
+}
+
+/// [`run_async_logging`] at `info`: every decision is logged.
+fn run_async(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    run_async_logging("info", fut)
 }
 
 fn main() -> ExitCode {
@@ -108,7 +117,10 @@ fn main() -> ExitCode {
         Command::Sim(SimCommand::Init(args)) => cli::sim::init(args),
         Command::Sim(SimCommand::Evidence(args)) => cli::sim::evidence(args),
         Command::Bench(BenchCommand::Verify(args)) => cli::bench_verify::run(args),
-        Command::Bench(BenchCommand::Release(args)) => run_async(cli::bench_release::run(args)),
+        Command::Bench(BenchCommand::Release(args)) => {
+            // Thousands of decisions per run: logging each would measure the terminal.
+            run_async_logging("warn", cli::bench_release::run(args))
+        }
         Command::Init(args) => run_async(cli::init::run(args)),
         Command::Serve(args) => run_async(cli::serve::run(args)),
         Command::Resource(ResourceCommand::Put(args)) => run_async(cli::admin::put(args)),

@@ -153,6 +153,14 @@ pub fn open_keystore(config: &Config) -> anyhow::Result<Arc<dyn Keystore>> {
             tracing::warn!(kek_file = %path.display(), "soft keystore: KEK in a local file (development only)");
             Ok(Arc::new(ks))
         }
+        KeystoreBackend::Pkcs11 => {
+            let pkcs11 = config.keystore.pkcs11.clone().context("[keystore] pkcs11")?;
+            let label = pkcs11.token_label.clone();
+            let ks = keylatch_keystore::pkcs11::Pkcs11Keystore::open(pkcs11)
+                .map_err(|e| anyhow::anyhow!("keystore: {e}"))?;
+            tracing::info!(token = %label, "pkcs11 keystore: KEK held in the HSM token");
+            Ok(Arc::new(ks))
+        }
     }
 }
 
