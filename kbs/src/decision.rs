@@ -15,6 +15,8 @@ pub enum Action {
     Attest,
     /// A resource was released (or refused).
     Release,
+    /// An operator, custodian, policy author or auditor acted (or was refused).
+    Admin,
 }
 
 /// One decision, as the audit entry will hold it. Never contains secret bytes.
@@ -52,5 +54,38 @@ pub async fn record_decision(record: &DecisionRecord<'_>) -> Result<(), crate::e
     } else {
         tracing::warn!(target: "keylatch::decision", decision = %json, "decision");
     }
+    Ok(())
+}
+
+/// One administrative action (allowed or refused), as the audit entry will hold it. Never
+/// contains key material, tokens or token hashes.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AdminRecord<'a> {
+    /// The principal's name (`cli` for commands that work on the store directly).
+    pub principal: &'a str,
+    /// `admin`, `key-custodian`, `policy-author`, `auditor` (or `local` for the CLI).
+    pub role: &'a str,
+    /// What was attempted, `<object>.<verb>`: `resource.put`, `resource.destroy`,
+    /// `policy.set`, `reference-values.publish`, `token.create`, `audit.read`, ...
+    pub operation: &'a str,
+    /// The object acted on: a resource path, a bundle name, a token id.
+    pub target: Option<&'a str>,
+    /// The version created or acted on, when there is one.
+    pub version: Option<u64>,
+    pub allowed: bool,
+    /// The error type when refused, else `ok`.
+    pub outcome: &'a str,
+    /// Why (refusal reason) or what changed; never secret bytes.
+    pub detail: &'a str,
+    /// The client's address (`None` for the CLI).
+    pub client: Option<&'a str>,
+}
+
+/// Records an administrative action, like [`record_decision`]: an error means the record is not
+/// durable and the action must not be reported as done.
+#[allow(clippy::unnecessary_wraps, clippy::unused_async)] // reason: the audit log will fail and await here
+pub async fn record_admin(record: &AdminRecord<'_>) -> Result<(), crate::error::ApiError> {
+    let json = serde_json::to_string(record).unwrap_or_default();
+    tracing::info!(target: "keylatch::admin", action = %json, "admin action");
     Ok(())
 }
