@@ -10,7 +10,8 @@ source scripts/lib.sh
 
 seconds="${1:-30}"; shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(snp_report snp_coco_evidence tdx_quote tdx_collateral certificate)
+[ ${#targets[@]} -gt 0 ] || targets=(snp_report snp_coco_evidence tdx_quote tdx_collateral certificate
+  kbs_request jwe signed_bundle checkpoint)
 
 command -v cargo-fuzz >/dev/null 2>&1 || { step "installing cargo-fuzz"; cargo install --locked cargo-fuzz; }
 vectors="${KEYLATCH_VECTORS:-$(cd .. && pwd)/shared/vectors}"
@@ -23,6 +24,13 @@ seed() { # seed TARGET: copy matching vector files into the target's corpus
     snp_coco_evidence) cp "$vectors"/coco/*/evidence.json "$dir"/ 2>/dev/null || true ;;
     tdx_quote) for f in "$vectors"/tdx/*/quote.bin; do cp "$f" "$dir/$(basename "$(dirname "$f")").bin"; done ;;
     tdx_collateral) for f in "$vectors"/tdx/*/collateral.json; do cp "$f" "$dir/$(basename "$(dirname "$f")").json"; done ;;
+    kbs_request)
+      printf '%s' '{"version":"0.4.0","tee":"snp","extra-params":""}' > "$dir/auth.json"
+      printf '%s' '{"runtime-data":{"nonce":"bm9uY2U=","tee-pubkey":{"kty":"EC","crv":"P-256","alg":"ES256","x":"AAAA","y":"AAAA"}},"tee-evidence":{}}' > "$dir/attest.json" ;;
+    jwe)
+      printf '%s' '{"protected":"eyJhbGciOiJFQ0RILUVTK0EyNTZLVyIsImVuYyI6IkEyNTZHQ00ifQ","encrypted_key":"AAAA","iv":"AAAAAAAAAAAAAAAA","ciphertext":"AAAA","tag":"AAAAAAAAAAAAAAAAAAAAAA"}' > "$dir/jwe.json" ;;
+    checkpoint)
+      printf 'keylatch.fuzz/log\n5\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n\n\xe2\x80\x94 keylatch.fuzz/log AAAAAAAA\n' > "$dir/checkpoint.txt" ;;
     certificate) for f in "$vectors"/snp/*/*.der "$vectors"/roots/amd/*/*.pem; do cp "$f" "$dir/$(basename "$(dirname "$f")")-$(basename "$f")"; done ;;
   esac
 }
