@@ -1,0 +1,78 @@
+//! Where the binaries under test are. Cargo exposes `CARGO_BIN_EXE_*` only to a package's own
+//! tests, so the harness looks in the target directory it was built into (the test executable
+//! lives in `target/<profile>/deps/`). A binary older than the sources it is built from is
+//! refused: testing yesterday's broker would pass or fail for the wrong reasons.
+//!
+//! `KEYLATCH_BIN_DIR` points elsewhere (a release build, an installed package); binaries found
+//! through it are taken as they are.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use anyhow::{bail, Context as _};
+
+/// The broker binary (package `kbs`).
+pub const KEYLATCH: &str = "keylatch";
+/// The guest agent binary (package `guest-agent`).
+pub const AGENT: &str = "keylatch-agent";
+
+/// The workspace crates the two binaries are built from (their `src/` and `migrations/`).
+const SOURCE_CRATES: [&str; 7] =
+    ["kbs", "guest-agent", "verifier", "wire", "keystore", "reference-values", "audit"];
+
+const BUILD_HINT: &str = "run `cargo build -p kbs -p guest-agent --bins` first \
+     (`cargo nextest run --workspace` and scripts/test.sh build them)";
+
+/// The path of a built binary, checked to exist and to be newer than its sources.
+pub fn path(name: &str) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("KEYLATCH_BIN_DIR") {
+        let bin = PathBuf::from(dir).join(name);
+        if !bin.is_file() {
+            bail!("{} not found (KEYLATCH_BIN_DIR)", bin.display());
+        }
+        return Ok(bin);
+    }
+    let exe = std::env::current_exe().context("locating the test executable")?;
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .with_context(|| format!("{} is not in target/<profile>/deps", exe.display()))?;
+    let bin = profile_dir.join(name);
+    let built = std::fs::metadata(&bin)
+        .and_then(|m| m.modified())
+        .map_err(|e| anyhow::anyhow!("{} missing ({e}): {BUILD_HINT}", bin.display()))?;
+    if let Some((source, _)) = newest_source()?.filter(|(_, t)| *t > built) {
+        bail!("{} is older than {}: {BUILD_HINT}", bin.display(), source.display());
+    }
+    Ok(bin)
+}
+
+/// The most recently modified `.rs` or `.sql` file of [`SOURCE_CRATES`].
+fn newest_source() -> anyhow::Result<Option<(PathBuf, SystemTime)>> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut newest: Option<(PathBuf, SystemTime)> = None;
+    let mut stack: Vec<PathBuf> = SOURCE_CRATES
+        .iter()
+        .flat_map(|c| [root.join(c).join("src"), root.join(c).join("migrations")])
+        .filter(|d| d.is_dir())
+        .collect();
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))?
+        {
+            let path = entry?.path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let is_source = path.extension().is_some_and(|e| e == "rs" || e == "sql");
+            if !is_source {
+                continue;
+            }
+            let modified = std::fs::metadata(&path)?.modified()?;
+            if newest.as_ref().is_none_or(|(_, t)| modified > *t) {
+                newest = Some((path, modified));
+            }
+        }
+    }
+    Ok(newest)
+}
