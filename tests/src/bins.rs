@@ -16,9 +16,14 @@ pub const KEYLATCH: &str = "keylatch";
 /// The guest agent binary (package `guest-agent`).
 pub const AGENT: &str = "keylatch-agent";
 
-/// The workspace crates the two binaries are built from (their `src/` and `migrations/`).
-const SOURCE_CRATES: [&str; 7] =
-    ["kbs", "guest-agent", "verifier", "wire", "keystore", "reference-values", "audit"];
+/// The directory of the package each binary belongs to.
+fn package_dir(bin: &str) -> &'static str {
+    if bin == AGENT {
+        "guest-agent"
+    } else {
+        "kbs"
+    }
+}
 
 const BUILD_HINT: &str = "run `cargo build -p kbs -p guest-agent --bins` first \
      (`cargo nextest run --workspace` and scripts/test.sh build them)";
@@ -41,21 +46,22 @@ pub fn path(name: &str) -> anyhow::Result<PathBuf> {
     let built = std::fs::metadata(&bin)
         .and_then(|m| m.modified())
         .map_err(|e| anyhow::anyhow!("{} missing ({e}): {BUILD_HINT}", bin.display()))?;
-    if let Some((source, _)) = newest_source()?.filter(|(_, t)| *t > built) {
+    if let Some((source, _)) = newest_source(package_dir(name))?.filter(|(_, t)| *t > built) {
         bail!("{} is older than {}: {BUILD_HINT}", bin.display(), source.display());
     }
     Ok(bin)
 }
 
-/// The most recently modified `.rs` or `.sql` file of [`SOURCE_CRATES`].
-fn newest_source() -> anyhow::Result<Option<(PathBuf, SystemTime)>> {
+/// The most recently modified `.rs` or `.sql` file of `package` and of the workspace crates it
+/// depends on (normal dependencies, transitively).
+fn newest_source(package: &str) -> anyhow::Result<Option<(PathBuf, SystemTime)>> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let mut newest: Option<(PathBuf, SystemTime)> = None;
-    let mut stack: Vec<PathBuf> = SOURCE_CRATES
+    let mut stack: Vec<PathBuf> = crate_dirs(&root, package)?
         .iter()
         .flat_map(|c| [root.join(c).join("src"), root.join(c).join("migrations")])
         .filter(|d| d.is_dir())
         .collect();
+    let mut newest: Option<(PathBuf, SystemTime)> = None;
     while let Some(dir) = stack.pop() {
         for entry in std::fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))?
         {
@@ -75,4 +81,60 @@ fn newest_source() -> anyhow::Result<Option<(PathBuf, SystemTime)>> {
         }
     }
     Ok(newest)
+}
+
+/// `package` and every workspace crate it depends on, as directories relative to `root`: the
+/// path dependencies of `[workspace.dependencies]`, followed through each crate's
+/// `[dependencies]`.
+fn crate_dirs(root: &Path, package: &str) -> anyhow::Result<Vec<String>> {
+    let manifest = |dir: &Path| -> anyhow::Result<toml::Table> {
+        let path = dir.join("Cargo.toml");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        text.parse().with_context(|| format!("parsing {}", path.display()))
+    };
+    let workspace = manifest(root)?;
+    let local: Vec<(String, String)> = workspace
+        .get("workspace")
+        .and_then(|w| w.get("dependencies"))
+        .and_then(toml::Value::as_table)
+        .into_iter()
+        .flatten()
+        .filter_map(|(name, spec)| {
+            let path = spec.get("path")?.as_str()?;
+            Some((name.clone(), path.to_owned()))
+        })
+        .collect();
+    let mut seen = vec![package.to_owned()];
+    let mut todo = vec![package.to_owned()];
+    while let Some(dir) = todo.pop() {
+        let deps = manifest(&root.join(&dir))?;
+        let names = deps.get("dependencies").and_then(toml::Value::as_table).into_iter().flatten();
+        for (name, _) in names {
+            if let Some((_, path)) = local.iter().find(|(n, _)| n == name) {
+                if !seen.contains(path) {
+                    seen.push(path.clone());
+                    todo.push(path.clone());
+                }
+            }
+        }
+    }
+    Ok(seen)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agent_sources_are_its_crate_and_its_workspace_dependencies() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut dirs = crate_dirs(&root, "guest-agent").unwrap();
+        dirs.sort();
+        assert_eq!(dirs, ["guest-agent", "verifier", "wire"]);
+        let broker = crate_dirs(&root, "kbs").unwrap();
+        for dir in ["kbs", "guest-agent", "keystore", "reference-values", "verifier", "wire"] {
+            assert!(broker.iter().any(|d| d == dir), "{dir} missing from {broker:?}");
+        }
+    }
 }

@@ -84,3 +84,14 @@ pub const ALLOW_SIMULATED: &str =
 
 /// The resource the tests release: a VM's disk key.
 pub const DISK_KEY: &str = "default/disk-key/vm-1";
+
+/// `keylatch sim init --out DIR`: a simulation PKI no broker here trusts.
+pub fn foreign_sim_pki(dir: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
+    let out = std::process::Command::new(bins::path(bins::KEYLATCH)?)
+        .args(["sim", "init", "--out"])
+        .arg(dir)
+        .output()
+        .map_err(|e| anyhow::anyhow!("running keylatch sim init: {e}"))?;
+    Outcome::from(out).success("keylatch sim init")?;
+    Ok(dir.to_path_buf())
+}
