@@ -63,7 +63,8 @@ fn newest_source(package: &str) -> anyhow::Result<Option<(PathBuf, SystemTime)>>
         .collect();
     let mut newest: Option<(PathBuf, SystemTime)> = None;
     while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))?
+        for entry in
+            std::fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))?
         {
             let path = entry?.path();
             if path.is_dir() {

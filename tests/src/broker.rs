@@ -142,15 +142,20 @@ impl BrokerDir {
     pub fn resource_put(&self, path: &str, bytes: &[u8]) -> anyhow::Result<u64> {
         let file = tempfile::NamedTempFile::new_in(self.path())?;
         std::fs::write(file.path(), bytes)?;
-        let out = self.admin(&["resource", "put"], &[path.as_ref(), "--from".as_ref(), file.path().as_os_str()])?;
+        let out = self.admin(
+            &["resource", "put"],
+            &[path.as_ref(), "--from".as_ref(), file.path().as_os_str()],
+        )?;
         version_in(&out.stdout_text(), "version")
     }
 
     /// `keylatch resource generate PATH --length N`; returns the new version.
     pub fn resource_generate(&self, path: &str, length: usize) -> anyhow::Result<u64> {
         let length = length.to_string();
-        let out = self
-            .admin(&["resource", "generate"], &[path.as_ref(), "--length".as_ref(), length.as_ref()])?;
+        let out = self.admin(
+            &["resource", "generate"],
+            &[path.as_ref(), "--length".as_ref(), length.as_ref()],
+        )?;
         version_in(&out.stdout_text(), "version")
     }
 
@@ -158,8 +163,10 @@ impl BrokerDir {
     pub fn policy_set(&self, path: &str, policy: &str) -> anyhow::Result<u64> {
         let file = tempfile::NamedTempFile::new_in(self.path())?;
         std::fs::write(file.path(), policy)?;
-        let out =
-            self.admin(&["policy", "set"], &[path.as_ref(), "--from".as_ref(), file.path().as_os_str()])?;
+        let out = self.admin(
+            &["policy", "set"],
+            &[path.as_ref(), "--from".as_ref(), file.path().as_os_str()],
+        )?;
         version_in(&out.stdout_text(), "policy version")
     }
 
@@ -200,13 +207,7 @@ impl BrokerDir {
             .stderr(stderr)
             .spawn()
             .context("starting keylatch serve")?;
-        Ok(Broker {
-            child,
-            addr: self.listen(),
-            log,
-            ca: self.ca(),
-            sim_pki: self.sim_pki(),
-        })
+        Ok(Broker { child, addr: self.listen(), log, ca: self.ca(), sim_pki: self.sim_pki() })
     }
 }
 
@@ -305,7 +306,9 @@ pub fn free_port() -> anyhow::Result<SocketAddr> {
 /// A rustls client that trusts only the PEM certificates in `ca`.
 pub fn client_config(ca: &Path) -> anyhow::Result<Arc<rustls::ClientConfig>> {
     let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(ca).with_context(|| format!("reading {}", ca.display()))? {
+    for cert in
+        CertificateDer::pem_file_iter(ca).with_context(|| format!("reading {}", ca.display()))?
+    {
         roots.add(cert?)?;
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());

@@ -44,9 +44,7 @@ pub fn format(cryptsetup: &Path, image: &Path, key: &[u8]) -> anyhow::Result<()>
 /// Whether `key` opens `image` (`cryptsetup open --test-passphrase`, no device-mapper).
 pub fn key_opens(cryptsetup: &Path, image: &Path, key: &[u8]) -> anyhow::Result<bool> {
     let out = with_key_on_stdin(
-        Command::new(cryptsetup)
-            .args(["open", "--test-passphrase", "--key-file=-"])
-            .arg(image),
+        Command::new(cryptsetup).args(["open", "--test-passphrase", "--key-file=-"]).arg(image),
         key,
     )?;
     Ok(out.code == Some(0))
@@ -95,10 +93,6 @@ impl Spy {
     /// The recorded invocations, oldest first.
     #[must_use]
     pub fn calls(&self) -> Vec<String> {
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_owned)
-            .collect()
+        std::fs::read_to_string(&self.log).unwrap_or_default().lines().map(str::to_owned).collect()
     }
 }

@@ -2,6 +2,9 @@
 //! token with the `keylatch` commands, and `keylatch-agent get-resource` in a simulated SNP or
 //! TDX guest receives exactly the key that was put in.
 
+// reason: shared test bodies fail loudly; clippy.toml relaxes this only inside #[test] fns.
+#![allow(clippy::unwrap_used)]
+
 use e2e::{BrokerDir, Tee, ALLOW_SIMULATED, DISK_KEY};
 
 fn releases_the_put_key_byte_for_byte(tee: Tee) {
