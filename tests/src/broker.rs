@@ -137,16 +137,9 @@ impl BrokerDir {
         Outcome::from(out).success(&format!("keylatch {}", subcommand.join(" ")))
     }
 
-    /// `keylatch resource put PATH --from FILE` with `bytes` (the file is 0600 and removed
-    /// afterwards); returns the new version.
+    /// `keylatch resource put PATH --from FILE` with `bytes`; returns the new version.
     pub fn resource_put(&self, path: &str, bytes: &[u8]) -> anyhow::Result<u64> {
-        let file = tempfile::NamedTempFile::new_in(self.path())?;
-        std::fs::write(file.path(), bytes)?;
-        let out = self.admin(
-            &["resource", "put"],
-            &[path.as_ref(), "--from".as_ref(), file.path().as_os_str()],
-        )?;
-        version_in(&out.stdout_text(), "version")
+        self.admin_from(&["resource", "put"], path, bytes, "version")
     }
 
     /// `keylatch resource generate PATH --length N`; returns the new version.
@@ -161,13 +154,23 @@ impl BrokerDir {
 
     /// `keylatch policy set PATH --from FILE` with `policy` (TOML or JSON); returns the version.
     pub fn policy_set(&self, path: &str, policy: &str) -> anyhow::Result<u64> {
+        self.admin_from(&["policy", "set"], path, policy.as_bytes(), "policy version")
+    }
+
+    /// `keylatch SUBCOMMAND PATH --from FILE` with `contents` in a 0600 temporary file (removed
+    /// afterwards); returns the number after `label` in its output.
+    fn admin_from(
+        &self,
+        subcommand: &[&str],
+        path: &str,
+        contents: &[u8],
+        label: &str,
+    ) -> anyhow::Result<u64> {
         let file = tempfile::NamedTempFile::new_in(self.path())?;
-        std::fs::write(file.path(), policy)?;
-        let out = self.admin(
-            &["policy", "set"],
-            &[path.as_ref(), "--from".as_ref(), file.path().as_os_str()],
-        )?;
-        version_in(&out.stdout_text(), "policy version")
+        std::fs::write(file.path(), contents)?;
+        let out =
+            self.admin(subcommand, &[path.as_ref(), "--from".as_ref(), file.path().as_os_str()])?;
+        version_in(&out.stdout_text(), label)
     }
 
     /// Starts `keylatch serve` and returns once it completes TLS handshakes with the CA in
