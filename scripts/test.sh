@@ -18,5 +18,8 @@ cargo fmt --all -- --check
 step "lints (clippy, warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "binaries (the end-to-end suite in tests/ runs the built keylatch and keylatch-agent)"
+cargo build --workspace --bins --locked
+
 step "tests"
 cargo nextest run --workspace --locked --no-fail-fast

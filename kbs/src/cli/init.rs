@@ -1,6 +1,6 @@
 //! `keylatch init --dir DIR [--simulated]`: a ready-to-serve broker directory on embedded
 //! defaults — the commented `keylatch.toml`, the token-signing key, a local CA and a TLS server
-//! certificate signed by it, the soft keystore's KEK, the SQLite database and (with
+//! certificate signed by it, the soft keystore's KEK, the SQLite database (mode 0600) and (with
 //! `--simulated`) a simulation PKI with `allow_simulated = true`. Never overwrites anything.
 
 use std::path::{Path, PathBuf};
@@ -80,6 +80,9 @@ pub async fn init_dir(
 
     keylatch_keystore::soft::SoftKeystore::create(&dir.join(KEK_FILE))
         .map_err(|e| anyhow::anyhow!("creating the soft KEK: {e}"))?;
+    // The database holds sealed resources and the audit trail: created private (0600) before
+    // SQLite opens it, so its WAL and shared-memory files inherit that mode too.
+    write_private(&dir.join(DB_FILE), b"")?;
     SqliteStore::open(&dir.join(DB_FILE), true).await.context("creating the SQLite database")?;
 
     if simulated {
