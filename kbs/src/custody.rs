@@ -408,7 +408,9 @@ pub async fn rotate(
             None => {
                 let p = checked_path(path)?;
                 let versions = store.resource_versions(Some(&p)).await?;
-                let current = versions.last().ok_or_else(|| CustodyError::NotFound(p.clone()))?;
+                let Some(current) = versions.last() else {
+                    return Err(gone_or_missing(store, p).await);
+                };
                 let len = current.sealed.ciphertext.len().checked_sub(GCM_TAG_LEN).ok_or_else(
                     || CustodyError::Store(StoreError::Corrupt(format!("{p}: short ciphertext"))),
                 )?;
