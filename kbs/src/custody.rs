@@ -403,19 +403,10 @@ pub async fn rotate(
     period: Cryptoperiod,
 ) -> Result<VersionAdded, CustodyError> {
     let result = async {
-        let material = match material {
-            Some(m) => m,
-            None => {
-                let p = checked_path(path)?;
-                let versions = store.resource_versions(Some(&p)).await?;
-                let Some(current) = versions.last() else {
-                    return Err(gone_or_missing(store, p).await);
-                };
-                let len = current.sealed.ciphertext.len().checked_sub(GCM_TAG_LEN).ok_or_else(
-                    || CustodyError::Store(StoreError::Corrupt(format!("{p}: short ciphertext"))),
-                )?;
-                Material::Generate(len)
-            }
+        let material = if let Some(m) = material {
+            m
+        } else {
+            Material::Generate(current_len(store, path).await?)
         };
         add_version(store, keystore, now, path, material, period, true).await
     }
@@ -423,7 +414,21 @@ pub async fn rotate(
     audited(actor, "resource.rotate", path, result, added_detail).await
 }
 
-#[allow(clippy::unnecessary_wraps)] // reason: the shape `audited` takes
+/// The plaintext length of `path`'s current version (a generated rotation keeps it).
+async fn current_len(store: &dyn Store, path: &str) -> Result<usize, CustodyError> {
+    let p = checked_path(path)?;
+    let versions = store.resource_versions(Some(&p)).await?;
+    let Some(current) = versions.last() else {
+        return Err(gone_or_missing(store, p).await);
+    };
+    current
+        .sealed
+        .ciphertext
+        .len()
+        .checked_sub(GCM_TAG_LEN)
+        .ok_or_else(|| CustodyError::Store(StoreError::Corrupt(format!("{p}: short ciphertext"))))
+}
+
 fn added_detail(v: &VersionAdded) -> (Option<u64>, String) {
     (Some(v.version), format!("sealed under {}; rotate_by {:?}", v.kek_id, v.rotate_by))
 }
@@ -554,11 +559,7 @@ pub async fn set_cryptoperiod(
         let Some(previous) = previous.filter(|p| p.state != ResourceState::Destroyed) else {
             return Err(gone_or_missing(store, path).await);
         };
-        let base = store
-            .resource_versions(Some(&path))
-            .await?
-            .last()
-            .map_or(now, |v| v.created);
+        let base = store.resource_versions(Some(&path)).await?.last().map_or(now, |v| v.created);
         let update = match period {
             Cryptoperiod::Inherit => LifecycleUpdate {
                 rotate_by: previous.rotate_by,
@@ -586,7 +587,12 @@ pub async fn releasable(store: &dyn Store, path: &str) -> Result<StoredResource,
     store.current_resource(path).await?.ok_or_else(|| CustodyError::NotFound(path.to_owned()))
 }
 
-fn summary(l: &ResourceLifecycle, versions: &[&StoredResource], now: i64, window_s: i64) -> ResourceSummary {
+fn summary(
+    l: &ResourceLifecycle,
+    versions: &[&StoredResource],
+    now: i64,
+    window_s: i64,
+) -> ResourceSummary {
     let live = l.state != ResourceState::Destroyed;
     ResourceSummary {
         path: l.path.clone(),
@@ -631,7 +637,10 @@ pub async fn show(
     path: &str,
 ) -> Result<ResourceDetail, CustodyError> {
     let path = checked_path(path)?;
-    let l = store.resource_lifecycle(&path).await?.ok_or_else(|| CustodyError::NotFound(path.clone()))?;
+    let l = store
+        .resource_lifecycle(&path)
+        .await?
+        .ok_or_else(|| CustodyError::NotFound(path.clone()))?;
     let versions = store.resource_versions(Some(&path)).await?;
     let refs: Vec<&StoredResource> = versions.iter().collect();
     let current = versions.last().map(|v| v.version);
@@ -673,9 +682,8 @@ pub async fn cryptoperiod_status(
 /// (overdue, due soon) among `statuses`.
 #[must_use]
 pub fn cryptoperiod_counts(statuses: &[CryptoperiodStatus]) -> (u64, u64) {
-    let count = |d: Due| {
-        u64::try_from(statuses.iter().filter(|s| s.due == d).count()).unwrap_or(u64::MAX)
-    };
+    let count =
+        |d: Due| u64::try_from(statuses.iter().filter(|s| s.due == d).count()).unwrap_or(u64::MAX);
     (count(Due::Overdue), count(Due::DueSoon))
 }
 
@@ -797,12 +805,8 @@ pub async fn kek_retire(
         if held.last().is_some_and(|c| c == id) {
             return Err(CustodyError::KekInUse { id: id.to_owned(), why: "it is current".into() });
         }
-        let using = store
-            .resource_versions(None)
-            .await?
-            .iter()
-            .filter(|v| v.sealed.kek_id == id)
-            .count();
+        let using =
+            store.resource_versions(None).await?.iter().filter(|v| v.sealed.kek_id == id).count();
         if using > 0 {
             return Err(CustodyError::KekInUse {
                 id: id.to_owned(),

@@ -292,7 +292,8 @@ fn rotate_disable_enable_destroy_behave_as_documented(backend: Backend) {
     let next = b"second version of the disk key, rotated".to_vec();
     let next_file = s.file("next.key");
     std::fs::write(&next_file, &next).unwrap();
-    let out = s.keylatch_ok(&["resource", "rotate", RESOURCE, "--from", next_file.to_str().unwrap()]);
+    let out =
+        s.keylatch_ok(&["resource", "rotate", RESOURCE, "--from", next_file.to_str().unwrap()]);
     assert!(out.starts_with(&format!("{RESOURCE} version 2")), "{out}");
     std::fs::remove_file(&next_file).unwrap();
     assert_eq!(s.release(RESOURCE).unwrap(), next);
@@ -385,8 +386,14 @@ fn kek_rotation_interrupted_midway_resumes_without_loss(backend: Backend) {
     assert_ne!(new, old);
     let before = status(&s);
     assert_eq!(before["current"], new.as_str());
-    assert_eq!(before["keks"][0], serde_json::json!({"id": old, "current": false, "held": true, "versions": 4}));
-    assert_eq!(before["keks"][1], serde_json::json!({"id": new, "current": true, "held": true, "versions": 0}));
+    assert_eq!(
+        before["keks"][0],
+        serde_json::json!({"id": old, "current": false, "held": true, "versions": 4})
+    );
+    assert_eq!(
+        before["keks"][1],
+        serde_json::json!({"id": new, "current": true, "held": true, "versions": 0})
+    );
 
     // Interrupted: the first run stops after two rows.
     let out = s.keylatch_ok(&["kek", "rewrap", "--limit", "2"]);
@@ -408,7 +415,10 @@ fn kek_rotation_interrupted_midway_resumes_without_loss(backend: Backend) {
     assert!(stderr(&out).contains("it is current"), "{}", stderr(&out));
     s.keylatch_ok(&["kek", "retire", "--id", &old]);
     let after = status(&s);
-    assert_eq!(after["keks"], serde_json::json!([{"id": new, "current": true, "held": true, "versions": 4}]));
+    assert_eq!(
+        after["keks"],
+        serde_json::json!([{"id": new, "current": true, "held": true, "versions": 4}])
+    );
     for (path, bytes) in &expected {
         assert_eq!(&s.release(path).unwrap(), bytes, "{path} opens after retirement");
     }
@@ -445,8 +455,11 @@ fn cryptoperiods_show_overdue_and_due_soon(backend: Backend) {
     assert!(table.contains("2020-01-01T00:00:00Z overdue"), "{table}");
 
     let st = &s.broker.state;
-    let statuses =
-        s.broker.rt.block_on(custody::cryptoperiod_status(st.store.as_ref(), now, 30 * 86_400)).unwrap();
+    let statuses = s
+        .broker
+        .rt
+        .block_on(custody::cryptoperiod_status(st.store.as_ref(), now, 30 * 86_400))
+        .unwrap();
     assert_eq!(custody::cryptoperiod_counts(&statuses), (1, 1));
     let soon = statuses.iter().find(|c| c.path == "default/cp/soon").unwrap();
     assert!((10 * 86_400 - 120..=10 * 86_400).contains(&soon.seconds_left.unwrap()));
@@ -461,8 +474,11 @@ fn cryptoperiods_show_overdue_and_due_soon(backend: Backend) {
     // The warning window comes from [lifecycle] rotation_warning_days.
     let config = std::fs::read_to_string(s.config()).unwrap();
     assert!(config.contains("rotation_warning_days = 30"));
-    std::fs::write(s.config(), config.replace("rotation_warning_days = 30", "rotation_warning_days = 5"))
-        .unwrap();
+    std::fs::write(
+        s.config(),
+        config.replace("rotation_warning_days = 30", "rotation_warning_days = 5"),
+    )
+    .unwrap();
     let list: serde_json::Value =
         serde_json::from_str(&s.keylatch_ok(&["resource", "list", "--json"])).unwrap();
     assert_eq!(list[2]["path"], "default/cp/soon");
@@ -490,9 +506,8 @@ fn token_loss_mid_run_is_503_naming_the_keystore_and_recovers() {
     );
     // Lifecycle actions fail the same way and write nothing.
     let st = &b.state;
-    let err = b
-        .rt
-        .block_on(custody::rotate(
+    let err =
+        b.rt.block_on(custody::rotate(
             st.store.as_ref(),
             &st.keystore,
             Actor::CLI,
@@ -519,7 +534,10 @@ fn disabled_resource_is_refused_before_its_policy_is_read() {
     let st = &s.broker.state;
     s.broker.put_policy(RESOURCE, "[[rules]]\nname = \"none\"\ntees = [\"tdx\"]\n");
     assert_eq!(s.release(RESOURCE).unwrap_err(), (403, "policy-denied".to_owned()));
-    s.broker.rt.block_on(custody::disable(st.store.as_ref(), Actor::CLI, custody_now(), RESOURCE)).unwrap();
+    s.broker
+        .rt
+        .block_on(custody::disable(st.store.as_ref(), Actor::CLI, custody_now(), RESOURCE))
+        .unwrap();
     assert_eq!(s.release(RESOURCE).unwrap_err(), (403, "resource-disabled".to_owned()));
     let missing = s
         .broker

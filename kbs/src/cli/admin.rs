@@ -10,9 +10,9 @@ use keylatch_keystore::Keystore;
 use zeroize::Zeroizing;
 
 use crate::config::Config;
+use crate::custody::{self, Actor, Cryptoperiod, Material};
 use crate::policy::Policy;
 use crate::protocol::resource::parse_path;
-use crate::custody::{self, Actor, Cryptoperiod, Material};
 use crate::store::{SqliteStore, Store};
 
 #[derive(Debug, clap::Args)]

@@ -322,7 +322,10 @@ pub async fn list(args: &ListArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&all)?);
         return Ok(());
     }
-    println!("{:<40} {:<9} {:>7} {:>8}  {:<20} DUE", "PATH", "STATE", "CURRENT", "VERSIONS", "ROTATE BY");
+    println!(
+        "{:<40} {:<9} {:>7} {:>8}  {:<20} DUE",
+        "PATH", "STATE", "CURRENT", "VERSIONS", "ROTATE BY"
+    );
     for r in &all {
         let due = serde_json::to_value(r.due)?;
         println!(

@@ -156,15 +156,19 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         update: LifecycleUpdate,
     ) -> StoreFuture<'a, bool>;
 
-    fn resource_lifecycle<'a>(&'a self, path: &'a str)
-        -> StoreFuture<'a, Option<ResourceLifecycle>>;
+    fn resource_lifecycle<'a>(
+        &'a self,
+        path: &'a str,
+    ) -> StoreFuture<'a, Option<ResourceLifecycle>>;
 
     /// Every resource's lifecycle row (destroyed ones included), by path.
     fn resource_lifecycles(&self) -> StoreFuture<'_, Vec<ResourceLifecycle>>;
 
     /// Every stored version of `path` (of all paths with `None`), by path then version.
-    fn resource_versions<'a>(&'a self, path: Option<&'a str>)
-        -> StoreFuture<'a, Vec<StoredResource>>;
+    fn resource_versions<'a>(
+        &'a self,
+        path: Option<&'a str>,
+    ) -> StoreFuture<'a, Vec<StoredResource>>;
 
     /// Sets the state of a resource that is not destroyed; `false` when there is none.
     fn set_resource_state<'a>(

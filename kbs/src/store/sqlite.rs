@@ -118,7 +118,9 @@ fn session_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Session, StoreError
     })
 }
 
-pub(super) fn resource_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<StoredResource, StoreError> {
+pub(super) fn resource_from_row(
+    row: &sqlx::sqlite::SqliteRow,
+) -> Result<StoredResource, StoreError> {
     let sealed: String = row.try_get("sealed").map_err(unavailable)?;
     Ok(StoredResource {
         path: row.try_get("path").map_err(unavailable)?,
@@ -332,7 +334,10 @@ impl Store for SqliteStore {
         Box::pin(self.lifecycles())
     }
 
-    fn resource_versions<'a>(&'a self, path: Option<&'a str>) -> StoreFuture<'a, Vec<StoredResource>> {
+    fn resource_versions<'a>(
+        &'a self,
+        path: Option<&'a str>,
+    ) -> StoreFuture<'a, Vec<StoredResource>> {
         Box::pin(self.versions_of(path))
     }
 

@@ -97,17 +97,21 @@ impl SqliteStore {
         path: Option<&str>,
     ) -> Result<Vec<StoredResource>, StoreError> {
         let rows = match path {
-            Some(p) => sqlx::query(&format!(
-                "SELECT {RESOURCE_COLUMNS} FROM resources WHERE path = $1 ORDER BY version"
-            ))
-            .bind(p)
-            .fetch_all(self.pool())
-            .await,
-            None => sqlx::query(&format!(
-                "SELECT {RESOURCE_COLUMNS} FROM resources ORDER BY path, version"
-            ))
-            .fetch_all(self.pool())
-            .await,
+            Some(p) => {
+                sqlx::query(&format!(
+                    "SELECT {RESOURCE_COLUMNS} FROM resources WHERE path = $1 ORDER BY version"
+                ))
+                .bind(p)
+                .fetch_all(self.pool())
+                .await
+            }
+            None => {
+                sqlx::query(&format!(
+                    "SELECT {RESOURCE_COLUMNS} FROM resources ORDER BY path, version"
+                ))
+                .fetch_all(self.pool())
+                .await
+            }
         }
         .map_err(unavailable)?;
         rows.iter().map(resource_from_row).collect()
