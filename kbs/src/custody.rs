@@ -3,7 +3,8 @@
 //! re-wrap and retirement are async functions over `&dyn Store` and the keystore, taking the
 //! acting principal and `now` (unix seconds) as inputs and returning typed results. The CLI
 //! (`cli::custody`) and the admin API are thin callers; every mutating call passes through
-//! [`crate::decision::record_admin`], refused ones included.
+//! [`crate::decision::record_admin`], refused ones included. Read-only views (`list`, `show`,
+//! [`cryptoperiod_status`]) are in `inventory`, KEK operations in `kek`; both re-exported here.
 //!
 //! Rules:
 //! - every version is sealed by the keystore bound to (path, version); plaintext exists only in
@@ -18,7 +19,6 @@
 //! - keystore failures write nothing: a version row is written only after sealing succeeded,
 //!   and a re-wrapped row replaces its old value only if that value is unchanged.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use keylatch_keystore::{Keystore, KeystoreError, ResourceBinding, SealedResource};
@@ -26,10 +26,20 @@ use serde::Serialize;
 use zeroize::Zeroizing;
 
 use crate::decision::{record_admin, AdminRecord};
+
+mod inventory;
+mod kek;
 use crate::error::{ApiError, ErrorKind};
 use crate::protocol::resource::parse_path;
 use crate::store::{
     LifecycleUpdate, ResourceLifecycle, ResourceState, Store, StoreError, StoredResource,
+};
+pub use inventory::{
+    cryptoperiod_counts, cryptoperiod_status, due, list, show, CryptoperiodStatus, Due,
+    ResourceDetail, ResourceSummary, VersionInfo,
+};
+pub use kek::{
+    kek_retire, kek_rewrap, kek_rotate, kek_status, KekStatus, KekUse, RewrapReport, VersionKek,
 };
 
 /// Seconds in a day, for cryptoperiods.
@@ -107,17 +117,6 @@ pub enum Cryptoperiod {
     Clear,
 }
 
-/// Where a resource stands against its rotate-by date.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Due {
-    NoDeadline,
-    Ok,
-    /// Within the warning window.
-    DueSoon,
-    Overdue,
-}
-
 /// A version that was added.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct VersionAdded {
@@ -125,85 +124,6 @@ pub struct VersionAdded {
     pub version: u64,
     pub kek_id: String,
     pub rotate_by: Option<i64>,
-}
-
-/// One line of `resource list`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ResourceSummary {
-    pub path: String,
-    pub state: ResourceState,
-    pub current_version: Option<u64>,
-    pub versions: u64,
-    pub created: i64,
-    pub updated: i64,
-    pub rotate_by: Option<i64>,
-    pub cryptoperiod_days: Option<u32>,
-    pub due: Due,
-}
-
-/// One version in `resource show` (no ciphertext).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct VersionInfo {
-    pub version: u64,
-    pub created: i64,
-    pub kek_id: String,
-    pub current: bool,
-}
-
-/// `resource show`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ResourceDetail {
-    #[serde(flatten)]
-    pub summary: ResourceSummary,
-    pub destroyed: Option<i64>,
-    pub version_list: Vec<VersionInfo>,
-}
-
-/// One resource's cryptoperiod, for `/metrics` and `resource list`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct CryptoperiodStatus {
-    pub path: String,
-    pub rotate_by: Option<i64>,
-    pub due: Due,
-    /// Seconds until `rotate_by` (negative when overdue).
-    pub seconds_left: Option<i64>,
-}
-
-/// How many KEK-sealed versions one KEK holds.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct KekUse {
-    pub id: String,
-    pub current: bool,
-    /// True when the keystore holds it (false: versions sealed under a KEK that is gone).
-    pub held: bool,
-    pub versions: u64,
-}
-
-/// Which KEK seals each version.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct VersionKek {
-    pub path: String,
-    pub version: u64,
-    pub kek_id: String,
-}
-
-/// `kek status`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct KekStatus {
-    pub current: String,
-    pub keks: Vec<KekUse>,
-    pub versions: Vec<VersionKek>,
-}
-
-/// What one `kek rewrap` run did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
-pub struct RewrapReport {
-    pub rewrapped: u64,
-    pub already_current: u64,
-    /// Rows that changed between reading and writing (left for the next run).
-    pub skipped_changed: u64,
-    /// Rows still under an older KEK after this run (a `limit` stopped it, or skips).
-    pub remaining: u64,
 }
 
 /// A custody failure. Never carries key bytes.
@@ -362,17 +282,6 @@ fn resolve_period(
         Cryptoperiod::Until(t) => LifecycleUpdate { rotate_by: Some(t), cryptoperiod_days: None },
         Cryptoperiod::Days(d) => days(d),
         Cryptoperiod::Clear => LifecycleUpdate::default(),
-    }
-}
-
-/// Where a rotate-by date stands at `now` with a warning window of `window_s` seconds.
-#[must_use]
-pub fn due(rotate_by: Option<i64>, now: i64, window_s: i64) -> Due {
-    match rotate_by {
-        None => Due::NoDeadline,
-        Some(t) if t <= now => Due::Overdue,
-        Some(t) if t <= now.saturating_add(window_s) => Due::DueSoon,
-        Some(_) => Due::Ok,
     }
 }
 
@@ -587,237 +496,9 @@ pub async fn releasable(store: &dyn Store, path: &str) -> Result<StoredResource,
     store.current_resource(path).await?.ok_or_else(|| CustodyError::NotFound(path.to_owned()))
 }
 
-fn summary(
-    l: &ResourceLifecycle,
-    versions: &[&StoredResource],
-    now: i64,
-    window_s: i64,
-) -> ResourceSummary {
-    let live = l.state != ResourceState::Destroyed;
-    ResourceSummary {
-        path: l.path.clone(),
-        state: l.state,
-        current_version: versions.last().map(|v| v.version),
-        versions: u64::try_from(versions.len()).unwrap_or(u64::MAX),
-        created: l.created,
-        updated: l.updated,
-        rotate_by: l.rotate_by,
-        cryptoperiod_days: l.cryptoperiod_days,
-        due: if live { due(l.rotate_by, now, window_s) } else { Due::NoDeadline },
-    }
-}
-
-/// `resource list`: every resource (destroyed ones too), by path.
-pub async fn list(
-    store: &dyn Store,
-    now: i64,
-    window_s: i64,
-) -> Result<Vec<ResourceSummary>, CustodyError> {
-    let all = store.resource_versions(None).await?;
-    let mut by_path: BTreeMap<&str, Vec<&StoredResource>> = BTreeMap::new();
-    for v in &all {
-        by_path.entry(v.path.as_str()).or_default().push(v);
-    }
-    Ok(store
-        .resource_lifecycles()
-        .await?
-        .iter()
-        .map(|l| {
-            let versions = by_path.get(l.path.as_str()).map_or(&[][..], Vec::as_slice);
-            summary(l, versions, now, window_s)
-        })
-        .collect())
-}
-
-/// `resource show`.
-pub async fn show(
-    store: &dyn Store,
-    now: i64,
-    window_s: i64,
-    path: &str,
-) -> Result<ResourceDetail, CustodyError> {
-    let path = checked_path(path)?;
-    let l = store
-        .resource_lifecycle(&path)
-        .await?
-        .ok_or_else(|| CustodyError::NotFound(path.clone()))?;
-    let versions = store.resource_versions(Some(&path)).await?;
-    let refs: Vec<&StoredResource> = versions.iter().collect();
-    let current = versions.last().map(|v| v.version);
-    Ok(ResourceDetail {
-        summary: summary(&l, &refs, now, window_s),
-        destroyed: l.destroyed,
-        version_list: versions
-            .iter()
-            .map(|v| VersionInfo {
-                version: v.version,
-                created: v.created,
-                kek_id: v.sealed.kek_id.clone(),
-                current: Some(v.version) == current,
-            })
-            .collect(),
-    })
-}
-
-/// Every live resource's standing against its rotate-by date (`/metrics`, `resource list`).
-pub async fn cryptoperiod_status(
-    store: &dyn Store,
-    now: i64,
-    window_s: i64,
-) -> Result<Vec<CryptoperiodStatus>, CustodyError> {
-    Ok(store
-        .resource_lifecycles()
-        .await?
-        .into_iter()
-        .filter(|l| l.state != ResourceState::Destroyed)
-        .map(|l| CryptoperiodStatus {
-            due: due(l.rotate_by, now, window_s),
-            seconds_left: l.rotate_by.map(|t| t.saturating_sub(now)),
-            rotate_by: l.rotate_by,
-            path: l.path,
-        })
-        .collect())
-}
-
-/// (overdue, due soon) among `statuses`.
-#[must_use]
-pub fn cryptoperiod_counts(statuses: &[CryptoperiodStatus]) -> (u64, u64) {
-    let count =
-        |d: Due| u64::try_from(statuses.iter().filter(|s| s.due == d).count()).unwrap_or(u64::MAX);
-    (count(Due::Overdue), count(Due::DueSoon))
-}
-
 /// The keystore's BYOK import public key (SubjectPublicKeyInfo DER), made on first use.
 pub async fn import_public_key(keystore: &Arc<dyn Keystore>) -> Result<Vec<u8>, CustodyError> {
     on_keystore(keystore, |ks| ks.import_public_key()).await
-}
-
-/// `kek rotate`: a new KEK becomes current; returns its id.
-pub async fn kek_rotate(
-    keystore: &Arc<dyn Keystore>,
-    actor: Actor<'_>,
-) -> Result<String, CustodyError> {
-    let result = on_keystore(keystore, |ks| ks.rotate_kek()).await;
-    let target = keystore.describe().location;
-    audited(actor, "kek.rotate", &target, result, |id| (None, format!("new current KEK {id}")))
-        .await
-}
-
-/// `kek status`: the KEKs held, and which one seals each version.
-pub async fn kek_status(
-    store: &dyn Store,
-    keystore: &Arc<dyn Keystore>,
-) -> Result<KekStatus, CustodyError> {
-    let held = on_keystore(keystore, |ks| ks.kek_ids()).await?;
-    let current = held.last().cloned().unwrap_or_default();
-    let versions = store.resource_versions(None).await?;
-    let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
-    for v in &versions {
-        *counts.entry(v.sealed.kek_id.as_str()).or_default() += 1;
-    }
-    let mut keks: Vec<KekUse> = held
-        .iter()
-        .map(|id| KekUse {
-            id: id.clone(),
-            current: *id == current,
-            held: true,
-            versions: counts.get(id.as_str()).copied().unwrap_or(0),
-        })
-        .collect();
-    for (id, n) in &counts {
-        if !held.iter().any(|h| h == id) {
-            keks.push(KekUse { id: (*id).to_owned(), current: false, held: false, versions: *n });
-        }
-    }
-    Ok(KekStatus {
-        current,
-        keks,
-        versions: versions
-            .iter()
-            .map(|v| VersionKek {
-                path: v.path.clone(),
-                version: v.version,
-                kek_id: v.sealed.kek_id.clone(),
-            })
-            .collect(),
-    })
-}
-
-/// `kek rewrap`: re-seals every version not under the current KEK, one row per transaction,
-/// so an interrupted run loses nothing and a second run finishes it. `limit` stops after that
-/// many re-wrapped rows.
-pub async fn kek_rewrap(
-    store: &dyn Store,
-    keystore: &Arc<dyn Keystore>,
-    actor: Actor<'_>,
-    limit: Option<u64>,
-) -> Result<RewrapReport, CustodyError> {
-    let result = rewrap_all(store, keystore, limit).await;
-    let target = keystore.describe().location;
-    audited(actor, "kek.rewrap", &target, result, |r| {
-        (None, format!("{} re-wrapped, {} remaining", r.rewrapped, r.remaining))
-    })
-    .await
-}
-
-async fn rewrap_all(
-    store: &dyn Store,
-    keystore: &Arc<dyn Keystore>,
-    limit: Option<u64>,
-) -> Result<RewrapReport, CustodyError> {
-    let held = on_keystore(keystore, |ks| ks.kek_ids()).await?;
-    let current = held.last().cloned().unwrap_or_default();
-    let mut report = RewrapReport::default();
-    for row in store.resource_versions(None).await? {
-        if row.sealed.kek_id == current {
-            report.already_current += 1;
-            continue;
-        }
-        if limit.is_some_and(|l| report.rewrapped >= l) {
-            report.remaining += 1;
-            continue;
-        }
-        let binding = ResourceBinding::new(row.path.clone(), row.version);
-        let old = row.sealed.clone();
-        let new = on_keystore(keystore, move |ks| ks.rewrap(&binding, &old)).await?;
-        if store.replace_sealed(&row, &new).await? {
-            report.rewrapped += 1;
-        } else {
-            report.skipped_changed += 1;
-            report.remaining += 1;
-        }
-    }
-    Ok(report)
-}
-
-/// `kek retire`: destroys a KEK that is not current and seals no stored version.
-pub async fn kek_retire(
-    store: &dyn Store,
-    keystore: &Arc<dyn Keystore>,
-    actor: Actor<'_>,
-    id: &str,
-) -> Result<(), CustodyError> {
-    let result = async {
-        let held = on_keystore(keystore, |ks| ks.kek_ids()).await?;
-        if !held.iter().any(|h| h == id) {
-            return Err(CustodyError::UnknownKek(id.to_owned()));
-        }
-        if held.last().is_some_and(|c| c == id) {
-            return Err(CustodyError::KekInUse { id: id.to_owned(), why: "it is current".into() });
-        }
-        let using =
-            store.resource_versions(None).await?.iter().filter(|v| v.sealed.kek_id == id).count();
-        if using > 0 {
-            return Err(CustodyError::KekInUse {
-                id: id.to_owned(),
-                why: format!("{using} resource versions are sealed under it (run kek rewrap)"),
-            });
-        }
-        let owned = id.to_owned();
-        on_keystore(keystore, move |ks| ks.retire_kek(&owned)).await
-    }
-    .await;
-    audited(actor, "kek.retire", id, result, |()| (None, "destroyed in the keystore".into())).await
 }
 
 #[cfg(test)]
