@@ -57,6 +57,37 @@ pub struct Config {
     /// Signed reference-value bundles, loaded at start.
     #[serde(default)]
     pub reference_values: Vec<ReferenceValuesConfig>,
+    /// Resource lifecycle settings.
+    #[serde(default)]
+    pub lifecycle: LifecycleConfig,
+}
+
+/// `[lifecycle]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LifecycleConfig {
+    /// `keylatch resource list` (and `/metrics`) flag resources whose rotate-by date is within
+    /// this many days as due soon.
+    #[serde(default = "default_warning_days")]
+    pub rotation_warning_days: u32,
+}
+
+impl Default for LifecycleConfig {
+    fn default() -> Self {
+        Self { rotation_warning_days: default_warning_days() }
+    }
+}
+
+impl LifecycleConfig {
+    /// The warning window in seconds.
+    #[must_use]
+    pub fn warning_window_s(&self) -> i64 {
+        i64::from(self.rotation_warning_days) * 86_400
+    }
+}
+
+fn default_warning_days() -> u32 {
+    crate::custody::DEFAULT_ROTATION_WARNING_DAYS
 }
 
 fn default_session() -> u64 {

@@ -54,6 +54,14 @@ pub enum ErrorKind {
     Unavailable,
     /// A bug or an unexpected internal failure.
     Internal,
+    /// The resource exists but its custodian disabled it; `keylatch resource enable` undoes it.
+    ResourceDisabled,
+    /// The resource was destroyed (crypto-shredded); final. 404 rather than 410 so that clients
+    /// that know only 403/404 as final answers (the guest agent, CoCo's) stop at once.
+    ResourceDestroyed,
+    /// A key-encryption key cannot be retired: resource versions are still sealed under it, or
+    /// it is the current one.
+    KekInUse,
 }
 
 impl ErrorKind {
@@ -82,6 +90,9 @@ impl ErrorKind {
             Self::TooLarge => "too-large",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
+            Self::ResourceDisabled => "resource-disabled",
+            Self::ResourceDestroyed => "resource-destroyed",
+            Self::KekInUse => "kek-in-use",
         }
     }
 
@@ -102,8 +113,9 @@ impl ErrorKind {
             | Self::SampleNotAllowed
             | Self::TokenMissing
             | Self::TokenInvalid => StatusCode::UNAUTHORIZED,
-            Self::PolicyDenied => StatusCode::FORBIDDEN,
-            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::PolicyDenied | Self::ResourceDisabled => StatusCode::FORBIDDEN,
+            Self::NotFound | Self::ResourceDestroyed => StatusCode::NOT_FOUND,
+            Self::KekInUse => StatusCode::CONFLICT,
             Self::BadRequest => StatusCode::BAD_REQUEST,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,

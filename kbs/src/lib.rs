@@ -11,12 +11,14 @@
 //! - [`token`]: ES256 attestation tokens;
 //! - [`policy`]: release policies;
 //! - [`store`]: the `Store` trait and SQLite;
+//! - [`custody`]: resource lifecycle and KEK operations (the one service CLI and admin API call);
 //! - [`decision`]: the one hook every decision passes through (audit, later);
 //! - [`error`]: the one `ApiError` and its stable types;
 //! - [`cli`]: the subcommands.
 
 pub mod cli;
 pub mod config;
+pub mod custody;
 pub mod decision;
 pub mod error;
 pub mod evidence;

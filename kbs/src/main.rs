@@ -35,6 +35,32 @@ enum Command {
     /// Release policies.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// BYOK: the broker's import public key, and wrapping a key for it (customer side).
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Key-encryption keys in the keystore: rotate, status, re-wrap, retire.
+    #[command(subcommand)]
+    Kek(KekCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum KeyCommand {
+    /// Print (or write) the keystore's RSA import public key as PEM.
+    ImportPublicKey(cli::custody::ImportPublicKeyArgs),
+    /// Wrap a key for the broker's import public key (RSA-OAEP-SHA-256 + AES-KWP); offline.
+    WrapForImport(cli::custody::WrapForImportArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum KekCommand {
+    /// Make a new KEK current (older ones still open what they sealed).
+    Rotate(cli::custody::KekArgs),
+    /// Which KEK seals each resource version.
+    Status(cli::custody::KekStatusArgs),
+    /// Re-seal every version under the current KEK (resumable).
+    Rewrap(cli::custody::KekRewrapArgs),
+    /// Destroy a KEK no version depends on.
+    Retire(cli::custody::KekRetireArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -43,6 +69,22 @@ enum ResourceCommand {
     Put(cli::admin::ResourcePutArgs),
     /// Store a new version of a resource as fresh random bytes made by the keystore.
     Generate(cli::admin::ResourceGenerateArgs),
+    /// Store a new version from a BYOK blob (unwrapped inside the keystore).
+    Import(cli::custody::ImportArgs),
+    /// Make a new version current (generated, or --from / --wrapped); old versions stay.
+    Rotate(cli::custody::RotateArgs),
+    /// Stop releasing a resource.
+    Disable(cli::custody::PathArgs),
+    /// Release a disabled resource again.
+    Enable(cli::custody::PathArgs),
+    /// Remove every version for good (crypto-shred); the path can never be reused.
+    Destroy(cli::custody::DestroyArgs),
+    /// Set or clear a resource's rotate-by date or cryptoperiod.
+    SetRotateBy(cli::custody::SetRotateByArgs),
+    /// Every resource, its state, versions and rotation due dates.
+    List(cli::custody::ListArgs),
+    /// One resource and its versions (JSON).
+    Show(cli::custody::ShowArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -126,6 +168,24 @@ fn main() -> ExitCode {
         Command::Resource(ResourceCommand::Put(args)) => run_async(cli::admin::put(args)),
         Command::Resource(ResourceCommand::Generate(args)) => run_async(cli::admin::generate(args)),
         Command::Policy(PolicyCommand::Set(args)) => run_async(cli::admin::policy_set(args)),
+        Command::Resource(ResourceCommand::Import(args)) => run_async(cli::custody::import(args)),
+        Command::Resource(ResourceCommand::Rotate(args)) => run_async(cli::custody::rotate(args)),
+        Command::Resource(ResourceCommand::Disable(args)) => run_async(cli::custody::disable(args)),
+        Command::Resource(ResourceCommand::Enable(args)) => run_async(cli::custody::enable(args)),
+        Command::Resource(ResourceCommand::Destroy(args)) => run_async(cli::custody::destroy(args)),
+        Command::Resource(ResourceCommand::SetRotateBy(args)) => {
+            run_async(cli::custody::set_rotate_by(args))
+        }
+        Command::Resource(ResourceCommand::List(args)) => run_async(cli::custody::list(args)),
+        Command::Resource(ResourceCommand::Show(args)) => run_async(cli::custody::show(args)),
+        Command::Key(KeyCommand::ImportPublicKey(args)) => {
+            run_async(cli::custody::import_public_key(args))
+        }
+        Command::Key(KeyCommand::WrapForImport(args)) => cli::custody::wrap_for_import(args),
+        Command::Kek(KekCommand::Rotate(args)) => run_async(cli::custody::kek_rotate(args)),
+        Command::Kek(KekCommand::Status(args)) => run_async(cli::custody::kek_status(args)),
+        Command::Kek(KekCommand::Rewrap(args)) => run_async(cli::custody::kek_rewrap(args)),
+        Command::Kek(KekCommand::Retire(args)) => run_async(cli::custody::kek_retire(args)),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,19 +1,19 @@
-//! `keylatch resource put|generate` and `keylatch policy set`: operator commands that work on
+//! `keylatch resource put|generate` (through `crate::custody`) and `keylatch policy set`: operator commands that work on
 //! the store directly (until the admin API exists). Resources are sealed by the keystore with
 //! a new version each time; plaintext stays in zeroizing memory and is never printed.
 
-use std::io::Read as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use keylatch_keystore::{Keystore, ResourceBinding, SealedResource};
+use keylatch_keystore::Keystore;
 use zeroize::Zeroizing;
 
 use crate::config::Config;
+use crate::custody::{self, Actor, Cryptoperiod, Material};
 use crate::policy::Policy;
 use crate::protocol::resource::parse_path;
-use crate::store::{SqliteStore, Store, StoredResource};
+use crate::store::{SqliteStore, Store};
 
 #[derive(Debug, clap::Args)]
 pub struct ResourcePutArgs {
@@ -24,6 +24,8 @@ pub struct ResourcePutArgs {
     /// File holding the resource (`-` for stdin).
     #[arg(long)]
     pub from: PathBuf,
+    #[command(flatten)]
+    pub period: super::custody::PeriodArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -35,6 +37,8 @@ pub struct ResourceGenerateArgs {
     /// Length of the random key in bytes.
     #[arg(long, default_value_t = 32)]
     pub length: usize,
+    #[command(flatten)]
+    pub period: super::custody::PeriodArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -57,23 +61,25 @@ async fn open(config: &std::path::Path) -> anyhow::Result<(SqliteStore, Arc<dyn 
 }
 
 pub async fn put(args: &ResourcePutArgs) -> anyhow::Result<()> {
-    let mut bytes = Zeroizing::new(Vec::new());
-    if args.from.as_os_str() == "-" {
-        std::io::stdin().read_to_end(&mut bytes).context("reading stdin")?;
-    } else {
-        *bytes = std::fs::read(&args.from)
-            .with_context(|| format!("reading {}", args.from.display()))?;
-    }
-    let (store, keystore) = open(&args.config).await?;
-    let version = put_resource(&store, keystore, &args.path, Source::Bytes(bytes)).await?;
-    println!("{} version {version}", args.path);
-    Ok(())
+    let bytes = super::custody::read_secret(&args.from)?;
+    add(&args.config, &args.path, Material::Plaintext(bytes), &args.period).await
 }
 
 pub async fn generate(args: &ResourceGenerateArgs) -> anyhow::Result<()> {
-    let (store, keystore) = open(&args.config).await?;
-    let version = put_resource(&store, keystore, &args.path, Source::Random(args.length)).await?;
-    println!("{} version {version} ({} random bytes)", args.path, args.length);
+    add(&args.config, &args.path, Material::Generate(args.length), &args.period).await
+}
+
+async fn add(
+    config: &std::path::Path,
+    path: &str,
+    material: Material,
+    period: &super::custody::PeriodArgs,
+) -> anyhow::Result<()> {
+    let period = period.period()?;
+    let o = super::custody::open(config).await?;
+    let now = super::custody::now();
+    let v = custody::put(&o.store, &o.keystore, Actor::CLI, now, path, material, period).await?;
+    println!("{} version {} (KEK {})", v.path, v.version, v.kek_id);
     Ok(())
 }
 
@@ -94,27 +100,21 @@ pub enum Source {
     Random(usize),
 }
 
-/// Seals a new version of `path` and stores it; returns the version.
+/// Seals a new version of `path` as the CLI (through [`custody::put`]); returns the version.
 pub async fn put_resource(
     store: &dyn Store,
     keystore: Arc<dyn Keystore>,
     path: &str,
     source: Source,
 ) -> anyhow::Result<u64> {
-    let path = parse_path(path).map_err(|e| anyhow::anyhow!("{}", e.detail))?;
-    let version = store.next_resource_version(&path).await?;
-    let binding = ResourceBinding::new(path.clone(), version);
-    let sealed: SealedResource = tokio::task::spawn_blocking(move || match source {
-        Source::Bytes(b) => keystore.seal(&binding, &b),
-        Source::Random(n) => keystore.generate(&binding, n),
-    })
-    .await?
-    .map_err(|e| anyhow::anyhow!("keystore: {e}"))?;
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    store
-        .put_resource(&StoredResource { path, version, sealed, enabled: true, created: now })
+    let material = match source {
+        Source::Bytes(b) => Material::Plaintext(b),
+        Source::Random(n) => Material::Generate(n),
+    };
+    let now = super::custody::now();
+    let v = custody::put(store, &keystore, Actor::CLI, now, path, material, Cryptoperiod::Inherit)
         .await?;
-    Ok(version)
+    Ok(v.version)
 }
 
 /// Parses, canonicalizes and stores a policy for `path`; returns (version, digest).

@@ -184,6 +184,11 @@ path = "{DB_FILE}"
 backend = "soft"
 kek_file = "{KEK_FILE}"
 
+[lifecycle]
+# `keylatch resource list` flags resources whose rotate-by date (set with --rotate-by or
+# --cryptoperiod-days) is within this many days as due soon, and past it as overdue.
+rotation_warning_days = 30
+
 # Signed reference-value bundles (`refval sign`), loaded at start. Policies name them.
 # [[reference_values]]
 # name = "web"                       # must equal the name inside the bundle

@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod bench_release;
 pub mod bench_verify;
+pub mod custody;
 pub mod evidence;
 pub mod init;
 pub mod serve;

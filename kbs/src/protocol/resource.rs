@@ -136,12 +136,8 @@ async fn release(
         .verify(&token, now_s())
         .map_err(|e| ApiError::new(ErrorKind::TokenInvalid, e.to_string()))?;
     facts.claims = Some(claims.clone());
-    let resource = state
-        .store
-        .current_resource(&path)
-        .await
-        .map_err(|e| store_error(&e))?
-        .ok_or_else(|| ApiError::new(ErrorKind::NotFound, format!("no resource {path}")))?;
+    let resource =
+        crate::custody::releasable(state.store.as_ref(), &path).await.map_err(ApiError::from)?;
     facts.resource_version = Some(resource.version);
     let stored = state.store.current_policy(&path).await.map_err(|e| store_error(&e))?;
     let Some(stored) = stored else {
@@ -181,10 +177,7 @@ async fn release(
     })
     .await
     .map_err(|e| ApiError::internal("keystore", &e))?
-    .map_err(|e| match e {
-        KeystoreError::Unavailable(_) => ApiError::unavailable("keystore", &e),
-        other => ApiError::internal("keystore", &other),
-    })?
+    .map_err(|e| ApiError::from(crate::custody::keystore_error(state.keystore.as_ref(), e)))?
     .map_err(|e| ApiError::internal("JWE", &e))?;
     let body: Value =
         serde_json::from_str(&jwe.to_json()).map_err(|e| ApiError::internal("JWE", &e))?;

@@ -3,13 +3,16 @@
 //! continue another replica's handshake lives here, never in process memory. [`sqlite`] is the
 //! embedded implementation; PostgreSQL implements the same trait in its own issue.
 
+pub mod lifecycle;
 pub mod sqlite;
+mod sqlite_lifecycle;
 
 use std::future::Future;
 use std::pin::Pin;
 
 use keylatch_keystore::SealedResource;
 
+pub use lifecycle::{LifecycleUpdate, ResourceLifecycle, ResourceState};
 pub use sqlite::SqliteStore;
 
 /// A boxed future, so the trait stays object-safe (`Arc<dyn Store>`).
@@ -141,6 +144,59 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// The newest policy for `path`.
     fn current_policy<'a>(&'a self, path: &'a str) -> StoreFuture<'a, Option<StoredPolicy>>;
+
+    // Resource lifecycle (migration 0004; the rules are in `crate::custody`).
+
+    /// In one transaction: creates or updates `resource.path`'s lifecycle row with `update`
+    /// and inserts the version. `false` (nothing written) when the path was destroyed;
+    /// `Conflict` when the version exists.
+    fn add_resource_version<'a>(
+        &'a self,
+        resource: &'a StoredResource,
+        update: LifecycleUpdate,
+    ) -> StoreFuture<'a, bool>;
+
+    fn resource_lifecycle<'a>(
+        &'a self,
+        path: &'a str,
+    ) -> StoreFuture<'a, Option<ResourceLifecycle>>;
+
+    /// Every resource's lifecycle row (destroyed ones included), by path.
+    fn resource_lifecycles(&self) -> StoreFuture<'_, Vec<ResourceLifecycle>>;
+
+    /// Every stored version of `path` (of all paths with `None`), by path then version.
+    fn resource_versions<'a>(
+        &'a self,
+        path: Option<&'a str>,
+    ) -> StoreFuture<'a, Vec<StoredResource>>;
+
+    /// Sets the state of a resource that is not destroyed; `false` when there is none.
+    fn set_resource_state<'a>(
+        &'a self,
+        path: &'a str,
+        state: ResourceState,
+        now: i64,
+    ) -> StoreFuture<'a, bool>;
+
+    /// Sets the cryptoperiod of a resource that is not destroyed; `false` when there is none.
+    fn set_rotate_by<'a>(
+        &'a self,
+        path: &'a str,
+        update: LifecycleUpdate,
+        now: i64,
+    ) -> StoreFuture<'a, bool>;
+
+    /// In one transaction: marks `path` destroyed and deletes every version. `None` when there
+    /// is no such resource or it was destroyed already; else how many versions were removed.
+    fn destroy_resource<'a>(&'a self, path: &'a str, now: i64) -> StoreFuture<'a, Option<u64>>;
+
+    /// Replaces one version's sealed value if it still equals `resource.sealed` (one statement,
+    /// its own transaction); `false` when it changed meanwhile or is gone.
+    fn replace_sealed<'a>(
+        &'a self,
+        resource: &'a StoredResource,
+        new: &'a SealedResource,
+    ) -> StoreFuture<'a, bool>;
 
     /// Cheap liveness check.
     fn health(&self) -> StoreFuture<'_, ()>;

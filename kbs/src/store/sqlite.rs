@@ -10,11 +10,16 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row as _, SqlitePool};
 
+use keylatch_keystore::SealedResource;
+
+use super::lifecycle::{LifecycleUpdate, ResourceLifecycle, ResourceState};
 use super::{Session, SessionState, Store, StoreError, StoreFuture, StoredPolicy, StoredResource};
 
 /// The schema migrations, in order: (version, name, SQL).
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "initial", include_str!("../../migrations/0001_initial.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "initial", include_str!("../../migrations/0001_initial.sql")),
+    (4, "lifecycle", include_str!("../../migrations/0004_lifecycle.sql")),
+];
 
 /// SQLite-backed store.
 #[derive(Debug, Clone)]
@@ -23,7 +28,7 @@ pub struct SqliteStore {
 }
 
 #[allow(clippy::needless_pass_by_value)] // reason: used as `map_err(unavailable)`
-fn unavailable(e: sqlx::Error) -> StoreError {
+pub(super) fn unavailable(e: sqlx::Error) -> StoreError {
     match &e {
         sqlx::Error::Database(db) if db.is_unique_violation() => {
             StoreError::Conflict(db.message().to_owned())
@@ -36,7 +41,7 @@ fn version_u64(v: i64) -> Result<u64, StoreError> {
     u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("negative version {v}")))
 }
 
-fn version_i64(v: u64) -> Result<i64, StoreError> {
+pub(super) fn version_i64(v: u64) -> Result<i64, StoreError> {
     i64::try_from(v).map_err(|_| StoreError::Corrupt(format!("version {v} out of range")))
 }
 
@@ -50,7 +55,9 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(5))
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // A destroyed resource's ciphertext is overwritten, not just unlinked (crypto-shred).
+            .pragma("secure_delete", "ON");
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .connect_with(options)
@@ -59,6 +66,10 @@ impl SqliteStore {
         let store = Self { pool };
         store.migrate().await?;
         Ok(store)
+    }
+
+    pub(super) fn pool(&self) -> &SqlitePool {
+        &self.pool
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
@@ -104,6 +115,20 @@ fn session_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Session, StoreError
             .ok_or_else(|| StoreError::Corrupt(format!("session state {state:?}")))?,
         token_jti: row.try_get("token_jti").map_err(unavailable)?,
         token: row.try_get("token").map_err(unavailable)?,
+    })
+}
+
+pub(super) fn resource_from_row(
+    row: &sqlx::sqlite::SqliteRow,
+) -> Result<StoredResource, StoreError> {
+    let sealed: String = row.try_get("sealed").map_err(unavailable)?;
+    Ok(StoredResource {
+        path: row.try_get("path").map_err(unavailable)?,
+        version: version_u64(row.try_get("version").map_err(unavailable)?)?,
+        sealed: serde_json::from_str(&sealed)
+            .map_err(|e| StoreError::Corrupt(format!("sealed resource: {e}")))?,
+        enabled: row.try_get("enabled").map_err(unavailable)?,
+        created: row.try_get("created").map_err(unavailable)?,
     })
 }
 
@@ -241,16 +266,7 @@ impl Store for SqliteStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(unavailable)?;
-            let Some(row) = row else { return Ok(None) };
-            let sealed: String = row.try_get("sealed").map_err(unavailable)?;
-            Ok(Some(StoredResource {
-                path: row.try_get("path").map_err(unavailable)?,
-                version: version_u64(row.try_get("version").map_err(unavailable)?)?,
-                sealed: serde_json::from_str(&sealed)
-                    .map_err(|e| StoreError::Corrupt(format!("sealed resource: {e}")))?,
-                enabled: row.try_get("enabled").map_err(unavailable)?,
-                created: row.try_get("created").map_err(unavailable)?,
-            }))
+            row.as_ref().map(resource_from_row).transpose()
         })
     }
 
@@ -297,6 +313,62 @@ impl Store for SqliteStore {
                 created: row.try_get("created").map_err(unavailable)?,
             }))
         })
+    }
+
+    fn add_resource_version<'a>(
+        &'a self,
+        resource: &'a StoredResource,
+        update: LifecycleUpdate,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(self.add_version_tx(resource, update))
+    }
+
+    fn resource_lifecycle<'a>(
+        &'a self,
+        path: &'a str,
+    ) -> StoreFuture<'a, Option<ResourceLifecycle>> {
+        Box::pin(self.lifecycle_of(path))
+    }
+
+    fn resource_lifecycles(&self) -> StoreFuture<'_, Vec<ResourceLifecycle>> {
+        Box::pin(self.lifecycles())
+    }
+
+    fn resource_versions<'a>(
+        &'a self,
+        path: Option<&'a str>,
+    ) -> StoreFuture<'a, Vec<StoredResource>> {
+        Box::pin(self.versions_of(path))
+    }
+
+    fn set_resource_state<'a>(
+        &'a self,
+        path: &'a str,
+        state: ResourceState,
+        now: i64,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(self.set_state_row(path, state, now))
+    }
+
+    fn set_rotate_by<'a>(
+        &'a self,
+        path: &'a str,
+        update: LifecycleUpdate,
+        now: i64,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(self.set_rotate_by_row(path, update, now))
+    }
+
+    fn destroy_resource<'a>(&'a self, path: &'a str, now: i64) -> StoreFuture<'a, Option<u64>> {
+        Box::pin(self.destroy_tx(path, now))
+    }
+
+    fn replace_sealed<'a>(
+        &'a self,
+        resource: &'a StoredResource,
+        new: &'a SealedResource,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(self.replace_sealed_row(resource, new))
     }
 
     fn health(&self) -> StoreFuture<'_, ()> {
