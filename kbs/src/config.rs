@@ -167,9 +167,13 @@ impl Config {
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let mut config: Config =
-            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
         let base = path.parent().unwrap_or_else(|| Path::new("."));
+        Self::parse_str(&text, base).with_context(|| format!("in {}", path.display()))
+    }
+
+    /// Parses and checks configuration text whose relative paths are relative to `base`.
+    pub fn parse_str(text: &str, base: &Path) -> anyhow::Result<Self> {
+        let mut config: Config = toml::from_str(text).context("parsing the configuration")?;
         config.resolve(base);
         config.check()?;
         Ok(config)

@@ -173,7 +173,9 @@ fn report(latencies: &mut [Duration], errors: usize, elapsed: Duration) {
 async fn local_broker(
     dir: &std::path::Path,
 ) -> anyhow::Result<(String, tokio::sync::oneshot::Sender<()>)> {
-    let config_path = super::init::init_dir(dir, true, &[], "127.0.0.1:0").await?;
+    let config_path =
+        super::init::init_dir(dir, true, &[], "127.0.0.1:0", &super::init::KeystoreChoice::Soft)
+            .await?;
     let config = Config::load(&config_path)?;
     let state = AppState::from_config(&config).await?;
     super::admin::put_resource(

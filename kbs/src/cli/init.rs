@@ -14,6 +14,7 @@ use rcgen::{
 use verifier::sim::SimPki;
 
 use super::{write_private, write_public};
+use crate::config::Config;
 use crate::store::SqliteStore;
 use crate::token::TokenKey;
 
@@ -31,6 +32,45 @@ pub struct InitArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8443")]
     pub listen: String,
+    /// Keep the key-encryption key in this PKCS#11 module's token (an HSM) instead of a local
+    /// file. Needs --pkcs11-token and --pkcs11-pin-file.
+    #[arg(long, requires_all = ["pkcs11_token", "pkcs11_pin_file"])]
+    pub pkcs11_module: Option<PathBuf>,
+    /// Label of the initialized token that holds (or will hold) the KEK.
+    #[arg(long, requires = "pkcs11_module")]
+    pub pkcs11_token: Option<String>,
+    /// File holding the token's user PIN (mode 0600); the configuration names the file, never
+    /// the PIN.
+    #[arg(long, requires = "pkcs11_module")]
+    pub pkcs11_pin_file: Option<PathBuf>,
+}
+
+/// Where the key-encryption key lives.
+#[derive(Debug, Clone)]
+pub enum KeystoreChoice {
+    /// A local KEK file (development).
+    Soft,
+    /// An HSM token through PKCS#11.
+    Pkcs11 { module: PathBuf, token_label: String, pin_file: PathBuf },
+}
+
+impl InitArgs {
+    fn keystore(&self) -> anyhow::Result<KeystoreChoice> {
+        Ok(match (&self.pkcs11_module, &self.pkcs11_token, &self.pkcs11_pin_file) {
+            (None, _, _) => KeystoreChoice::Soft,
+            (Some(module), Some(token), Some(pin)) => {
+                let pin = std::path::absolute(pin)
+                    .with_context(|| format!("resolving {}", pin.display()))?;
+                crate::files::check_private(&pin)?;
+                KeystoreChoice::Pkcs11 {
+                    module: module.clone(),
+                    token_label: token.clone(),
+                    pin_file: pin,
+                }
+            }
+            _ => bail!("--pkcs11-module needs --pkcs11-token and --pkcs11-pin-file"),
+        })
+    }
 }
 
 /// File names inside the directory.
@@ -44,7 +84,9 @@ pub const DB_FILE: &str = "keylatch.db";
 pub const SIM_DIR: &str = "sim-pki";
 
 pub async fn run(args: &InitArgs) -> anyhow::Result<()> {
-    let config = init_dir(&args.dir, args.simulated, &args.hostnames, &args.listen).await?;
+    let keystore = args.keystore()?;
+    let config =
+        init_dir(&args.dir, args.simulated, &args.hostnames, &args.listen, &keystore).await?;
     println!("wrote {}", config.display());
     println!("CA for clients: {}", args.dir.join(CA_FILE).display());
     println!("run: keylatch serve --config {}", config.display());
@@ -57,6 +99,7 @@ pub async fn init_dir(
     simulated: bool,
     hostnames: &[String],
     listen: &str,
+    keystore: &KeystoreChoice,
 ) -> anyhow::Result<PathBuf> {
     let config_path = dir.join(CONFIG_FILE);
     if config_path.exists() {
@@ -78,8 +121,19 @@ pub async fn init_dir(
     write_public(&dir.join(CERT_FILE), chain_pem.as_bytes())?;
     write_private(&dir.join(KEY_FILE), key_pem.as_bytes())?;
 
-    keylatch_keystore::soft::SoftKeystore::create(&dir.join(KEK_FILE))
-        .map_err(|e| anyhow::anyhow!("creating the soft KEK: {e}"))?;
+    match keystore {
+        KeystoreChoice::Soft => {
+            keylatch_keystore::soft::SoftKeystore::create(&dir.join(KEK_FILE))
+                .map_err(|e| anyhow::anyhow!("creating the soft KEK: {e}"))?;
+        }
+        KeystoreChoice::Pkcs11 { .. } => {
+            // Opening the token now finds (or generates, inside the token) the KEK and the
+            // BYOK import key, and proves the module, label and PIN work before any
+            // resource is stored.
+            let config = Config::parse_str(&config_text(simulated, listen, keystore), dir)?;
+            crate::state::open_keystore(&config)?;
+        }
+    }
     // The database holds sealed resources and the audit trail: created private (0600) before
     // SQLite opens it, so its WAL and shared-memory files inherit that mode too.
     write_private(&dir.join(DB_FILE), b"")?;
@@ -97,7 +151,7 @@ pub async fn init_dir(
             }
         }
     }
-    write_public(&config_path, config_text(simulated, listen).as_bytes())?;
+    write_public(&config_path, config_text(simulated, listen, keystore).as_bytes())?;
     Ok(config_path)
 }
 
@@ -132,7 +186,23 @@ fn tls_files(names: &[String]) -> anyhow::Result<(String, String, zeroize::Zeroi
 
 /// The commented configuration `init` writes. Every key is explained (see also CONFIG.md).
 #[must_use]
-pub fn config_text(simulated: bool, listen: &str) -> String {
+pub fn config_text(simulated: bool, listen: &str, keystore: &KeystoreChoice) -> String {
+    let keystore = match keystore {
+        KeystoreChoice::Soft => format!(
+            "# \"soft\": the key-encryption key in a local file (development only; the broker warns).\n\
+             # \"pkcs11\": the KEK inside an HSM token, e.g.\n\
+             # pkcs11 = {{ module = \"/usr/lib/softhsm/libsofthsm2.so\", token_label = \"keylatch\", pin = {{ file = \"hsm-pin\" }} }}\n\
+             backend = \"soft\"\nkek_file = \"{KEK_FILE}\""
+        ),
+        KeystoreChoice::Pkcs11 { module, token_label, pin_file } => format!(
+            "# \"pkcs11\": the key-encryption key is generated inside this HSM token and never\n\
+             # leaves it. The PIN comes from the file (mode 0600) or `pin = {{ env = \"VAR\" }}`.\n\
+             backend = \"pkcs11\"\npkcs11 = {{ module = {}, token_label = {}, pin = {{ file = {} }} }}",
+            toml_string(&module.display().to_string()),
+            toml_string(token_label),
+            toml_string(&pin_file.display().to_string()),
+        ),
+    };
     let sim = if simulated {
         format!("allow_simulated = true\nsim_pki = \"{SIM_DIR}\"")
     } else {
@@ -180,9 +250,7 @@ backend = "sqlite"
 path = "{DB_FILE}"
 
 [keystore]
-# "soft": the key-encryption key in a local file (development only). "pkcs11" for HSMs.
-backend = "soft"
-kek_file = "{KEK_FILE}"
+{keystore}
 
 [lifecycle]
 # `keylatch resource list` flags resources whose rotate-by date (set with --rotate-by or
@@ -197,4 +265,9 @@ rotation_warning_days = 30
 # threshold = 2                      # distinct trusted signatures required
 "#
     )
+}
+
+/// A TOML basic string.
+fn toml_string(s: &str) -> String {
+    toml::Value::String(s.to_owned()).to_string()
 }

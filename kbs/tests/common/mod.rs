@@ -64,8 +64,15 @@ impl Broker {
             .build()
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let config_path =
-            rt.block_on(kbs::cli::init::init_dir(dir.path(), true, &[], "127.0.0.1:0")).unwrap();
+        let config_path = rt
+            .block_on(kbs::cli::init::init_dir(
+                dir.path(),
+                true,
+                &[],
+                "127.0.0.1:0",
+                &kbs::cli::init::KeystoreChoice::Soft,
+            ))
+            .unwrap();
         prepare(dir.path());
         let text = std::fs::read_to_string(&config_path).unwrap();
         std::fs::remove_file(&config_path).unwrap();
