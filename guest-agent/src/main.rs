@@ -91,10 +91,25 @@ struct EvidenceArgs {
     /// Directory of the simulation PKI (from `keylatch sim init`).
     #[arg(long)]
     sim_pki: Option<PathBuf>,
+    /// The simulated VM's launch measurement (SNP MEASUREMENT or TDX MRTD, 96 hex digits);
+    /// default: the simulator's built-in image. Lets a demo play a VM that booted something else.
+    #[arg(long, requires = "simulate", value_parser = parse_measurement)]
+    sim_measurement: Option<Measurement>,
     #[arg(long, hide = true, default_value = keylatch_agent::evidence::configfs::DEFAULT_ROOT)]
     configfs_root: PathBuf,
     #[arg(long, hide = true, default_value = keylatch_agent::evidence::sevguest::DEFAULT_DEVICE)]
     sev_guest: PathBuf,
+}
+
+/// 48 bytes from 96 hex digits.
+#[derive(Clone, Copy)]
+struct Measurement([u8; 48]);
+
+fn parse_measurement(s: &str) -> Result<Measurement, String> {
+    let bytes = hex::decode(s).map_err(|e| format!("not hex: {e}"))?;
+    let array: [u8; 48] =
+        bytes.try_into().map_err(|b: Vec<u8>| format!("{} bytes, expected 48", b.len()))?;
+    Ok(Measurement(array))
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -134,6 +149,7 @@ fn detect_opts(ev: &EvidenceArgs, init_data: Option<String>) -> DetectOptions {
         sev_guest: ev.sev_guest.clone(),
         simulate,
         init_data,
+        sim_measurement: ev.sim_measurement.map(|m| m.0),
     }
 }
 

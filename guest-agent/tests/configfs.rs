@@ -114,6 +114,7 @@ fn opts(dir: &Path) -> DetectOptions {
         sev_guest: dir.join("no-sev-guest"),
         simulate: None,
         init_data: None,
+        sim_measurement: None,
     }
 }
 

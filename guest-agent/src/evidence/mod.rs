@@ -48,6 +48,8 @@ pub struct DetectOptions {
     pub simulate: Option<(SimTee, PathBuf)>,
     /// Init-data TOML; the simulator measures it into HOST_DATA / MRCONFIGID as a VMM would.
     pub init_data: Option<String>,
+    /// The simulator's SNP MEASUREMENT / TDX MRTD (default: its built-in image's).
+    pub sim_measurement: Option<[u8; 48]>,
 }
 
 impl Default for DetectOptions {
@@ -57,6 +59,7 @@ impl Default for DetectOptions {
             sev_guest: PathBuf::from(sevguest::DEFAULT_DEVICE),
             simulate: None,
             init_data: None,
+            sim_measurement: None,
         }
     }
 }
@@ -64,7 +67,11 @@ impl Default for DetectOptions {
 /// Finds the evidence source to use.
 pub fn detect(opts: &DetectOptions) -> Result<Box<dyn EvidenceSource>, AgentError> {
     if let Some((tee, dir)) = &opts.simulate {
-        return Ok(Box::new(sim::SimSource::load(*tee, dir, opts.init_data.as_deref())?));
+        let mut source = sim::SimSource::load(*tee, dir, opts.init_data.as_deref())?;
+        if let Some(measurement) = opts.sim_measurement {
+            source = source.with_measurement(measurement);
+        }
+        return Ok(Box::new(source));
     }
     if opts.configfs_root.is_dir() {
         return Ok(Box::new(configfs::ConfigfsTsm::probe(&opts.configfs_root)?));

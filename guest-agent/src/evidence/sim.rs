@@ -26,6 +26,8 @@ pub struct SimSource {
     tee: SimTee,
     pki: SimPki,
     init_digest: Option<Vec<u8>>,
+    /// SNP MEASUREMENT / TDX MRTD to claim; the simulator's default image when `None`.
+    measurement: Option<[u8; 48]>,
     dir: String,
 }
 
@@ -44,7 +46,15 @@ impl SimSource {
         let pki = SimPki::from_files(|name| std::fs::read(dir.join(name)).ok())
             .map_err(|e| AgentError::Local(format!("simulation PKI at {}: {e}", dir.display())))?;
         let init_digest = init_data.map(init_data_digest).transpose()?;
-        Ok(Self { tee, pki, init_digest, dir: dir.display().to_string() })
+        Ok(Self { tee, pki, init_digest, measurement: None, dir: dir.display().to_string() })
+    }
+
+    /// Claims `measurement` (SNP MEASUREMENT or TDX MRTD) instead of the default image's, to
+    /// play a VM that booted something else.
+    #[must_use]
+    pub fn with_measurement(mut self, measurement: [u8; 48]) -> Self {
+        self.measurement = Some(measurement);
+        self
     }
 }
 
@@ -85,10 +95,12 @@ impl EvidenceSource for SimSource {
         let digest = self.init_digest.as_deref();
         match self.tee {
             SimTee::Snp => {
+                let default = SimSnpReport::for_product(SnpProduct::Genoa);
                 let spec = SimSnpReport {
                     report_data: *report_data,
                     host_data: fit::<32>(digest),
-                    ..SimSnpReport::for_product(SnpProduct::Genoa)
+                    measurement: self.measurement.unwrap_or(default.measurement),
+                    ..default
                 };
                 let (report, vcek) = self
                     .pki
@@ -102,10 +114,12 @@ impl EvidenceSource for SimSource {
                     .map_err(|e| AgentError::Evidence(format!("SNP evidence JSON: {e}")))
             }
             SimTee::Tdx => {
+                let default = SimTdxQuote::default();
                 let spec = SimTdxQuote {
                     report_data: *report_data,
                     mr_config_id: fit::<48>(digest),
-                    ..SimTdxQuote::default()
+                    mr_td: self.measurement.unwrap_or(default.mr_td),
+                    ..default
                 };
                 let quote = self
                     .pki
