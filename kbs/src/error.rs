@@ -54,6 +54,20 @@ pub enum ErrorKind {
     Unavailable,
     /// A bug or an unexpected internal failure.
     Internal,
+    /// Admin API: no bearer token, or one that is unknown, revoked or expired.
+    AdminUnauthenticated,
+    /// Admin API: the principal's role or resource-path scope does not allow this.
+    Forbidden,
+    /// A published bundle's version is not greater than the stored one (no rollback, no replay).
+    StaleVersion,
+    /// A published bundle carries a signature by a key not trusted for its name.
+    UnknownSigner,
+    /// A published bundle has fewer valid trusted signatures than the configured threshold.
+    BelowThreshold,
+    /// A published bundle's expiry has passed.
+    BundleExpired,
+    /// A published bundle's signature does not verify (payload or header changed) or is malformed.
+    BadSignature,
 }
 
 impl ErrorKind {
@@ -82,6 +96,13 @@ impl ErrorKind {
             Self::TooLarge => "too-large",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
+            Self::AdminUnauthenticated => "admin-unauthenticated",
+            Self::Forbidden => "forbidden",
+            Self::StaleVersion => "stale-version",
+            Self::UnknownSigner => "unknown-signer",
+            Self::BelowThreshold => "below-threshold",
+            Self::BundleExpired => "bundle-expired",
+            Self::BadSignature => "bad-signature",
         }
     }
 
@@ -101,8 +122,14 @@ impl ErrorKind {
             | Self::SimulatedNotAllowed
             | Self::SampleNotAllowed
             | Self::TokenMissing
-            | Self::TokenInvalid => StatusCode::UNAUTHORIZED,
-            Self::PolicyDenied => StatusCode::FORBIDDEN,
+            | Self::TokenInvalid
+            | Self::AdminUnauthenticated => StatusCode::UNAUTHORIZED,
+            Self::PolicyDenied | Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::StaleVersion => StatusCode::CONFLICT,
+            Self::UnknownSigner
+            | Self::BelowThreshold
+            | Self::BundleExpired
+            | Self::BadSignature => StatusCode::UNPROCESSABLE_ENTITY,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::BadRequest => StatusCode::BAD_REQUEST,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,

@@ -13,8 +13,10 @@
 //! - [`store`]: the `Store` trait and SQLite;
 //! - [`decision`]: the one hook every decision passes through (audit, later);
 //! - [`error`]: the one `ApiError` and its stable types;
+//! - [`admin`]: the admin API (`/admin/v1`) and its principals;
 //! - [`cli`]: the subcommands.
 
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod decision;

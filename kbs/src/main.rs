@@ -35,6 +35,15 @@ enum Command {
     /// Release policies.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Admin API tokens, directly in the store (bootstrap).
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Mint an admin token in the store; prints it once.
+    Create(cli::token::TokenCreateArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -126,6 +135,9 @@ fn main() -> ExitCode {
         Command::Resource(ResourceCommand::Put(args)) => run_async(cli::admin::put(args)),
         Command::Resource(ResourceCommand::Generate(args)) => run_async(cli::admin::generate(args)),
         Command::Policy(PolicyCommand::Set(args)) => run_async(cli::admin::policy_set(args)),
+        Command::Token(TokenCommand::Create(args)) => {
+            run_async_logging("warn", cli::token::create(args))
+        }
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -9,6 +9,7 @@ pub mod evidence;
 pub mod init;
 pub mod serve;
 pub mod sim;
+pub mod token;
 
 use std::io::Write as _;
 use std::path::Path;

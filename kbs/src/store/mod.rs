@@ -3,6 +3,7 @@
 //! continue another replica's handshake lives here, never in process memory. [`sqlite`] is the
 //! embedded implementation; PostgreSQL implements the same trait in its own issue.
 
+pub mod admin;
 pub mod sqlite;
 
 use std::future::Future;
@@ -10,6 +11,7 @@ use std::pin::Pin;
 
 use keylatch_keystore::SealedResource;
 
+pub use admin::{AdminStore, AdminToken, PolicyVersionMeta, ResourceVersionMeta, StoredBundle};
 pub use sqlite::SqliteStore;
 
 /// A boxed future, so the trait stays object-safe (`Arc<dyn Store>`).
@@ -95,7 +97,7 @@ pub struct StoredPolicy {
 }
 
 /// The broker's persistent state.
-pub trait Store: Send + Sync + std::fmt::Debug {
+pub trait Store: AdminStore + Send + Sync + std::fmt::Debug {
     fn create_session(&self, session: &Session) -> StoreFuture<'_, ()>;
 
     fn get_session<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<Session>>;

@@ -10,11 +10,15 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row as _, SqlitePool};
 
+mod admin;
+
 use super::{Session, SessionState, Store, StoreError, StoreFuture, StoredPolicy, StoredResource};
 
 /// The schema migrations, in order: (version, name, SQL).
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "initial", include_str!("../../migrations/0001_initial.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "initial", include_str!("../../migrations/0001_initial.sql")),
+    (2, "admin", include_str!("../../migrations/0002_admin.sql")),
+];
 
 /// SQLite-backed store.
 #[derive(Debug, Clone)]
