@@ -38,6 +38,17 @@ enum Command {
     /// Admin API tokens, directly in the store (bootstrap).
     #[command(subcommand)]
     Token(TokenCommand),
+    /// The admin API of a running broker, over HTTPS (token from --token-file or KEYLATCH_TOKEN).
+    Admin(cli::remote::commands::AdminArgs),
+    /// Reference-value bundles on a running broker.
+    #[command(subcommand)]
+    Refval(RefvalCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum RefvalCommand {
+    /// Publish a signed bundle under NAME (policy-author token).
+    Push(cli::remote::commands::PushArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -135,6 +146,10 @@ fn main() -> ExitCode {
         Command::Resource(ResourceCommand::Put(args)) => run_async(cli::admin::put(args)),
         Command::Resource(ResourceCommand::Generate(args)) => run_async(cli::admin::generate(args)),
         Command::Policy(PolicyCommand::Set(args)) => run_async(cli::admin::policy_set(args)),
+        Command::Admin(args) => cli::remote::commands::run(args).and_then(|v| print_json(&v)),
+        Command::Refval(RefvalCommand::Push(args)) => {
+            cli::remote::commands::run_push(args).and_then(|v| print_json(&v))
+        }
         Command::Token(TokenCommand::Create(args)) => {
             run_async_logging("warn", cli::token::create(args))
         }

@@ -7,6 +7,7 @@ pub mod bench_release;
 pub mod bench_verify;
 pub mod evidence;
 pub mod init;
+pub mod remote;
 pub mod serve;
 pub mod sim;
 pub mod token;
