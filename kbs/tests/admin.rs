@@ -97,6 +97,7 @@ fn client(b: &Broker, token: &str) -> AdminClient {
 }
 
 /// Asserts a refusal's status and type.
+#[allow(clippy::needless_pass_by_value)] // reason: call sites pass the reply straight in
 fn refused(reply: (u16, Value), status: u16, kind: &str) -> String {
     assert_eq!(
         (reply.0, reply.1["type"].as_str().unwrap_or_default()),
@@ -107,8 +108,12 @@ fn refused(reply: (u16, Value), status: u16, kind: &str) -> String {
     reply.1["detail"].as_str().unwrap().to_owned()
 }
 
+/// One row of the role table: method, path, body, roles allowed, status when allowed.
+type Row<'a> = (&'a str, &'a str, Option<&'a Value>, &'a [Role], u16);
+
 #[test]
 fn each_role_is_allowed_exactly_its_operations() {
+    use Role::{Admin, Auditor, KeyCustodian as Cust, PolicyAuthor as Author};
     let a = authors();
     let b = broker(&a);
     let v1 = publish_body(&signed(&bundle(1, "2100-01-01T00:00:00Z", "00"), &[&a.alice, &a.bob]));
@@ -126,9 +131,8 @@ fn each_role_is_allowed_exactly_its_operations() {
     let show = format!("/admin/v1/resources/{RESOURCE}");
     let pol = format!("/admin/v1/policies/{RESOURCE}");
     let revoke = format!("/admin/v1/tokens/{victim}");
-    use Role::{Admin, Auditor, KeyCustodian as Cust, PolicyAuthor as Author};
     // (method, path, body, roles allowed, status when allowed)
-    let table: Vec<(&str, &str, Option<&Value>, &[Role], u16)> = vec![
+    let table: Vec<Row> = vec![
         ("GET", "/admin/v1/resources", None, &[Cust, Auditor], 200),
         ("GET", &show, None, &[Cust, Auditor], 200),
         ("PUT", "/admin/v1/resources/default/k/new", Some(&put_key), &[Cust], 201),
@@ -360,6 +364,7 @@ fn attestation_appraises_against_the_newest_published_bundle() {
 }
 
 #[test]
+#[allow(clippy::too_many_lines)] // reason: one scenario, step by step, through the real binary
 fn keylatch_binary_bootstraps_a_token_and_drives_the_api() {
     let a = authors();
     let b = broker(&a);
