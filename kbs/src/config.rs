@@ -54,7 +54,7 @@ pub struct Config {
     #[serde(default = "default_body")]
     pub max_body_bytes: usize,
     pub keystore: KeystoreConfig,
-    /// Signed reference-value bundles, loaded at start.
+    /// Reference-value bundle names with their trusted authors (and optionally a bundle file).
     #[serde(default)]
     pub reference_values: Vec<ReferenceValuesConfig>,
     /// Resource lifecycle settings.
@@ -154,8 +154,11 @@ pub enum KeystoreBackend {
 pub struct ReferenceValuesConfig {
     /// The bundle name policies refer to; must equal the name inside the bundle.
     pub name: String,
-    /// The signed bundle (`refval sign` output).
-    pub bundle: PathBuf,
+    /// A signed bundle file (`refval sign` output), imported into the store at start when newer
+    /// than the stored version. Optional: without it, bundles arrive by publication
+    /// (`PUT /admin/v1/reference-values/<name>`).
+    #[serde(default)]
+    pub bundle: Option<PathBuf>,
     /// PEM public keys of the authors trusted for this bundle.
     pub author_keys: Vec<PathBuf>,
     /// How many distinct trusted authors must have signed.
@@ -201,7 +204,7 @@ impl Config {
             }
         }
         for rv in &mut self.reference_values {
-            fix(&mut rv.bundle);
+            rv.bundle.as_mut().map(fix);
             rv.author_keys.iter_mut().for_each(fix);
         }
     }

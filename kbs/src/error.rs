@@ -62,6 +62,20 @@ pub enum ErrorKind {
     /// A key-encryption key cannot be retired: resource versions are still sealed under it, or
     /// it is the current one.
     KekInUse,
+    /// Admin API: no bearer token, or one that is unknown, revoked or expired.
+    AdminUnauthenticated,
+    /// Admin API: the principal's role or resource-path scope does not allow this.
+    Forbidden,
+    /// A published bundle's version is not greater than the stored one (no rollback, no replay).
+    StaleVersion,
+    /// A published bundle carries a signature by a key not trusted for its name.
+    UnknownSigner,
+    /// A published bundle has fewer valid trusted signatures than the configured threshold.
+    BelowThreshold,
+    /// A published bundle's expiry has passed.
+    BundleExpired,
+    /// A published bundle's signature does not verify (payload or header changed) or is malformed.
+    BadSignature,
 }
 
 impl ErrorKind {
@@ -93,6 +107,13 @@ impl ErrorKind {
             Self::ResourceDisabled => "resource-disabled",
             Self::ResourceDestroyed => "resource-destroyed",
             Self::KekInUse => "kek-in-use",
+            Self::AdminUnauthenticated => "admin-unauthenticated",
+            Self::Forbidden => "forbidden",
+            Self::StaleVersion => "stale-version",
+            Self::UnknownSigner => "unknown-signer",
+            Self::BelowThreshold => "below-threshold",
+            Self::BundleExpired => "bundle-expired",
+            Self::BadSignature => "bad-signature",
         }
     }
 
@@ -112,10 +133,15 @@ impl ErrorKind {
             | Self::SimulatedNotAllowed
             | Self::SampleNotAllowed
             | Self::TokenMissing
-            | Self::TokenInvalid => StatusCode::UNAUTHORIZED,
-            Self::PolicyDenied | Self::ResourceDisabled => StatusCode::FORBIDDEN,
+            | Self::TokenInvalid
+            | Self::AdminUnauthenticated => StatusCode::UNAUTHORIZED,
+            Self::PolicyDenied | Self::ResourceDisabled | Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound | Self::ResourceDestroyed => StatusCode::NOT_FOUND,
-            Self::KekInUse => StatusCode::CONFLICT,
+            Self::KekInUse | Self::StaleVersion => StatusCode::CONFLICT,
+            Self::UnknownSigner
+            | Self::BelowThreshold
+            | Self::BundleExpired
+            | Self::BadSignature => StatusCode::UNPROCESSABLE_ENTITY,
             Self::BadRequest => StatusCode::BAD_REQUEST,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,

@@ -14,8 +14,10 @@
 //! - [`custody`]: resource lifecycle and KEK operations (the one service CLI and admin API call);
 //! - [`decision`]: the one hook every decision passes through (audit, later);
 //! - [`error`]: the one `ApiError` and its stable types;
+//! - [`admin`]: the admin API (`/admin/v1`) and its principals;
 //! - [`cli`]: the subcommands.
 
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod custody;

@@ -41,6 +41,14 @@ enum Command {
     /// Key-encryption keys in the keystore: rotate, status, re-wrap, retire.
     #[command(subcommand)]
     Kek(KekCommand),
+    /// Admin API tokens, directly in the store (bootstrap).
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// The admin API of a running broker, over HTTPS (token from --token-file or KEYLATCH_TOKEN).
+    Admin(cli::remote::commands::AdminArgs),
+    /// Reference-value bundles on a running broker.
+    #[command(subcommand)]
+    Refval(RefvalCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -61,6 +69,18 @@ enum KekCommand {
     Rewrap(cli::custody::KekRewrapArgs),
     /// Destroy a KEK no version depends on.
     Retire(cli::custody::KekRetireArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum RefvalCommand {
+    /// Publish a signed bundle under NAME (policy-author token).
+    Push(cli::remote::commands::PushArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Mint an admin token in the store; prints it once.
+    Create(cli::token::TokenCreateArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -186,6 +206,13 @@ fn main() -> ExitCode {
         Command::Kek(KekCommand::Status(args)) => run_async(cli::custody::kek_status(args)),
         Command::Kek(KekCommand::Rewrap(args)) => run_async(cli::custody::kek_rewrap(args)),
         Command::Kek(KekCommand::Retire(args)) => run_async(cli::custody::kek_retire(args)),
+        Command::Admin(args) => cli::remote::commands::run(args).and_then(|v| print_json(&v)),
+        Command::Refval(RefvalCommand::Push(args)) => {
+            cli::remote::commands::run_push(args).and_then(|v| print_json(&v))
+        }
+        Command::Token(TokenCommand::Create(args)) => {
+            run_async_logging("warn", cli::token::create(args))
+        }
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

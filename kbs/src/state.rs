@@ -1,16 +1,16 @@
 //! The broker's shared state, built once from the configuration: store, keystore, verifiers,
 //! token key, reference-value bundles and settings. Cheap to clone (one `Arc`).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
 use keylatch_keystore::soft::SoftKeystore;
 use keylatch_keystore::Keystore;
-use reference_values::{
-    verify_signatures, AuthorKeys, AuthorPublicKey, SignedBundle, VerifiedBundle,
-};
+use reference_values::{AuthorKeys, AuthorPublicKey};
 use verifier::tdx::TdxCollateral;
 
+use crate::admin::registry::BundleRegistry;
 use crate::config::{Config, KeystoreBackend, StoreBackend};
 use crate::evidence::Verifiers;
 use crate::store::{SqliteStore, Store};
@@ -41,7 +41,8 @@ pub struct Inner {
     pub keystore: Arc<dyn Keystore>,
     pub verifiers: Arc<Verifiers>,
     pub token_key: TokenKey,
-    pub bundles: Vec<VerifiedBundle>,
+    /// Reference-value trust sets and the current bundles (read from the store).
+    pub bundles: BundleRegistry,
     pub settings: Settings,
     /// `None` serves plain HTTP.
     pub tls: Option<Arc<rustls::ServerConfig>>,
@@ -53,7 +54,7 @@ impl std::fmt::Debug for Inner {
             .field("store", &self.store)
             .field("keystore", &self.keystore.describe())
             .field("settings", &self.settings)
-            .field("bundles", &self.bundles.len())
+            .field("bundles", &self.bundles)
             .finish_non_exhaustive()
     }
 }
@@ -123,7 +124,7 @@ impl AppState {
         let verifiers =
             Verifiers::new(tdx_collateral, sim, config.allow_simulated, config.allow_sample)
                 .map_err(|e| anyhow::anyhow!("trust anchors: {e}"))?;
-        let bundles = load_bundles(config)?;
+        let bundles = load_bundles(config, store.as_ref()).await?;
         let settings = Settings {
             session_lifetime_s: i64::try_from(config.session_lifetime_s).unwrap_or(i64::MAX),
             token_lifetime_s: i64::try_from(config.token_lifetime_s).unwrap_or(i64::MAX),
@@ -164,10 +165,12 @@ pub fn open_keystore(config: &Config) -> anyhow::Result<Arc<dyn Keystore>> {
     }
 }
 
-/// Loads every `[[reference_values]]` bundle, checking signatures and threshold (not expiry:
-/// an expired bundle loads and appraises every claim set as a mismatch).
-fn load_bundles(config: &Config) -> anyhow::Result<Vec<VerifiedBundle>> {
-    let mut out = Vec::new();
+/// Builds the reference-value registry from `[[reference_values]]` (author keys and threshold
+/// per name) and imports each configured bundle file into the store when it is newer than the
+/// stored version (signatures and threshold checked; expiry not: an expired bundle appraises
+/// every claim set as a mismatch, with that reason).
+async fn load_bundles(config: &Config, store: &dyn Store) -> anyhow::Result<BundleRegistry> {
+    let mut trust = BTreeMap::new();
     for rv in &config.reference_values {
         let keys = rv
             .author_keys
@@ -178,24 +181,23 @@ fn load_bundles(config: &Config) -> anyhow::Result<Vec<VerifiedBundle>> {
                 AuthorPublicKey::from_pem(&pem).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let trust = AuthorKeys::new(keys, rv.threshold)
+        let keys = AuthorKeys::new(keys, rv.threshold)
             .map_err(|e| anyhow::anyhow!("reference_values {:?}: {e}", rv.name))?;
-        let bytes = std::fs::read(&rv.bundle)
-            .with_context(|| format!("reading {}", rv.bundle.display()))?;
-        let signed = SignedBundle::from_bytes(&bytes)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", rv.bundle.display()))?;
-        let verified = verify_signatures(&signed, &trust)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", rv.bundle.display()))?;
-        if verified.bundle().name != rv.name {
-            bail!(
-                "{}: bundle is named {:?}, configured as {:?}",
-                rv.bundle.display(),
-                verified.bundle().name,
-                rv.name
-            );
+        if trust.insert(rv.name.clone(), keys).is_some() {
+            bail!("reference_values {:?} is configured twice", rv.name);
         }
-        tracing::info!(name = %rv.name, version = verified.bundle().version, "reference values loaded");
-        out.push(verified);
     }
-    Ok(out)
+    let registry = BundleRegistry::new(trust);
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    for rv in &config.reference_values {
+        if let Some(file) = &rv.bundle {
+            let bytes =
+                std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+            registry
+                .import(store, &rv.name, &bytes, now)
+                .await
+                .with_context(|| format!("{}", file.display()))?;
+        }
+    }
+    Ok(registry)
 }

@@ -428,7 +428,7 @@ fn kek_rotation_interrupted_midway_resumes_without_loss(backend: Backend) {
 
 fn cryptoperiods_show_overdue_and_due_soon(backend: Backend) {
     let Some(s) = Setup::new(backend) else { return };
-    let now = custody_now();
+    let before = custody_now();
     s.keylatch_ok(&["resource", "set-rotate-by", RESOURCE, "--rotate-by", "2020-01-01T00:00:00Z"]);
     s.keylatch_ok(&["resource", "generate", "default/cp/soon", "--cryptoperiod-days", "10"]);
     s.keylatch_ok(&["resource", "generate", "default/cp/later", "--cryptoperiod-days", "90"]);
@@ -455,6 +455,7 @@ fn cryptoperiods_show_overdue_and_due_soon(backend: Backend) {
     assert!(table.contains("2020-01-01T00:00:00Z overdue"), "{table}");
 
     let st = &s.broker.state;
+    let now = custody_now();
     let statuses = s
         .broker
         .rt
@@ -462,7 +463,9 @@ fn cryptoperiods_show_overdue_and_due_soon(backend: Backend) {
         .unwrap();
     assert_eq!(custody::cryptoperiod_counts(&statuses), (1, 1));
     let soon = statuses.iter().find(|c| c.path == "default/cp/soon").unwrap();
-    assert!((10 * 86_400 - 120..=10 * 86_400).contains(&soon.seconds_left.unwrap()));
+    // rotate_by = (when the CLI ran, between `before` and `now`) + 10 days.
+    let elapsed = now - before;
+    assert!((10 * 86_400 - elapsed..=10 * 86_400).contains(&soon.seconds_left.unwrap()));
 
     // A rotation restarts a cryptoperiod in days and meets an absolute date.
     s.keylatch_ok(&["resource", "rotate", RESOURCE]);

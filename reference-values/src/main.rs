@@ -3,6 +3,8 @@
 //! computes expected SEV-SNP launch measurements. File handling lives here; every decision is the
 //! library's. Failures print one line `error: ...` and exit non-zero.
 
+mod push;
+
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -80,6 +82,22 @@ enum Command {
     /// Compute an expected launch measurement.
     #[command(subcommand)]
     Measure(Measure),
+    /// Publish a signed bundle to a broker (policy-author token from --token-file or
+    /// KEYLATCH_TOKEN).
+    Push {
+        /// The broker, `https://host:port`.
+        #[arg(long)]
+        url: String,
+        /// PEM CA certificate(s) the broker's TLS certificate must chain to.
+        #[arg(long)]
+        ca: PathBuf,
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        /// The bundle name as configured on the broker.
+        name: String,
+        /// The signed bundle (`refval sign` output).
+        bundle: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -126,6 +144,10 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Keygen { out } => keygen(&out),
+        Command::Push { url, ca, token_file, name, bundle } => {
+            println!("{}", push::push(&url, &ca, token_file.as_deref(), &name, &bundle)?);
+            Ok(())
+        }
         Command::Check { bundle } => {
             let bundle = read_toml_bundle(&bundle)?;
             print!("{}", toml::to_string_pretty(&bundle).context("rendering bundle")?);

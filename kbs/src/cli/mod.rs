@@ -8,8 +8,10 @@ pub mod bench_verify;
 pub mod custody;
 pub mod evidence;
 pub mod init;
+pub mod remote;
 pub mod serve;
 pub mod sim;
+pub mod token;
 
 use std::io::Write as _;
 use std::path::Path;

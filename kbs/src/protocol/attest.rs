@@ -133,8 +133,8 @@ async fn attest(
         check_init_data(&claims, digest)?;
     }
     let when = time::OffsetDateTime::now_utc();
-    let appraisals: Vec<Value> = state
-        .bundles
+    let current = state.bundles.current(state.store.as_ref()).await?;
+    let appraisals: Vec<Value> = current
         .iter()
         .map(|b| {
             let a = reference_values::appraise(&claims, b.bundle(), when);
@@ -147,11 +147,8 @@ async fn attest(
             })
         })
         .collect();
-    let bundles = state
-        .bundles
-        .iter()
-        .map(|b| format!("{}@{}", b.bundle().name, b.bundle().version))
-        .collect();
+    let bundles =
+        current.iter().map(|b| format!("{}@{}", b.bundle().name, b.bundle().version)).collect();
     let mut jti = [0u8; 16];
     OsRng.fill_bytes(&mut jti);
     let jti = hex::encode(jti);

@@ -27,6 +27,7 @@ pub fn router(state: AppState) -> Router {
         .route("/kbs/v0/auth", post(auth::handle))
         .route("/kbs/v0/attest", post(attest::handle))
         .route("/kbs/v0/resource/{*path}", get(resource::handle))
+        .merge(crate::admin::router())
         .fallback(|| async { ApiError::new(ErrorKind::NotFound, "no such endpoint") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(ErrorKind::MethodNotAllowed, "method not allowed on this endpoint")

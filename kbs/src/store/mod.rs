@@ -3,6 +3,7 @@
 //! continue another replica's handshake lives here, never in process memory. [`sqlite`] is the
 //! embedded implementation; PostgreSQL implements the same trait in its own issue.
 
+pub mod admin;
 pub mod lifecycle;
 pub mod sqlite;
 mod sqlite_lifecycle;
@@ -12,6 +13,7 @@ use std::pin::Pin;
 
 use keylatch_keystore::SealedResource;
 
+pub use admin::{AdminStore, AdminToken, PolicyVersionMeta, ResourceVersionMeta, StoredBundle};
 pub use lifecycle::{LifecycleUpdate, ResourceLifecycle, ResourceState};
 pub use sqlite::SqliteStore;
 
@@ -98,7 +100,7 @@ pub struct StoredPolicy {
 }
 
 /// The broker's persistent state.
-pub trait Store: Send + Sync + std::fmt::Debug {
+pub trait Store: AdminStore + Send + Sync + std::fmt::Debug {
     fn create_session(&self, session: &Session) -> StoreFuture<'_, ()>;
 
     fn get_session<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<Session>>;

@@ -13,11 +13,14 @@ use sqlx::{Row as _, SqlitePool};
 use keylatch_keystore::SealedResource;
 
 use super::lifecycle::{LifecycleUpdate, ResourceLifecycle, ResourceState};
+mod admin;
+
 use super::{Session, SessionState, Store, StoreError, StoreFuture, StoredPolicy, StoredResource};
 
 /// The schema migrations, in order: (version, name, SQL).
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "initial", include_str!("../../migrations/0001_initial.sql")),
+    (2, "admin", include_str!("../../migrations/0002_admin.sql")),
     (4, "lifecycle", include_str!("../../migrations/0004_lifecycle.sql")),
 ];
 

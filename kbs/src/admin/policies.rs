@@ -1,0 +1,115 @@
+//! `/admin/v1/policies`: set a resource's release policy (a new version; the body is the policy
+//! as JSON), get the newest or a given version, list every path with its versions. Key
+//! custodians write; custodians and auditors read; both only inside their prefixes.
+
+use std::collections::BTreeMap;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::{json, Value};
+
+use super::auth::Role;
+use super::{finish, rfc3339, version_query, Caller, Done, VersionQuery};
+use crate::error::{ApiError, ErrorKind};
+use crate::policy::Policy;
+use crate::protocol::resource::parse_path;
+use crate::protocol::{json_body, store_error};
+use crate::state::AppState;
+use crate::store::PolicyVersionMeta;
+
+fn authorize(caller: &Caller, roles: &[Role], path: &str) -> Result<String, ApiError> {
+    caller.principal.require(roles)?;
+    let path = parse_path(path)?;
+    caller.principal.require_path(&path)?;
+    Ok(path)
+}
+
+pub async fn set(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(path): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let result = async {
+        let path = authorize(&caller, &[Role::KeyCustodian], &path)?;
+        let value: Value = json_body(body, "policy")?;
+        let text = value.to_string();
+        Policy::parse(&text)
+            .map_err(|e| ApiError::new(ErrorKind::BadRequest, format!("policy: {e}")))?;
+        let (version, digest) = crate::cli::admin::set_policy(state.store.as_ref(), &path, &text)
+            .await
+            .map_err(|e| ApiError::unavailable("store", &e))?;
+        Ok(Done {
+            status: StatusCode::CREATED,
+            body: json!({"path": path, "version": version, "digest": digest}),
+            version: Some(version),
+            detail: format!("sha256 {digest}"),
+        })
+    }
+    .await;
+    finish(&caller, "policy.set", Some(&path), result).await
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(path): Path<String>,
+    query: Result<Query<VersionQuery>, QueryRejection>,
+) -> Response {
+    let result = async {
+        let path = authorize(&caller, &[Role::KeyCustodian, Role::Auditor], &path)?;
+        let version = version_query(query)?;
+        let stored = state
+            .store
+            .get_policy_version(&path, version)
+            .await
+            .map_err(|e| store_error(&e))?
+            .ok_or_else(|| ApiError::new(ErrorKind::NotFound, format!("no policy for {path}")))?;
+        let policy: Value = serde_json::from_str(&stored.body)
+            .map_err(|e| ApiError::internal("stored policy", &e))?;
+        Ok(Done {
+            version: Some(stored.version),
+            ..Done::ok(json!({
+                "path": stored.path,
+                "version": stored.version,
+                "digest": stored.digest,
+                "created": rfc3339(stored.created),
+                "policy": policy,
+            }))
+        })
+    }
+    .await;
+    finish(&caller, "policy.get", Some(&path), result).await
+}
+
+pub async fn list(State(state): State<AppState>, caller: Caller) -> Response {
+    let result = async {
+        caller.principal.require(&[Role::KeyCustodian, Role::Auditor])?;
+        let rows = state.store.list_policy_versions().await.map_err(|e| store_error(&e))?;
+        let mut by_path: BTreeMap<String, Vec<PolicyVersionMeta>> = BTreeMap::new();
+        for r in rows.into_iter().filter(|r| caller.principal.may_access(&r.path)) {
+            by_path.entry(r.path.clone()).or_default().push(r);
+        }
+        let items: Vec<Value> = by_path
+            .into_iter()
+            .map(|(path, versions)| {
+                json!({
+                    "path": path,
+                    "current_version": versions.iter().map(|v| v.version).max(),
+                    "versions": versions.iter().map(|v| json!({
+                        "version": v.version,
+                        "digest": v.digest,
+                        "created": rfc3339(v.created),
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        let detail = format!("{} policies listed", items.len());
+        Ok(Done { detail, ..Done::ok(json!({"policies": items})) })
+    }
+    .await;
+    finish(&caller, "policy.list", None, result).await
+}

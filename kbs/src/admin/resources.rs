@@ -1,0 +1,223 @@
+//! `/admin/v1/resources`: put (a new sealed version from base64 bytes, or keystore-generated
+//! random bytes), list, show metadata, delete. Key custodians write; custodians and auditors
+//! read; both only inside their prefixes, lists included. Key bytes are decoded into zeroizing
+//! memory, sealed by the keystore and never echoed or logged.
+//!
+//! The work on store and keystore is done by [`crate::custody`] (the same functions the
+//! store-direct CLI uses): a new version through `custody::put`, DELETE as `custody::destroy`
+//! (crypto-shred: final, the path can never be reused).
+
+use std::collections::BTreeMap;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::response::Response;
+use base64::Engine as _;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use zeroize::{Zeroize as _, Zeroizing};
+
+use super::auth::Role;
+use super::{finish, rfc3339, Caller, Done};
+use crate::cli::admin::Source;
+use crate::custody::{self, Actor, Cryptoperiod, Material};
+use crate::error::{ApiError, ErrorKind};
+use crate::protocol::now_s;
+use crate::protocol::resource::parse_path;
+use crate::protocol::{json_body, store_error};
+use crate::state::AppState;
+use crate::store::ResourceVersionMeta;
+
+/// The largest random resource the broker generates on request.
+pub const MAX_GENERATE: usize = 4096;
+
+/// `PUT` body: exactly one of `value` (standard base64 of the bytes) or `generate` (a length).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PutBody {
+    #[serde(default)]
+    value: Option<String>,
+    #[serde(default)]
+    generate: Option<usize>,
+}
+
+impl Drop for PutBody {
+    fn drop(&mut self) {
+        if let Some(v) = self.value.as_mut() {
+            v.zeroize();
+        }
+    }
+}
+
+fn actor(caller: &Caller) -> Actor<'_> {
+    Actor {
+        principal: &caller.principal.name,
+        role: caller.principal.role.as_str(),
+        client: caller.client.as_deref(),
+    }
+}
+
+/// Seals and stores a new version of `path`; returns the version.
+async fn seal_new_version(
+    state: &AppState,
+    caller: &Caller,
+    path: &str,
+    source: Source,
+) -> Result<u64, ApiError> {
+    let material = match source {
+        Source::Bytes(b) => Material::Plaintext(b),
+        Source::Random(n) => Material::Generate(n),
+    };
+    let added = custody::put(
+        state.store.as_ref(),
+        &state.keystore,
+        actor(caller),
+        now_s(),
+        path,
+        material,
+        Cryptoperiod::Inherit,
+    )
+    .await?;
+    Ok(added.version)
+}
+
+/// Destroys every version of `path` (crypto-shred); returns how many there were.
+async fn destroy(state: &AppState, caller: &Caller, path: &str) -> Result<u64, ApiError> {
+    Ok(custody::destroy(state.store.as_ref(), actor(caller), now_s(), path).await?)
+}
+
+/// Groups version rows by path: `{path, current_version, versions: [...]}`.
+fn summaries(rows: Vec<ResourceVersionMeta>) -> Vec<Value> {
+    let mut by_path: BTreeMap<String, Vec<ResourceVersionMeta>> = BTreeMap::new();
+    for r in rows {
+        by_path.entry(r.path.clone()).or_default().push(r);
+    }
+    by_path.into_iter().map(|(path, versions)| summary(&path, &versions)).collect()
+}
+
+fn summary(path: &str, versions: &[ResourceVersionMeta]) -> Value {
+    let current = versions.iter().filter(|v| v.enabled).map(|v| v.version).max();
+    json!({
+        "path": path,
+        "current_version": current,
+        "versions": versions.iter().map(|v| json!({
+            "version": v.version,
+            "enabled": v.enabled,
+            "created": rfc3339(v.created),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// Checks role and scope of a path-addressed call; returns the normalized path.
+fn authorize(caller: &Caller, roles: &[Role], path: &str) -> Result<String, ApiError> {
+    caller.principal.require(roles)?;
+    let path = parse_path(path)?;
+    caller.principal.require_path(&path)?;
+    Ok(path)
+}
+
+pub async fn put(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(path): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let result = async {
+        let path = authorize(&caller, &[Role::KeyCustodian], &path)?;
+        let body: PutBody = json_body(body, "resource")?;
+        let (source, what) = match (&body.value, body.generate) {
+            (Some(v), None) => {
+                let bytes = Zeroizing::new(
+                    base64::engine::general_purpose::STANDARD.decode(v.trim()).map_err(|_| {
+                        ApiError::new(ErrorKind::BadRequest, "value is not standard base64")
+                    })?,
+                );
+                if bytes.is_empty() {
+                    return Err(ApiError::new(ErrorKind::BadRequest, "value is empty"));
+                }
+                let n = bytes.len();
+                (Source::Bytes(bytes), format!("{n} bytes supplied"))
+            }
+            (None, Some(n)) if (1..=MAX_GENERATE).contains(&n) => {
+                (Source::Random(n), format!("{n} random bytes generated"))
+            }
+            _ => {
+                return Err(ApiError::new(
+                    ErrorKind::BadRequest,
+                    format!("give exactly one of value (base64) or generate (1..={MAX_GENERATE})"),
+                ))
+            }
+        };
+        drop(body);
+        let version = seal_new_version(&state, &caller, &path, source).await?;
+        Ok(Done {
+            status: axum::http::StatusCode::CREATED,
+            body: json!({"path": path, "version": version}),
+            version: Some(version),
+            detail: what,
+        })
+    }
+    .await;
+    finish(&caller, "resource.put", Some(&path), result).await
+}
+
+pub async fn list(State(state): State<AppState>, caller: Caller) -> Response {
+    let result = async {
+        caller.principal.require(&[Role::KeyCustodian, Role::Auditor])?;
+        let rows = state.store.list_resource_versions().await.map_err(|e| store_error(&e))?;
+        let visible: Vec<_> =
+            rows.into_iter().filter(|r| caller.principal.may_access(&r.path)).collect();
+        let items = summaries(visible);
+        let detail = format!("{} resources listed", items.len());
+        Ok(Done { detail, ..Done::ok(json!({"resources": items})) })
+    }
+    .await;
+    finish(&caller, "resource.list", None, result).await
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(path): Path<String>,
+) -> Response {
+    let result = async {
+        let path = authorize(&caller, &[Role::KeyCustodian, Role::Auditor], &path)?;
+        let rows = state.store.list_resource_versions().await.map_err(|e| store_error(&e))?;
+        let versions: Vec<_> = rows.into_iter().filter(|r| r.path == path).collect();
+        if versions.is_empty() {
+            return Err(ApiError::new(ErrorKind::NotFound, format!("no resource {path}")));
+        }
+        let policy = state.store.current_policy(&path).await.map_err(|e| store_error(&e))?;
+        let mut body = summary(&path, &versions);
+        if let Some(obj) = body.as_object_mut() {
+            obj.insert(
+                "policy".into(),
+                policy.map_or(Value::Null, |p| json!({"version": p.version, "digest": p.digest})),
+            );
+        }
+        Ok(Done::ok(body))
+    }
+    .await;
+    finish(&caller, "resource.show", Some(&path), result).await
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(path): Path<String>,
+) -> Response {
+    let result = async {
+        let path = authorize(&caller, &[Role::KeyCustodian], &path)?;
+        let n = destroy(&state, &caller, &path).await?;
+        if n == 0 {
+            return Err(ApiError::new(ErrorKind::NotFound, format!("no resource {path}")));
+        }
+        Ok(Done {
+            detail: format!("{n} versions deleted"),
+            ..Done::ok(json!({"path": path, "deleted_versions": n}))
+        })
+    }
+    .await;
+    finish(&caller, "resource.delete", Some(&path), result).await
+}

@@ -1,0 +1,104 @@
+//! `/admin/v1/tokens`: create (the token is in the answer once, never again), list (metadata,
+//! never hashes), revoke. Admins only.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::auth::{mint, Role, TokenRequest};
+use super::{finish, rfc3339, Caller, Done};
+use crate::error::{ApiError, ErrorKind};
+use crate::protocol::{json_body, now_s, store_error};
+use crate::state::AppState;
+use crate::store::AdminToken;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    name: String,
+    role: Role,
+    #[serde(default)]
+    prefixes: Vec<String>,
+    #[serde(default)]
+    expires_in_days: Option<u32>,
+}
+
+/// A token's public metadata.
+fn describe(t: &AdminToken) -> Value {
+    json!({
+        "id": t.id,
+        "name": t.name,
+        "role": t.role,
+        "prefixes": t.prefixes,
+        "created": rfc3339(t.created),
+        "expires": t.expires.map(rfc3339),
+        "revoked": t.revoked.map(rfc3339),
+        "created_by": t.created_by,
+    })
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let mut target = None;
+    let result = async {
+        caller.principal.require(&[Role::Admin])?;
+        let body: CreateBody = json_body(body, "token")?;
+        let token = mint(
+            &TokenRequest {
+                name: body.name,
+                role: body.role,
+                prefixes: body.prefixes,
+                expires_in_days: body.expires_in_days,
+                created_by: caller.principal.name.clone(),
+            },
+            now_s(),
+        )?;
+        state.store.create_admin_token(&token.record).await.map_err(|e| store_error(&e))?;
+        target = Some(token.record.id.clone());
+        let mut answer = describe(&token.record);
+        if let Some(obj) = answer.as_object_mut() {
+            obj.insert("token".into(), Value::String(token.secret.as_str().to_owned()));
+        }
+        Ok(Done {
+            status: StatusCode::CREATED,
+            body: answer,
+            version: None,
+            detail: format!("role {} name {}", token.record.role, token.record.name),
+        })
+    }
+    .await;
+    finish(&caller, "token.create", target.as_deref(), result).await
+}
+
+pub async fn list(State(state): State<AppState>, caller: Caller) -> Response {
+    let result = async {
+        caller.principal.require(&[Role::Admin])?;
+        let tokens = state.store.list_admin_tokens().await.map_err(|e| store_error(&e))?;
+        Ok(Done::ok(json!({"tokens": tokens.iter().map(describe).collect::<Vec<_>>()})))
+    }
+    .await;
+    finish(&caller, "token.list", None, result).await
+}
+
+pub async fn revoke(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Response {
+    let result = async {
+        caller.principal.require(&[Role::Admin])?;
+        if !state.store.revoke_admin_token(&id, now_s()).await.map_err(|e| store_error(&e))? {
+            return Err(ApiError::new(ErrorKind::NotFound, format!("no unrevoked token {id}")));
+        }
+        Ok(Done::ok(json!({"id": id, "revoked": true})))
+    }
+    .await;
+    finish(&caller, "token.revoke", Some(&id), result).await
+}
