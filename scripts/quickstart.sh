@@ -17,9 +17,15 @@ source scripts/lib.sh
 
 apt_install cryptsetup-bin softhsm2
 
-step "building keylatch, keylatch-agent and refval (release)"
-cargo build --release --locked -q -p kbs -p guest-agent -p reference-values
-bin="$(pwd)/target/release"
+if [ -n "${KEYLATCH_BIN_DIR:-}" ]; then
+  # The end-to-end test suite runs this script against the binaries it already built.
+  bin="$KEYLATCH_BIN_DIR"
+  step "using the binaries in $bin"
+else
+  step "building keylatch, keylatch-agent and refval (release)"
+  cargo build --release --locked -q -p kbs -p guest-agent -p reference-values
+  bin="$(pwd)/target/release"
+fi
 keylatch="$bin/keylatch"
 agent="$bin/keylatch-agent"
 refval="$bin/refval"
@@ -57,44 +63,19 @@ fi
 "$keylatch" init --dir "$work/broker" --simulated --listen "127.0.0.1:$port" "${hsm_args[@]}" \
   | sed 's/^/    /'
 config="$work/broker/keylatch.toml"
+"$refval" keygen --out "$work/alice.key" > /dev/null
+cp "$work/alice.key.pub" "$work/broker/"
 ca="$work/broker/tls/ca.pem"
 url="https://127.0.0.1:$port"
 
-step "2. policy author: sign the expected launch measurement"
-good="$(random_hex 48)"   # what the image builder's pipeline says the VM measures to
-"$refval" keygen --out "$work/alice.key" | sed 's/^/    /'
-cat > "$work/web.toml" <<TOML
-name = "web-vm"
-version = 1
-expires = 2099-01-01T00:00:00Z
-
-[snp]
-measurements = ["$good"]
-products = ["genoa"]
-TOML
-"$refval" sign "$work/web.toml" --key "$work/alice.key" --out "$work/web.cose" | sed 's/^/    /'
-cp "$work/web.cose" "$work/alice.key.pub" "$work/broker/"
 cat >> "$config" <<TOML
 
+# The policy authors trusted for bundle "web-vm": bundles are published over the admin API.
 [[reference_values]]
 name = "web-vm"
-bundle = "web.cose"
 author_keys = ["alice.key.pub"]
 threshold = 1
 TOML
-note "the broker trusts alice's key for bundle \"web-vm\" (threshold 1)"
-
-step "3. key custodian: a disk key inside the HSM, and its release policy"
-"$keylatch" resource generate --config "$config" default/disk/web-vm --length 32 | sed 's/^/    /'
-cat > "$work/policy.toml" <<TOML
-[[rules]]
-name = "web-vms"
-tees = ["snp", "tdx"]
-allow_simulated = true
-bundles = ["web-vm"]
-TOML
-"$keylatch" policy set --config "$config" default/disk/web-vm --from "$work/policy.toml" | sed 's/^/    /'
-
 "$keylatch" serve --config "$config" 2> "$work/broker.log" &
 broker_pid=$!
 for _ in $(seq 1 100); do
@@ -106,6 +87,44 @@ PY
   sleep 0.1
 done
 note "broker serving on $url (log: broker.log)"
+for role in key-custodian policy-author auditor; do
+  (umask 077; "$keylatch" token create --config "$config" --role "$role" --name "$role-1" \
+    > "$work/$role.token" 2> /dev/null)
+done
+note "admin tokens minted for a key custodian, a policy author and an auditor (shown once, stored hashed)"
+
+step "2. policy author: sign the expected launch measurement and publish it"
+good="$(random_hex 48)"   # what the image build pipeline says the VM measures to
+cat > "$work/web.toml" <<TOML
+name = "web-vm"
+version = 1
+expires = 2099-01-01T00:00:00Z
+
+[snp]
+measurements = ["$good"]
+products = ["genoa"]
+TOML
+"$refval" sign "$work/web.toml" --key "$work/alice.key" --out "$work/web.cose" | sed 's/^/    /'
+"$refval" push --url "$url" --ca "$ca" --token-file "$work/policy-author.token" web-vm "$work/web.cose" \
+  | sed 's/^/    /'
+note "a custodian's token cannot publish reference values:"
+if "$refval" push --url "$url" --ca "$ca" --token-file "$work/key-custodian.token" web-vm \
+    "$work/web.cose" > /dev/null 2> "$work/forbidden.err"; then
+  die "UNEXPECTED: a key custodian published reference values"
+fi
+note "refused -> $(cat "$work/forbidden.err")"
+
+step "3. key custodian: a disk key made inside the HSM, and its release policy"
+cat > "$work/policy.toml" <<TOML
+[[rules]]
+name = "web-vms"
+tees = ["snp", "tdx"]
+allow_simulated = true
+bundles = ["web-vm"]
+TOML
+custodian=("$keylatch" admin --url "$url" --ca "$ca" --token-file "$work/key-custodian.token")
+"${custodian[@]}" resource put default/disk/web-vm --generate 32 | sed 's/^/    /'
+"${custodian[@]}" policy set default/disk/web-vm --from "$work/policy.toml" | sed 's/^/    /'
 
 vm() { # vm MEASUREMENT COMMAND ARGS...: keylatch-agent as a simulated SEV-SNP VM
   local measurement="$1"; shift
