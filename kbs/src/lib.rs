@@ -12,10 +12,12 @@
 //! - [`policy`]: release policies;
 //! - [`store`]: the `Store` trait and SQLite;
 //! - [`custody`]: resource lifecycle and KEK operations (the one service CLI and admin API call);
-//! - [`decision`]: the one hook every decision passes through (audit, later);
+//! - [`decision`]: the one hook every decision passes through, into
+//! - [`audit`]: the tamper-evident audit log (group-commit writer, checkpoints, exports);
 //! - [`error`]: the one `ApiError` and its stable types;
 //! - [`cli`]: the subcommands.
 
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod custody;

@@ -71,7 +71,9 @@ pub async fn serve(
         let router = router.clone();
         let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
             let mut router = router.clone();
-            async move { router.call(req.map(axum::body::Body::new)).await }
+            let mut req = req.map(axum::body::Body::new);
+            req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+            async move { router.call(req).await }
         });
         let builder = builder.clone();
         let acceptor = acceptor.clone();

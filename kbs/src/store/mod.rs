@@ -3,8 +3,10 @@
 //! continue another replica's handshake lives here, never in process memory. [`sqlite`] is the
 //! embedded implementation; PostgreSQL implements the same trait in its own issue.
 
+pub mod audit;
 pub mod lifecycle;
 pub mod sqlite;
+mod sqlite_audit;
 mod sqlite_lifecycle;
 
 use std::future::Future;
@@ -12,6 +14,7 @@ use std::pin::Pin;
 
 use keylatch_keystore::SealedResource;
 
+pub use audit::{AuditSealer, AuditStore, EntryQuery, SealPlan, StoredCheckpoint, StoredEntry};
 pub use lifecycle::{LifecycleUpdate, ResourceLifecycle, ResourceState};
 pub use sqlite::SqliteStore;
 
@@ -98,7 +101,7 @@ pub struct StoredPolicy {
 }
 
 /// The broker's persistent state.
-pub trait Store: Send + Sync + std::fmt::Debug {
+pub trait Store: AuditStore + Send + Sync + std::fmt::Debug {
     fn create_session(&self, session: &Session) -> StoreFuture<'_, ()>;
 
     fn get_session<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<Session>>;

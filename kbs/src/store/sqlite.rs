@@ -18,6 +18,7 @@ use super::{Session, SessionState, Store, StoreError, StoreFuture, StoredPolicy,
 /// The schema migrations, in order: (version, name, SQL).
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "initial", include_str!("../../migrations/0001_initial.sql")),
+    (3, "audit", include_str!("../../migrations/0003_audit.sql")),
     (4, "lifecycle", include_str!("../../migrations/0004_lifecycle.sql")),
 ];
 
