@@ -45,6 +45,13 @@ impl AuditSealer for Sealer {
         entries: &[AuditEntry],
         now: i64,
     ) -> Result<SealPlan, StoreError> {
+        if let Some(cp) = last.filter(|cp| frontier.size() < cp.size) {
+            return Err(fork(format!(
+                "the tree has {} entries, its last checkpoint signed {}",
+                frontier.size(),
+                cp.size
+            )));
+        }
         let prepared = prepare_append(frontier, entries)
             .map_err(|e| StoreError::Corrupt(format!("audit entry: {e}")))?;
         let to_time = |t: i64| {
