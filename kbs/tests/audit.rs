@@ -24,7 +24,7 @@ use keylatch_wire::KeyKind;
 
 const BIN: &str = env!("CARGO_BIN_EXE_keylatch");
 
-fn every_entry(c: String) -> String {
+fn every_entry(c: &str) -> String {
     c.replace("checkpoint_every_entries = 1000", "checkpoint_every_entries = 1")
 }
 
@@ -52,7 +52,7 @@ fn run(args: &[&str]) -> (i32, String, String) {
 
 #[test]
 fn concurrent_releases_each_get_one_distinct_verifiable_release_entry() {
-    let broker = Broker::start(every_entry, ALLOW_SIM);
+    let broker = Broker::start(|c| every_entry(&c), ALLOW_SIM);
     let guests = 32;
     let sources: Vec<_> = (0..guests)
         .map(|i| broker.source(if i % 2 == 0 { SimTee::Snp } else { SimTee::Tdx }))
@@ -194,9 +194,9 @@ fn failed_audit_write_blocks_the_release_with_503_and_no_jwe() {
     assert_eq!(releases, 1);
 }
 
-/// A log of 10 entries with a checkpoint after each, in a SQLite file; returns the export
-/// directory's parent, the database and the verifier key file.
-struct Log {
+/// A log of 10 entries with a checkpoint after each, in a SQLite file in `dir` (with the
+/// verifier key `audit.pub`), appended through the store-direct path.
+struct TestLog {
     dir: tempfile::TempDir,
     rt: tokio::runtime::Runtime,
     store: Arc<dyn Store>,
@@ -222,7 +222,7 @@ fn admin_entry(i: u64) -> AuditEntry {
     }
 }
 
-impl Log {
+impl TestLog {
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -276,7 +276,7 @@ fn diverged(v: Result<keylatch_audit::Report, AuditError>) -> Divergence {
 
 #[test]
 fn untouched_log_verifies() {
-    let log = Log::new();
+    let log = TestLog::new();
     let (code, stderr, verdict) = log.verify("export");
     assert_eq!(code, 0, "{stderr}");
     let report = verdict.unwrap();
@@ -286,7 +286,7 @@ fn untouched_log_verifies() {
 
 #[test]
 fn detects_an_entry_changed_in_the_database_at_its_index() {
-    let log = Log::new();
+    let log = TestLog::new();
     log.tamper("UPDATE audit_entries SET canonical = replace(canonical, 'action 4', 'action X') WHERE idx = 4");
     let (code, stderr, verdict) = log.verify("export");
     assert_eq!(code, 1);
@@ -297,7 +297,7 @@ fn detects_an_entry_changed_in_the_database_at_its_index() {
 
 #[test]
 fn detects_an_entry_deleted_from_the_database_at_its_index() {
-    let log = Log::new();
+    let log = TestLog::new();
     log.tamper("DELETE FROM audit_entries WHERE idx = 6");
     let (code, stderr, verdict) = log.verify("export");
     assert_eq!(code, 1);
@@ -307,7 +307,7 @@ fn detects_an_entry_deleted_from_the_database_at_its_index() {
 
 #[test]
 fn detects_entries_reordered_in_the_database_at_the_first_moved_index() {
-    let log = Log::new();
+    let log = TestLog::new();
     log.tamper(
         "UPDATE audit_entries SET idx = -1 WHERE idx = 2; \
          UPDATE audit_entries SET idx = 2 WHERE idx = 3; \
@@ -322,7 +322,7 @@ fn detects_entries_reordered_in_the_database_at_the_first_moved_index() {
 
 #[test]
 fn truncated_and_regrown_tree_is_refused_by_the_log_and_detected_by_the_auditor() {
-    let log = Log::new();
+    let log = TestLog::new();
     // Roll the tree back to 7 entries (entries, subtrees, state) but leave the checkpoints.
     log.tamper(
         "DELETE FROM audit_entries WHERE idx >= 7; \
@@ -352,7 +352,7 @@ fn truncated_and_regrown_tree_is_refused_by_the_log_and_detected_by_the_auditor(
 
 #[test]
 fn regrown_tree_with_its_checkpoints_rewritten_is_a_fork_against_kept_checkpoints() {
-    let log = Log::new();
+    let log = TestLog::new();
     // An auditor fetched the log once and keeps its checkpoints.
     let (code, _, _) = log.verify("auditor");
     assert_eq!(code, 0);

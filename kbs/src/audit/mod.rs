@@ -73,18 +73,13 @@ impl AuditLog {
 
     /// Appends `entry`; returns its index once it is durable.
     pub async fn append(&self, entry: AuditEntry) -> Result<u64, StoreError> {
-        match &self.0.writer {
-            Some(tx) => writer::submit(tx, entry).await,
-            None => {
-                let now = time::OffsetDateTime::now_utc().unix_timestamp();
-                let (first, _) = self
-                    .0
-                    .store
-                    .audit_append(std::slice::from_ref(&entry), &*self.0.sealer, now)
-                    .await?;
-                Ok(first)
-            }
+        if let Some(tx) = &self.0.writer {
+            return writer::submit(tx, entry).await;
         }
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let (first, _) =
+            self.0.store.audit_append(std::slice::from_ref(&entry), &*self.0.sealer, now).await?;
+        Ok(first)
     }
 
     /// Signs a checkpoint now if the schedule says one is due (nothing appended).

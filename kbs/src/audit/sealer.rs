@@ -32,7 +32,7 @@ impl Sealer {
     }
 }
 
-fn fork(reason: String) -> StoreError {
+fn fork(reason: &str) -> StoreError {
     tracing::error!(%reason, "audit log: refusing to sign a checkpoint");
     StoreError::Corrupt(format!("audit log does not extend its last checkpoint: {reason}"))
 }
@@ -46,7 +46,7 @@ impl AuditSealer for Sealer {
         now: i64,
     ) -> Result<SealPlan, StoreError> {
         if let Some(cp) = last.filter(|cp| frontier.size() < cp.size) {
-            return Err(fork(format!(
+            return Err(fork(&format!(
                 "the tree has {} entries, its last checkpoint signed {}",
                 frontier.size(),
                 cp.size
@@ -77,12 +77,12 @@ impl AuditSealer for Sealer {
             None => Frontier::new(),
             Some(cp) => {
                 let signed = verify_checkpoint(cp.note.as_bytes(), self.signer.verifier_key())
-                    .map_err(|e| fork(format!("stored checkpoint {}: {e}", cp.size)))?;
+                    .map_err(|e| fork(&format!("stored checkpoint {}: {e}", cp.size)))?;
                 if signed.size != cp.size
                     || cp.frontier.size() != cp.size
                     || signed.root != cp.frontier.root()
                 {
-                    return Err(fork(format!(
+                    return Err(fork(&format!(
                         "stored checkpoint {} and its frontier differ",
                         cp.size
                     )));
@@ -94,7 +94,7 @@ impl AuditSealer for Sealer {
             replay.append(leaf, |_, _, _| {});
         }
         if replay.size() != plan.prepared.frontier.size() || replay.root() != plan.prepared.root {
-            return Err(fork(format!(
+            return Err(fork(&format!(
                 "replaying the entries since size {} does not give the stored tree",
                 last.map_or(0, |c| c.size)
             )));

@@ -180,6 +180,7 @@ impl std::fmt::Debug for Opened {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Opened")
             .field("store", &self.store)
+            .field("audit", &self.audit)
             .field("keystore", &self.keystore.describe())
             .field("window_s", &self.window_s)
             .finish()

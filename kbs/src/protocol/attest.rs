@@ -84,6 +84,18 @@ pub async fn handle(
     Ok(Json(json!({"token": attested.token})))
 }
 
+/// The appraisals of a token, for the decision record.
+fn appraised(appraisals: &[Value]) -> Vec<Appraised> {
+    crate::audit::record::bundles_of(&Value::Array(appraisals.to_vec()))
+        .into_iter()
+        .zip(appraisals)
+        .map(|(bundle, a)| Appraised {
+            bundle,
+            accepted: a.get("accepted").and_then(Value::as_bool).unwrap_or(false),
+        })
+        .collect()
+}
+
 async fn attest(
     state: &AppState,
     session_id: Option<&str>,
@@ -161,14 +173,7 @@ async fn attest(
             })
         })
         .collect();
-    let bundles = crate::audit::record::bundles_of(&Value::Array(appraisals.clone()))
-        .into_iter()
-        .zip(&appraisals)
-        .map(|(bundle, a)| Appraised {
-            bundle,
-            accepted: a.get("accepted").and_then(Value::as_bool).unwrap_or(false),
-        })
-        .collect();
+    let bundles = appraised(&appraisals);
     let mut jti = [0u8; 16];
     OsRng.fill_bytes(&mut jti);
     let jti = hex::encode(jti);
