@@ -375,3 +375,55 @@ fn regrown_tree_with_its_checkpoints_rewritten_is_a_fork_against_kept_checkpoint
     assert_eq!(code, 1, "{stderr}");
     assert!(matches!(diverged(verdict), Divergence::Fork { size: 8, .. }));
 }
+
+#[test]
+fn auditor_reads_serve_proofs_that_verify_against_signed_checkpoints() {
+    use kbs::audit::export::{
+        consistency, entries_jsonl, inclusion, latest_checkpoint, query_json,
+    };
+    use keylatch_audit::merkle::proof::{verify_consistency, verify_inclusion};
+    use keylatch_audit::{verify_checkpoint, Hash, NoteVerifierKey};
+
+    let log = TestLog::new();
+    let key = std::fs::read_to_string(log.dir.path().join("audit.pub")).unwrap();
+    let vkey = NoteVerifierKey::parse(key.trim()).unwrap();
+    let cps = log.rt.block_on(log.store.audit_checkpoints()).unwrap();
+    let root_at = |size: u64| {
+        let cp = cps.iter().find(|c| c.size == size).unwrap();
+        verify_checkpoint(cp.note.as_bytes(), &vkey).unwrap().root
+    };
+    let latest = log.rt.block_on(latest_checkpoint(log.store.as_ref())).unwrap().unwrap();
+    assert_eq!(verify_checkpoint(latest.as_bytes(), &vkey).unwrap().size, 10);
+
+    let lines = log.rt.block_on(entries_jsonl(log.store.as_ref(), 3, 5)).unwrap();
+    let parsed = keylatch_audit::export::parse_entries(&lines).unwrap();
+    assert_eq!(parsed.iter().map(|e| e.index).collect::<Vec<_>>(), [3, 4]);
+    assert_eq!(parsed[1].entry.request_id, "req-4");
+
+    for (index, size) in [(0, 1), (4, 10), (9, 10), (5, 7)] {
+        let p = log.rt.block_on(inclusion(&log.store, index, size)).unwrap();
+        let hashes: Vec<Hash> = p.hashes.iter().map(|h| Hash::from_hex(h).unwrap()).collect();
+        let leaf = parsed_leaf(&log, index);
+        verify_inclusion(index, size, &leaf, &hashes, &root_at(size)).unwrap();
+    }
+    for (first, second) in [(1, 10), (3, 7), (8, 9), (10, 10)] {
+        let p = log.rt.block_on(consistency(&log.store, first, second)).unwrap();
+        verify_consistency(first, second, &root_at(first), &root_at(second), &p.hashes).unwrap();
+    }
+    assert!(log.rt.block_on(inclusion(&log.store, 10, 10)).is_err());
+    assert!(log.rt.block_on(consistency(&log.store, 3, 11)).is_err());
+
+    let q = kbs::store::EntryQuery { limit: 100, ..Default::default() };
+    let all: serde_json::Value =
+        serde_json::from_str(&log.rt.block_on(query_json(log.store.as_ref(), &q)).unwrap())
+            .unwrap();
+    assert_eq!(all.as_array().unwrap().len(), 10);
+}
+
+fn parsed_leaf(log: &TestLog, index: u64) -> keylatch_audit::Hash {
+    let lines = log
+        .rt
+        .block_on(kbs::audit::export::entries_jsonl(log.store.as_ref(), index, index + 1))
+        .unwrap();
+    keylatch_audit::export::parse_entries(&lines).unwrap()[0].leaf
+}
