@@ -60,6 +60,68 @@ pub struct Config {
     /// Resource lifecycle settings.
     #[serde(default)]
     pub lifecycle: LifecycleConfig,
+    /// The tamper-evident audit log's checkpoint signing.
+    #[serde(default)]
+    pub audit: AuditConfig,
+}
+
+/// `[audit]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Ed25519 PKCS#8 PEM key (mode 0600) that signs checkpoints; `keylatch init` or
+    /// `keylatch audit keygen` writes it, with the verifier key auditors use beside it.
+    #[serde(default = "default_audit_key")]
+    pub signing_key: PathBuf,
+    /// The log's name: the first line of every checkpoint and the verifier key's name.
+    #[serde(default = "default_audit_origin")]
+    pub origin: String,
+    /// Sign a checkpoint once this many entries were appended since the last one...
+    #[serde(default = "default_audit_entries")]
+    pub checkpoint_every_entries: u64,
+    /// ...or this many seconds passed and the log grew.
+    #[serde(default = "default_audit_seconds")]
+    pub checkpoint_every_seconds: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            signing_key: default_audit_key(),
+            origin: default_audit_origin(),
+            checkpoint_every_entries: default_audit_entries(),
+            checkpoint_every_seconds: default_audit_seconds(),
+        }
+    }
+}
+
+impl AuditConfig {
+    /// The checkpoint schedule.
+    #[must_use]
+    pub fn schedule(&self) -> crate::audit::Schedule {
+        crate::audit::Schedule {
+            every_entries: self.checkpoint_every_entries,
+            every_seconds: self.checkpoint_every_seconds,
+        }
+    }
+}
+
+/// Default file name of the audit checkpoint key (and, with `.pub`, its verifier key).
+pub const DEFAULT_AUDIT_KEY: &str = "audit-signing-key.pem";
+/// Default log origin.
+pub const DEFAULT_AUDIT_ORIGIN: &str = "keylatch/audit";
+
+fn default_audit_key() -> PathBuf {
+    PathBuf::from(DEFAULT_AUDIT_KEY)
+}
+fn default_audit_origin() -> String {
+    DEFAULT_AUDIT_ORIGIN.to_owned()
+}
+fn default_audit_entries() -> u64 {
+    1000
+}
+fn default_audit_seconds() -> u64 {
+    60
 }
 
 /// `[lifecycle]`.
@@ -195,6 +257,7 @@ impl Config {
         }
         fix(&mut self.store.path);
         fix(&mut self.token_signing_key);
+        fix(&mut self.audit.signing_key);
         self.sim_pki.as_mut().map(fix);
         self.tdx_collateral.as_mut().map(fix);
         self.keystore.kek_file.as_mut().map(fix);
@@ -211,6 +274,9 @@ impl Config {
 
     /// Cross-field rules serde cannot express.
     pub fn check(&self) -> anyhow::Result<()> {
+        if !keylatch_audit::note::is_valid_key_name(&self.audit.origin) {
+            bail!("[audit] origin must be non-empty without spaces or '+'");
+        }
         if self.tls.is_none() && !self.insecure_http {
             bail!("[tls] cert and key are required unless insecure_http = true");
         }

@@ -57,11 +57,16 @@ pub struct Actor<'a> {
     pub principal: &'a str,
     pub role: &'a str,
     pub client: Option<&'a str>,
+    /// Where the action is recorded.
+    pub audit: &'a crate::audit::AuditLog,
 }
 
-impl Actor<'static> {
+impl<'a> Actor<'a> {
     /// A store-direct command on the broker host.
-    pub const CLI: Actor<'static> = Actor { principal: "cli", role: "local", client: None };
+    #[must_use]
+    pub fn cli(audit: &'a crate::audit::AuditLog) -> Self {
+        Actor { principal: "cli", role: "local", client: None, audit }
+    }
 }
 
 /// Where a new version's key comes from.
@@ -246,17 +251,20 @@ async fn audited<T>(
         }
         Err(e) => (None, e.to_string(), e.kind().type_id().to_owned()),
     };
-    record_admin(&AdminRecord {
-        principal: actor.principal,
-        role: actor.role,
-        operation,
-        target: Some(target),
-        version,
-        allowed: result.is_ok(),
-        outcome: &outcome,
-        detail: &detail,
-        client: actor.client,
-    })
+    record_admin(
+        actor.audit,
+        &AdminRecord {
+            principal: actor.principal,
+            role: actor.role,
+            operation,
+            target: Some(target),
+            version,
+            allowed: result.is_ok(),
+            outcome: &outcome,
+            detail: &detail,
+            client: actor.client,
+        },
+    )
     .await
     .map_err(CustodyError::Audit)?;
     result

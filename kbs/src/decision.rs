@@ -1,9 +1,18 @@
-//! The one place every broker decision passes through: [`record_decision`]. Today it writes a
-//! structured log line; the audit issue turns it into a durable, write-ahead audit entry (the
-//! release path already awaits it before sending the resource, so a failure can stop the
-//! release once it returns an error).
+//! The one place every broker decision passes through: [`record_decision`] for VMs and
+//! [`record_admin`] for administrative actions. Each writes a structured log line and appends
+//! an entry to the tamper-evident audit log ([`crate::audit::AuditLog`]), awaiting durability.
+//!
+//! The rule: an **allowed** decision whose entry cannot be made durable returns an error
+//! (503 `unavailable`), and the caller must not let it take effect — the resource handler sends
+//! no JWE, the attest handler no token, an admin call reports failure. A **refusal** stays the
+//! refusal it was: the failed append is logged and `Ok` returned.
 
+use keylatch_audit::entry::{BundleRef, VmIdentity};
 use serde::Serialize;
+
+use crate::audit::record::{admin_entry, decision_entry};
+use crate::audit::AuditLog;
+use crate::error::{ApiError, ErrorKind};
 
 /// What was decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -19,14 +28,27 @@ pub enum Action {
     Admin,
 }
 
+/// A reference-value bundle appraised, and whether it accepted the claims.
+#[derive(Debug, Clone, Serialize)]
+pub struct Appraised {
+    pub bundle: BundleRef,
+    pub accepted: bool,
+}
+
 /// One decision, as the audit entry will hold it. Never contains secret bytes.
 #[derive(Debug, Clone, Serialize)]
 pub struct DecisionRecord<'a> {
     pub action: Action,
     pub allowed: bool,
+    /// The request id of the broker's logs (`None`: one is generated).
+    pub request_id: Option<&'a str>,
+    /// The client's address as the server saw it.
+    pub client: Option<&'a str>,
     /// `snp`, `tdx`, `sample`.
     pub tee: Option<&'a str>,
     pub simulated: Option<bool>,
+    /// The VM's verified identity (chip id / FMSPC, measurement / MRTD), when known.
+    pub vm: Option<VmIdentity>,
     pub session: Option<&'a str>,
     /// The token's `jti`.
     pub token_jti: Option<&'a str>,
@@ -36,25 +58,43 @@ pub struct DecisionRecord<'a> {
     pub resource_version: Option<u64>,
     pub policy_version: Option<u64>,
     pub policy_digest: Option<&'a str>,
-    /// Bundles appraised: `name@version`.
-    pub bundles: Vec<String>,
+    /// Bundles appraised.
+    pub bundles: Vec<Appraised>,
     /// The error type, or the allowing rule.
     pub outcome: &'a str,
     /// Why (denial reasons, failed step).
     pub detail: &'a str,
 }
 
-/// Records `record`. Returns an error when the record could not be made durable; callers
-/// must not release a resource then. (Infallible until the audit log is wired.)
-#[allow(clippy::unnecessary_wraps, clippy::unused_async)] // reason: the audit log will fail and await here
-pub async fn record_decision(record: &DecisionRecord<'_>) -> Result<(), crate::error::ApiError> {
+fn audit_failed(e: &dyn std::fmt::Display) -> ApiError {
+    tracing::error!(error = %e, "audit log could not be written");
+    ApiError::new(
+        ErrorKind::Unavailable,
+        "the audit log could not be written; nothing was released or changed; retry later",
+    )
+}
+
+/// Records `record` in the log and the audit log. Returns an error when an allowed decision
+/// could not be made durable; callers must not release a resource (or issue a token) then.
+pub async fn record_decision(
+    audit: &AuditLog,
+    record: &DecisionRecord<'_>,
+) -> Result<(), ApiError> {
     let json = serde_json::to_string(record).unwrap_or_default();
     if record.allowed {
         tracing::info!(target: "keylatch::decision", decision = %json, "decision");
     } else {
         tracing::warn!(target: "keylatch::decision", decision = %json, "decision");
     }
-    Ok(())
+    let Some(entry) = decision_entry(record) else { return Ok(()) };
+    match audit.append(entry).await {
+        Ok(_) => Ok(()),
+        Err(e) if record.allowed => Err(audit_failed(&e)),
+        Err(e) => {
+            tracing::error!(error = %e, "audit log could not record a refusal");
+            Ok(())
+        }
+    }
 }
 
 /// One administrative action (allowed or refused), as the audit entry will hold it. Never
@@ -81,11 +121,17 @@ pub struct AdminRecord<'a> {
     pub client: Option<&'a str>,
 }
 
-/// Records an administrative action, like [`record_decision`]: an error means the record is not
-/// durable and the action must not be reported as done.
-#[allow(clippy::unnecessary_wraps, clippy::unused_async)] // reason: the audit log will fail and await here
-pub async fn record_admin(record: &AdminRecord<'_>) -> Result<(), crate::error::ApiError> {
+/// Records an administrative action, like [`record_decision`]: an error means an allowed
+/// action's record is not durable and the action must not be reported as done.
+pub async fn record_admin(audit: &AuditLog, record: &AdminRecord<'_>) -> Result<(), ApiError> {
     let json = serde_json::to_string(record).unwrap_or_default();
     tracing::info!(target: "keylatch::admin", action = %json, "admin action");
-    Ok(())
+    match audit.append(admin_entry(record)).await {
+        Ok(_) => Ok(()),
+        Err(e) if record.allowed => Err(audit_failed(&e)),
+        Err(e) => {
+            tracing::error!(error = %e, "audit log could not record a refused admin action");
+            Ok(())
+        }
+    }
 }

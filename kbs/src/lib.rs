@@ -12,12 +12,14 @@
 //! - [`policy`]: release policies;
 //! - [`store`]: the `Store` trait and SQLite;
 //! - [`custody`]: resource lifecycle and KEK operations (the one service CLI and admin API call);
-//! - [`decision`]: the one hook every decision passes through (audit, later);
+//! - [`decision`]: the one hook every decision passes through, into
+//! - [`audit`]: the tamper-evident audit log (group-commit writer, checkpoints, exports);
 //! - [`error`]: the one `ApiError` and its stable types;
 //! - [`admin`]: the admin API (`/admin/v1`) and its principals;
 //! - [`cli`]: the subcommands.
 
 pub mod admin;
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod custody;

@@ -35,6 +35,9 @@ enum Command {
     /// Release policies.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// The tamper-evident audit log: export, verify offline, query, key generation.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// BYOK: the broker's import public key, and wrapping a key for it (customer side).
     #[command(subcommand)]
     Key(KeyCommand),
@@ -108,6 +111,19 @@ enum ResourceCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Export the log from the configured store (entries, checkpoints) into a directory.
+    Export(cli::audit::ExportArgs),
+    /// Verify an export offline: signatures, consistency, the recomputed tree. Exit 1 and the
+    /// first bad index when it diverges.
+    Verify(cli::audit::VerifyArgs),
+    /// Query an export by resource, time or VM identity.
+    Query(cli::audit::QueryArgs),
+    /// Generate a checkpoint signing key (0600) and its verifier key.
+    Keygen(cli::audit::KeygenArgs),
+}
+
+#[derive(Debug, Subcommand)]
 enum PolicyCommand {
     /// Set a resource's release policy (a new version).
     Set(cli::admin::PolicySetArgs),
@@ -134,6 +150,8 @@ enum BenchCommand {
     Verify(cli::bench_verify::BenchVerifyArgs),
     /// Full key releases per second by simulated guests over HTTPS.
     Release(cli::bench_release::BenchReleaseArgs),
+    /// Durable audit appends per second: group commit against one transaction per entry.
+    Audit(cli::bench_audit::BenchAuditArgs),
 }
 
 /// Prints a value as pretty JSON on stdout. A closed pipe (`| head`) is not an error.
@@ -183,6 +201,17 @@ fn main() -> ExitCode {
             // Thousands of decisions per run: logging each would measure the terminal.
             run_async_logging("warn", cli::bench_release::run(args))
         }
+        Command::Bench(BenchCommand::Audit(args)) => {
+            run_async_logging("warn", cli::bench_audit::run(args))
+        }
+        Command::Audit(AuditCommand::Export(args)) => run_async(cli::audit::export(args)),
+        Command::Audit(AuditCommand::Verify(args)) => match cli::audit::verify(args) {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::from(1),
+            Err(e) => Err(e),
+        },
+        Command::Audit(AuditCommand::Query(args)) => cli::audit::query_cmd(args),
+        Command::Audit(AuditCommand::Keygen(args)) => cli::audit::keygen(args),
         Command::Init(args) => run_async(cli::init::run(args)),
         Command::Serve(args) => run_async(cli::serve::run(args)),
         Command::Resource(ResourceCommand::Put(args)) => run_async(cli::admin::put(args)),

@@ -38,6 +38,8 @@ pub struct AppState(pub Arc<Inner>);
 /// The contents of [`AppState`].
 pub struct Inner {
     pub store: Arc<dyn Store>,
+    /// The audit log every decision is appended to (group-commit writer).
+    pub audit: crate::audit::AuditLog,
     pub keystore: Arc<dyn Keystore>,
     pub verifiers: Arc<Verifiers>,
     pub token_key: TokenKey,
@@ -77,6 +79,9 @@ impl AppState {
             ),
         };
         let keystore = open_keystore(config)?;
+        let signer = crate::audit::load_signer(&config.audit.signing_key, &config.audit.origin)?;
+        let audit =
+            crate::audit::AuditLog::start(Arc::clone(&store), signer, config.audit.schedule());
         let token_key = TokenKey::load(&config.token_signing_key)?;
         let tls = match (&config.tls, config.insecure_http) {
             (_, true) => {
@@ -135,6 +140,7 @@ impl AppState {
         };
         Ok(Self(Arc::new(Inner {
             store,
+            audit,
             keystore,
             verifiers: Arc::new(verifiers),
             token_key,

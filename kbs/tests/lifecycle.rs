@@ -132,7 +132,7 @@ impl Setup {
             .block_on(custody::put(
                 s.store.as_ref(),
                 &s.keystore,
-                Actor::CLI,
+                Actor::cli(&s.audit),
                 custody_now(),
                 path,
                 material,
@@ -382,7 +382,8 @@ fn kek_rotation_interrupted_midway_resumes_without_loss(backend: Backend) {
     let old = status(&s)["current"].as_str().unwrap().to_owned();
     // Rotated by the running broker's own keystore (a soft keystore reads its file only at start).
     let st = &s.broker.state;
-    let new = s.broker.rt.block_on(custody::kek_rotate(&st.keystore, Actor::CLI)).unwrap();
+    let new =
+        s.broker.rt.block_on(custody::kek_rotate(&st.keystore, Actor::cli(&st.audit))).unwrap();
     assert_ne!(new, old);
     let before = status(&s);
     assert_eq!(before["current"], new.as_str());
@@ -513,7 +514,7 @@ fn token_loss_mid_run_is_503_naming_the_keystore_and_recovers() {
         b.rt.block_on(custody::rotate(
             st.store.as_ref(),
             &st.keystore,
-            Actor::CLI,
+            Actor::cli(&st.audit),
             custody_now(),
             RESOURCE,
             None,
@@ -539,13 +540,23 @@ fn disabled_resource_is_refused_before_its_policy_is_read() {
     assert_eq!(s.release(RESOURCE).unwrap_err(), (403, "policy-denied".to_owned()));
     s.broker
         .rt
-        .block_on(custody::disable(st.store.as_ref(), Actor::CLI, custody_now(), RESOURCE))
+        .block_on(custody::disable(
+            st.store.as_ref(),
+            Actor::cli(&st.audit),
+            custody_now(),
+            RESOURCE,
+        ))
         .unwrap();
     assert_eq!(s.release(RESOURCE).unwrap_err(), (403, "resource-disabled".to_owned()));
     let missing = s
         .broker
         .rt
-        .block_on(custody::disable(st.store.as_ref(), Actor::CLI, custody_now(), "a/b/none"))
+        .block_on(custody::disable(
+            st.store.as_ref(),
+            Actor::cli(&st.audit),
+            custody_now(),
+            "a/b/none",
+        ))
         .unwrap_err();
     assert_eq!(missing.kind(), kbs::ErrorKind::NotFound);
     let _: &Path = s.broker.dir.path();

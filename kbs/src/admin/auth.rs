@@ -285,17 +285,20 @@ impl FromRequestParts<AppState> for Principal {
                 let target = parts.uri.path().to_owned();
                 let operation = format!("{} {}", parts.method, "authenticate");
                 let client = client_addr(parts);
-                record_admin(&AdminRecord {
-                    principal: "-",
-                    role: "-",
-                    operation: &operation,
-                    target: Some(&target),
-                    version: None,
-                    allowed: false,
-                    outcome: err.kind.type_id(),
-                    detail: &err.detail,
-                    client: client.as_deref(),
-                })
+                record_admin(
+                    &state.audit,
+                    &AdminRecord {
+                        principal: "-",
+                        role: "-",
+                        operation: &operation,
+                        target: Some(&target),
+                        version: None,
+                        allowed: false,
+                        outcome: err.kind.type_id(),
+                        detail: &err.detail,
+                        client: client.as_deref(),
+                    },
+                )
                 .await?;
                 Err(err)
             }

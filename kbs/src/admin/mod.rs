@@ -50,6 +50,8 @@ pub fn router() -> Router<AppState> {
 pub struct Caller {
     pub principal: Principal,
     pub client: Option<String>,
+    /// Where the call is recorded.
+    pub audit: crate::audit::AuditLog,
 }
 
 impl FromRequestParts<AppState> for Caller {
@@ -57,7 +59,7 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let principal = Principal::from_request_parts(parts, state).await?;
-        Ok(Self { principal, client: auth::client_addr(parts) })
+        Ok(Self { principal, client: auth::client_addr(parts), audit: state.audit.clone() })
     }
 }
 
@@ -91,17 +93,20 @@ pub async fn finish(
         Ok(done) => (true, "ok", done.detail.as_str(), done.version),
         Err(e) => (false, e.kind.type_id(), e.detail.as_str(), None),
     };
-    let recorded = record_admin(&AdminRecord {
-        principal: &p.name,
-        role: p.role.as_str(),
-        operation,
-        target,
-        version,
-        allowed,
-        outcome,
-        detail,
-        client: caller.client.as_deref(),
-    })
+    let recorded = record_admin(
+        &caller.audit,
+        &AdminRecord {
+            principal: &p.name,
+            role: p.role.as_str(),
+            operation,
+            target,
+            version,
+            allowed,
+            outcome,
+            detail,
+            client: caller.client.as_deref(),
+        },
+    )
     .await;
     match (recorded, result) {
         (Err(e), _) | (Ok(()), Err(e)) => e.into_response(),

@@ -39,7 +39,7 @@ pub async fn set(
         let text = value.to_string();
         Policy::parse(&text)
             .map_err(|e| ApiError::new(ErrorKind::BadRequest, format!("policy: {e}")))?;
-        let (version, digest) = crate::cli::admin::set_policy(state.store.as_ref(), &path, &text)
+        let (version, digest) = crate::cli::admin::store_policy(state.store.as_ref(), &path, &text)
             .await
             .map_err(|e| ApiError::unavailable("store", &e))?;
         Ok(Done {

@@ -55,6 +55,7 @@ fn actor(caller: &Caller) -> Actor<'_> {
         principal: &caller.principal.name,
         role: caller.principal.role.as_str(),
         client: caller.client.as_deref(),
+        audit: &caller.audit,
     }
 }
 

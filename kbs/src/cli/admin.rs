@@ -9,11 +9,10 @@ use anyhow::Context as _;
 use keylatch_keystore::Keystore;
 use zeroize::Zeroizing;
 
-use crate::config::Config;
 use crate::custody::{self, Actor, Cryptoperiod, Material};
 use crate::policy::Policy;
 use crate::protocol::resource::parse_path;
-use crate::store::{SqliteStore, Store};
+use crate::store::Store;
 
 #[derive(Debug, clap::Args)]
 pub struct ResourcePutArgs {
@@ -52,14 +51,6 @@ pub struct PolicySetArgs {
     pub from: PathBuf,
 }
 
-async fn open(config: &std::path::Path) -> anyhow::Result<(SqliteStore, Arc<dyn Keystore>)> {
-    let config = Config::load(config)?;
-    let store = SqliteStore::open(&config.store.path, false)
-        .await
-        .with_context(|| format!("opening {}", config.store.path.display()))?;
-    Ok((store, crate::state::open_keystore(&config)?))
-}
-
 pub async fn put(args: &ResourcePutArgs) -> anyhow::Result<()> {
     let bytes = super::custody::read_secret(&args.from)?;
     add(&args.config, &args.path, Material::Plaintext(bytes), &args.period).await
@@ -78,7 +69,8 @@ async fn add(
     let period = period.period()?;
     let o = super::custody::open(config).await?;
     let now = super::custody::now();
-    let v = custody::put(&o.store, &o.keystore, Actor::CLI, now, path, material, period).await?;
+    let v = custody::put(&o.store, &o.keystore, Actor::cli(&o.audit), now, path, material, period)
+        .await?;
     println!("{} version {} (KEK {})", v.path, v.version, v.kek_id);
     Ok(())
 }
@@ -86,8 +78,8 @@ async fn add(
 pub async fn policy_set(args: &PolicySetArgs) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&args.from)
         .with_context(|| format!("reading {}", args.from.display()))?;
-    let (store, _) = open(&args.config).await?;
-    let (version, digest) = set_policy(&store, &args.path, &text).await?;
+    let o = super::custody::open(&args.config).await?;
+    let (version, digest) = set_policy(&o.audit, &o.store, &args.path, &text).await?;
     println!("{} policy version {version} sha256 {digest}", args.path);
     Ok(())
 }
@@ -102,6 +94,7 @@ pub enum Source {
 
 /// Seals a new version of `path` as the CLI (through [`custody::put`]); returns the version.
 pub async fn put_resource(
+    audit: &crate::audit::AuditLog,
     store: &dyn Store,
     keystore: Arc<dyn Keystore>,
     path: &str,
@@ -112,22 +105,60 @@ pub async fn put_resource(
         Source::Random(n) => Material::Generate(n),
     };
     let now = super::custody::now();
-    let v = custody::put(store, &keystore, Actor::CLI, now, path, material, Cryptoperiod::Inherit)
-        .await?;
+    let v = custody::put(
+        store,
+        &keystore,
+        Actor::cli(audit),
+        now,
+        path,
+        material,
+        Cryptoperiod::Inherit,
+    )
+    .await?;
     Ok(v.version)
 }
 
 /// Parses, canonicalizes and stores a policy for `path`; returns (version, digest).
+/// Recorded as the CLI's `policy.set` admin action.
 pub async fn set_policy(
+    audit: &crate::audit::AuditLog,
     store: &dyn Store,
     path: &str,
     text: &str,
 ) -> anyhow::Result<(u64, String)> {
     let path = parse_path(path).map_err(|e| anyhow::anyhow!("{}", e.detail))?;
+    let (version, digest) = store_policy(store, &path, text).await?;
+    let detail = format!("policy version {version} sha256 {digest}");
+    crate::decision::record_admin(
+        audit,
+        &crate::decision::AdminRecord {
+            principal: "cli",
+            role: "local",
+            operation: "policy.set",
+            target: Some(&path),
+            version: Some(version),
+            allowed: true,
+            outcome: "ok",
+            detail: &detail,
+            client: None,
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok((version, digest))
+}
+
+/// Parses, canonicalizes and stores a policy for the (validated) `path`; returns (version,
+/// digest). The caller records the action (the CLI as `cli`, the admin API as its principal).
+pub async fn store_policy(
+    store: &dyn Store,
+    path: &str,
+    text: &str,
+) -> anyhow::Result<(u64, String)> {
     let policy = Policy::parse(text)?;
     let body = policy.canonical_json()?;
     let digest = policy.digest()?;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let version = store.put_policy(&path, &body, &digest, now).await?;
+    let version = store.put_policy(path, &body, &digest, now).await?;
     Ok((version, digest))
 }

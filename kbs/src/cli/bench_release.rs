@@ -179,13 +179,15 @@ async fn local_broker(
     let config = Config::load(&config_path)?;
     let state = AppState::from_config(&config).await?;
     super::admin::put_resource(
+        &state.audit,
         state.store.as_ref(),
         Arc::clone(&state.keystore),
         "default/bench/key",
         super::admin::Source::Random(32),
     )
     .await?;
-    super::admin::set_policy(state.store.as_ref(), "default/bench/key", LOCAL_POLICY).await?;
+    super::admin::set_policy(&state.audit, state.store.as_ref(), "default/bench/key", LOCAL_POLICY)
+        .await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("https://127.0.0.1:{}", listener.local_addr()?.port());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();

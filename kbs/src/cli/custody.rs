@@ -171,6 +171,7 @@ pub struct KekRetireArgs {
 /// The store, the keystore and the warning window of a broker configuration.
 pub struct Opened {
     pub store: SqliteStore,
+    pub audit: crate::audit::AuditLog,
     pub keystore: Arc<dyn Keystore>,
     pub window_s: i64,
 }
@@ -179,6 +180,7 @@ impl std::fmt::Debug for Opened {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Opened")
             .field("store", &self.store)
+            .field("audit", &self.audit)
             .field("keystore", &self.keystore.describe())
             .field("window_s", &self.window_s)
             .finish()
@@ -191,16 +193,18 @@ pub async fn open(config: &Path) -> anyhow::Result<Opened> {
         .await
         .with_context(|| format!("opening {}", config.store.path.display()))?;
     let keystore = crate::state::open_keystore(&config)?;
-    Ok(Opened { store, keystore, window_s: config.lifecycle.warning_window_s() })
+    let audit = crate::audit::for_cli(&config, Arc::new(store.clone()))?;
+    Ok(Opened { store, audit, keystore, window_s: config.lifecycle.warning_window_s() })
 }
 
 /// Store only (commands that never touch the keystore).
-async fn open_store(config: &Path) -> anyhow::Result<(SqliteStore, i64)> {
+async fn open_store(config: &Path) -> anyhow::Result<(SqliteStore, i64, crate::audit::AuditLog)> {
     let config = Config::load(config)?;
     let store = SqliteStore::open(&config.store.path, false)
         .await
         .with_context(|| format!("opening {}", config.store.path.display()))?;
-    Ok((store, config.lifecycle.warning_window_s()))
+    let audit = crate::audit::for_cli(&config, Arc::new(store.clone()))?;
+    Ok((store, config.lifecycle.warning_window_s(), audit))
 }
 
 #[must_use]
@@ -245,7 +249,7 @@ pub async fn import(args: &ImportArgs) -> anyhow::Result<()> {
     let v = custody::put(
         &o.store,
         &o.keystore,
-        Actor::CLI,
+        Actor::cli(&o.audit),
         now(),
         &args.path,
         Material::Wrapped(blob),
@@ -269,7 +273,7 @@ pub async fn rotate(args: &RotateArgs) -> anyhow::Result<()> {
     let v = custody::rotate(
         &o.store,
         &o.keystore,
-        Actor::CLI,
+        Actor::cli(&o.audit),
         now(),
         &args.path,
         material,
@@ -281,15 +285,15 @@ pub async fn rotate(args: &RotateArgs) -> anyhow::Result<()> {
 }
 
 pub async fn disable(args: &PathArgs) -> anyhow::Result<()> {
-    let (store, _) = open_store(&args.config).await?;
-    custody::disable(&store, Actor::CLI, now(), &args.path).await?;
+    let (store, _, audit) = open_store(&args.config).await?;
+    custody::disable(&store, Actor::cli(&audit), now(), &args.path).await?;
     println!("{} disabled", args.path);
     Ok(())
 }
 
 pub async fn enable(args: &PathArgs) -> anyhow::Result<()> {
-    let (store, _) = open_store(&args.config).await?;
-    custody::enable(&store, Actor::CLI, now(), &args.path).await?;
+    let (store, _, audit) = open_store(&args.config).await?;
+    custody::enable(&store, Actor::cli(&audit), now(), &args.path).await?;
     println!("{} enabled", args.path);
     Ok(())
 }
@@ -298,8 +302,8 @@ pub async fn destroy(args: &DestroyArgs) -> anyhow::Result<()> {
     if !args.yes {
         anyhow::bail!("destroying {} is final; add --yes to confirm", args.path);
     }
-    let (store, _) = open_store(&args.config).await?;
-    let n = custody::destroy(&store, Actor::CLI, now(), &args.path).await?;
+    let (store, _, audit) = open_store(&args.config).await?;
+    let n = custody::destroy(&store, Actor::cli(&audit), now(), &args.path).await?;
     println!("{} destroyed ({n} versions removed)", args.path);
     Ok(())
 }
@@ -309,14 +313,15 @@ pub async fn set_rotate_by(args: &SetRotateByArgs) -> anyhow::Result<()> {
     if period == Cryptoperiod::Inherit {
         anyhow::bail!("give --rotate-by, --cryptoperiod-days or --clear");
     }
-    let (store, _) = open_store(&args.config).await?;
-    let t = custody::set_cryptoperiod(&store, Actor::CLI, now(), &args.path, period).await?;
+    let (store, _, audit) = open_store(&args.config).await?;
+    let t =
+        custody::set_cryptoperiod(&store, Actor::cli(&audit), now(), &args.path, period).await?;
     println!("{} rotate by {}", args.path, rfc3339(t));
     Ok(())
 }
 
 pub async fn list(args: &ListArgs) -> anyhow::Result<()> {
-    let (store, window_s) = open_store(&args.config).await?;
+    let (store, window_s, _) = open_store(&args.config).await?;
     let all = custody::list(&store, now(), window_s).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&all)?);
@@ -342,7 +347,7 @@ pub async fn list(args: &ListArgs) -> anyhow::Result<()> {
 }
 
 pub async fn show(args: &ShowArgs) -> anyhow::Result<()> {
-    let (store, window_s) = open_store(&args.config).await?;
+    let (store, window_s, _) = open_store(&args.config).await?;
     let detail = custody::show(&store, now(), window_s, &args.path).await?;
     println!("{}", serde_json::to_string_pretty(&detail)?);
     Ok(())
@@ -379,9 +384,8 @@ pub fn wrap_for_import(args: &WrapForImportArgs) -> anyhow::Result<()> {
 }
 
 pub async fn kek_rotate(args: &KekArgs) -> anyhow::Result<()> {
-    let config = Config::load(&args.config)?;
-    let keystore = crate::state::open_keystore(&config)?;
-    let id = custody::kek_rotate(&keystore, Actor::CLI).await?;
+    let o = open(&args.config).await?;
+    let id = custody::kek_rotate(&o.keystore, Actor::cli(&o.audit)).await?;
     println!("current KEK: {id} (run `keylatch kek rewrap` to move every version to it)");
     Ok(())
 }
@@ -410,7 +414,7 @@ pub async fn kek_status(args: &KekStatusArgs) -> anyhow::Result<()> {
 
 pub async fn kek_rewrap(args: &KekRewrapArgs) -> anyhow::Result<()> {
     let o = open(&args.config).await?;
-    let r = custody::kek_rewrap(&o.store, &o.keystore, Actor::CLI, args.limit).await?;
+    let r = custody::kek_rewrap(&o.store, &o.keystore, Actor::cli(&o.audit), args.limit).await?;
     println!(
         "re-wrapped {}, already current {}, remaining {}",
         r.rewrapped, r.already_current, r.remaining
@@ -420,7 +424,7 @@ pub async fn kek_rewrap(args: &KekRewrapArgs) -> anyhow::Result<()> {
 
 pub async fn kek_retire(args: &KekRetireArgs) -> anyhow::Result<()> {
     let o = open(&args.config).await?;
-    custody::kek_retire(&o.store, &o.keystore, Actor::CLI, &args.id).await?;
+    custody::kek_retire(&o.store, &o.keystore, Actor::cli(&o.audit), &args.id).await?;
     println!("KEK {} destroyed", args.id);
     Ok(())
 }

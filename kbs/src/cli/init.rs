@@ -76,6 +76,9 @@ impl InitArgs {
 /// File names inside the directory.
 pub const CONFIG_FILE: &str = "keylatch.toml";
 pub const TOKEN_KEY_FILE: &str = "token-signing-key.pem";
+pub const AUDIT_KEY_FILE: &str = crate::config::DEFAULT_AUDIT_KEY;
+/// The audit verifier key, for auditors (`keylatch audit verify --key audit.pub`).
+pub const AUDIT_PUB_FILE: &str = "audit.pub";
 pub const CA_FILE: &str = "tls/ca.pem";
 pub const CERT_FILE: &str = "tls/server.pem";
 pub const KEY_FILE: &str = "tls/server-key.pem";
@@ -110,6 +113,11 @@ pub async fn init_dir(
 
     let token_key = TokenKey::generate();
     write_private(&dir.join(TOKEN_KEY_FILE), token_key.to_pkcs8_pem()?.as_bytes())?;
+    crate::audit::generate_key(
+        &dir.join(AUDIT_KEY_FILE),
+        &dir.join(AUDIT_PUB_FILE),
+        crate::config::DEFAULT_AUDIT_ORIGIN,
+    )?;
 
     let names = if hostnames.is_empty() {
         vec!["localhost".to_owned(), "127.0.0.1".to_owned()]
@@ -257,13 +265,24 @@ path = "{DB_FILE}"
 # --cryptoperiod-days) is within this many days as due soon, and past it as overdue.
 rotation_warning_days = 30
 
+[audit]
+# Ed25519 key (PKCS#8 PEM, mode 0600) that signs the audit log's checkpoints. Auditors verify
+# with audit.pub: `keylatch audit verify DIR --key audit.pub`.
+signing_key = "{AUDIT_KEY_FILE}"
+# The log's name (first line of every checkpoint; the verifier key's name).
+origin = "{origin}"
+# Sign a checkpoint every N entries, or every T seconds if the log grew.
+checkpoint_every_entries = 1000
+checkpoint_every_seconds = 60
+
 # Signed reference-value bundles (`refval sign`), loaded at start. Policies name them.
 # [[reference_values]]
 # name = "web"                       # must equal the name inside the bundle
 # bundle = "web.cose"
 # author_keys = ["alice.pub.pem", "bob.pub.pem"]
 # threshold = 2                      # distinct trusted signatures required
-"#
+"#,
+        origin = crate::config::DEFAULT_AUDIT_ORIGIN
     )
 }
 

@@ -3,6 +3,8 @@
 //! argument types and file helpers live here.
 
 pub mod admin;
+pub mod audit;
+pub mod bench_audit;
 pub mod bench_release;
 pub mod bench_verify;
 pub mod custody;

@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use crate::admin::auth::{mint, Role, TokenRequest};
 use crate::config::Config;
 use crate::decision::{record_admin, AdminRecord};
-use crate::store::{AdminStore as _, SqliteStore};
+use crate::store::SqliteStore;
 
 #[derive(Debug, clap::Args)]
 pub struct TokenCreateArgs {
@@ -41,9 +41,12 @@ impl clap::ValueEnum for Role {
 
 pub async fn create(args: &TokenCreateArgs) -> anyhow::Result<()> {
     let config = Config::load(&args.config)?;
-    let store = SqliteStore::open(&config.store.path, false)
-        .await
-        .with_context(|| format!("opening {}", config.store.path.display()))?;
+    let store: std::sync::Arc<dyn crate::store::Store> = std::sync::Arc::new(
+        SqliteStore::open(&config.store.path, false)
+            .await
+            .with_context(|| format!("opening {}", config.store.path.display()))?,
+    );
+    let audit = crate::audit::for_cli(&config, std::sync::Arc::clone(&store))?;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let req = TokenRequest {
         name: args.name.clone(),
@@ -54,16 +57,19 @@ pub async fn create(args: &TokenCreateArgs) -> anyhow::Result<()> {
     };
     let token = mint(&req, now).map_err(|e| anyhow::anyhow!("{}", e.detail))?;
     store.create_admin_token(&token.record).await?;
-    record_admin(&AdminRecord {
-        principal: "cli",
-        role: "local",
-        operation: "token.create",
-        target: Some(&token.record.id),
-        allowed: true,
-        outcome: "ok",
-        detail: &format!("role {} name {}", args.role, token.record.name),
-        ..AdminRecord::default()
-    })
+    record_admin(
+        &audit,
+        &AdminRecord {
+            principal: "cli",
+            role: "local",
+            operation: "token.create",
+            target: Some(&token.record.id),
+            allowed: true,
+            outcome: "ok",
+            detail: &format!("role {} name {}", args.role, token.record.name),
+            ..AdminRecord::default()
+        },
+    )
     .await?;
     eprintln!(
         "created {} ({}, role {}); the token is shown once:",

@@ -12,8 +12,11 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::State;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
+use axum::Extension;
 use axum::Json;
 use keylatch_wire::kbs_types::Attestation;
 use keylatch_wire::{report_data_binding, Jwk};
@@ -22,7 +25,7 @@ use serde_json::{json, Map, Value};
 use verifier::{Claims, Tee};
 
 use super::{json_body, now_s, session_cookie, store_error};
-use crate::decision::{record_decision, Action, DecisionRecord};
+use crate::decision::{record_decision, Action, Appraised, DecisionRecord};
 use crate::error::{ApiError, ErrorKind};
 use crate::evidence::{check_init_data, init_data_digest};
 use crate::state::AppState;
@@ -33,11 +36,12 @@ struct Attested {
     claims: Claims,
     jti: String,
     token: String,
-    bundles: Vec<String>,
+    bundles: Vec<Appraised>,
 }
 
 pub async fn handle(
     State(state): State<AppState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
@@ -49,25 +53,47 @@ pub async fn handle(
     };
     let ok = result.as_ref().ok();
     let evidence = ok.map(|a| hex::encode(a.claims.evidence_sha256.0));
-    record_decision(&DecisionRecord {
-        action: Action::Attest,
-        allowed,
-        tee: ok.map(|a| a.claims.tee.as_str()),
-        simulated: ok.map(|a| a.claims.simulated),
-        session: session_id.as_deref(),
-        token_jti: ok.map(|a| a.jti.as_str()),
-        evidence_sha256: evidence.as_deref(),
-        resource: None,
-        resource_version: None,
-        policy_version: None,
-        policy_digest: None,
-        bundles: ok.map(|a| a.bundles.clone()).unwrap_or_default(),
-        outcome,
-        detail: &detail,
-    })
+    let client = peer.map(|Extension(ConnectInfo(p))| p.to_string());
+    let vm = ok
+        .and_then(|a| serde_json::to_value(&a.claims).ok())
+        .map(|v| crate::audit::record::vm_identity(&v));
+    record_decision(
+        &state.audit,
+        &DecisionRecord {
+            action: Action::Attest,
+            allowed,
+            request_id: None,
+            client: client.as_deref(),
+            tee: ok.map(|a| a.claims.tee.as_str()),
+            simulated: ok.map(|a| a.claims.simulated),
+            vm,
+            session: session_id.as_deref(),
+            token_jti: ok.map(|a| a.jti.as_str()),
+            evidence_sha256: evidence.as_deref(),
+            resource: None,
+            resource_version: None,
+            policy_version: None,
+            policy_digest: None,
+            bundles: ok.map(|a| a.bundles.clone()).unwrap_or_default(),
+            outcome,
+            detail: &detail,
+        },
+    )
     .await?;
     let attested = result?;
     Ok(Json(json!({"token": attested.token})))
+}
+
+/// The appraisals of a token, for the decision record.
+fn appraised(appraisals: &[Value]) -> Vec<Appraised> {
+    crate::audit::record::bundles_of(&Value::Array(appraisals.to_vec()))
+        .into_iter()
+        .zip(appraisals)
+        .map(|(bundle, a)| Appraised {
+            bundle,
+            accepted: a.get("accepted").and_then(Value::as_bool).unwrap_or(false),
+        })
+        .collect()
 }
 
 async fn attest(
@@ -147,8 +173,7 @@ async fn attest(
             })
         })
         .collect();
-    let bundles =
-        current.iter().map(|b| format!("{}@{}", b.bundle().name, b.bundle().version)).collect();
+    let bundles = appraised(&appraisals);
     let mut jti = [0u8; 16];
     OsRng.fill_bytes(&mut jti);
     let jti = hex::encode(jti);

@@ -39,22 +39,28 @@ pub async fn handle(
         Ok((s, _)) => (true, "challenge", String::new(), Some(s.id.clone())),
         Err(e) => (false, e.kind.type_id(), e.detail.clone(), None),
     };
-    record_decision(&DecisionRecord {
-        action: Action::Auth,
-        allowed,
-        tee: Some(&req.tee),
-        simulated: None,
-        session: session.as_deref(),
-        token_jti: None,
-        evidence_sha256: None,
-        resource: None,
-        resource_version: None,
-        policy_version: None,
-        policy_digest: None,
-        bundles: Vec::new(),
-        outcome,
-        detail: &detail,
-    })
+    record_decision(
+        &state.audit,
+        &DecisionRecord {
+            action: Action::Auth,
+            allowed,
+            request_id: None,
+            client: None,
+            tee: Some(&req.tee),
+            simulated: None,
+            vm: None,
+            session: session.as_deref(),
+            token_jti: None,
+            evidence_sha256: None,
+            resource: None,
+            resource_version: None,
+            policy_version: None,
+            policy_digest: None,
+            bundles: Vec::new(),
+            outcome,
+            detail: &detail,
+        },
+    )
     .await?;
     let (session, cookie) = result?;
     let body = json!({"nonce": session.nonce, "extra-params": ""});

@@ -1,19 +1,22 @@
 //! `GET /kbs/v0/resource/<repo>/<type>/<tag>`: checks the path, finds the token (bearer, or the
 //! token issued to the cookie's session) and verifies it, evaluates the resource's release
-//! policy over the token's claims, records the decision, unseals the resource through the
-//! keystore (off the async runtime) and answers a JWE to the token's tee-pubkey.
+//! policy over the token's claims, unseals the resource through the keystore (off the async
+//! runtime), builds the JWE to the token's tee-pubkey, and answers it only once the release's
+//! audit entry is durable (write-ahead; see [`handle`]).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::HeaderMap;
+use axum::Extension;
 use axum::Json;
 use keylatch_keystore::{KeystoreError, ResourceBinding};
 use keylatch_wire::Jwk;
 use serde_json::{Map, Value};
 
 use super::{now_s, session_cookie, store_error};
-use crate::decision::{record_decision, Action, DecisionRecord};
+use crate::decision::{record_decision, Action, Appraised, DecisionRecord};
 use crate::error::{ApiError, ErrorKind};
 use crate::policy::{Decision, Policy, Subject};
 use crate::state::AppState;
@@ -51,9 +54,13 @@ struct Facts {
     policy_digest: Option<String>,
 }
 
+/// Write-ahead order: decide (token, resource, policy) → unseal and build the JWE → append the
+/// decision's audit entry and await its durability → answer. If an allowed release cannot be
+/// recorded, the JWE is dropped unsent and the client gets 503 `unavailable`.
 pub async fn handle(
     State(state): State<AppState>,
     Path(path): Path<String>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let mut facts = Facts::default();
@@ -64,35 +71,42 @@ pub async fn handle(
     };
     let claims = facts.claims.as_ref();
     let evidence = claims.and_then(|c| c.get("evidence"));
+    let accepted = |a: &Value| a.get("accepted").and_then(Value::as_bool).unwrap_or(false);
     let bundles = claims
         .and_then(|c| c.get("appraisals"))
-        .and_then(Value::as_array)
         .map(|a| {
-            a.iter()
-                .map(|b| {
-                    let n = b.get("bundle").and_then(Value::as_str).unwrap_or("?");
-                    let v = b.get("version").and_then(Value::as_u64).unwrap_or(0);
-                    format!("{n}@{v}")
-                })
+            crate::audit::record::bundles_of(a)
+                .into_iter()
+                .zip(a.as_array().into_iter().flatten())
+                .map(|(bundle, a)| Appraised { bundle, accepted: accepted(a) })
                 .collect()
         })
         .unwrap_or_default();
-    record_decision(&DecisionRecord {
-        action: Action::Release,
-        allowed,
-        tee: evidence.and_then(|e| e.get("tee")).and_then(Value::as_str),
-        simulated: evidence.and_then(|e| e.get("simulated")).and_then(Value::as_bool),
-        session: None,
-        token_jti: claims.and_then(|c| c.get("jti")).and_then(Value::as_str),
-        evidence_sha256: evidence.and_then(|e| e.get("evidence_sha256")).and_then(Value::as_str),
-        resource: Some(&path),
-        resource_version: facts.resource_version,
-        policy_version: facts.policy_version,
-        policy_digest: facts.policy_digest.as_deref(),
-        bundles,
-        outcome: &outcome,
-        detail: &detail,
-    })
+    let client = peer.map(|Extension(ConnectInfo(p))| p.to_string());
+    record_decision(
+        &state.audit,
+        &DecisionRecord {
+            action: Action::Release,
+            allowed,
+            request_id: None,
+            client: client.as_deref(),
+            tee: evidence.and_then(|e| e.get("tee")).and_then(Value::as_str),
+            simulated: evidence.and_then(|e| e.get("simulated")).and_then(Value::as_bool),
+            vm: evidence.map(crate::audit::record::vm_identity),
+            session: None,
+            token_jti: claims.and_then(|c| c.get("jti")).and_then(Value::as_str),
+            evidence_sha256: evidence
+                .and_then(|e| e.get("evidence_sha256"))
+                .and_then(Value::as_str),
+            resource: Some(&path),
+            resource_version: facts.resource_version,
+            policy_version: facts.policy_version,
+            policy_digest: facts.policy_digest.as_deref(),
+            bundles,
+            outcome: &outcome,
+            detail: &detail,
+        },
+    )
     .await?;
     let (jwe, _) = result?;
     Ok(Json(jwe))

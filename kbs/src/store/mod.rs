@@ -4,8 +4,10 @@
 //! embedded implementation; PostgreSQL implements the same trait in its own issue.
 
 pub mod admin;
+pub mod audit;
 pub mod lifecycle;
 pub mod sqlite;
+mod sqlite_audit;
 mod sqlite_lifecycle;
 
 use std::future::Future;
@@ -14,6 +16,7 @@ use std::pin::Pin;
 use keylatch_keystore::SealedResource;
 
 pub use admin::{AdminStore, AdminToken, PolicyVersionMeta, ResourceVersionMeta, StoredBundle};
+pub use audit::{AuditSealer, AuditStore, EntryQuery, SealPlan, StoredCheckpoint, StoredEntry};
 pub use lifecycle::{LifecycleUpdate, ResourceLifecycle, ResourceState};
 pub use sqlite::SqliteStore;
 
@@ -100,7 +103,7 @@ pub struct StoredPolicy {
 }
 
 /// The broker's persistent state.
-pub trait Store: AdminStore + Send + Sync + std::fmt::Debug {
+pub trait Store: AdminStore + AuditStore + Send + Sync + std::fmt::Debug {
     fn create_session(&self, session: &Session) -> StoreFuture<'_, ()>;
 
     fn get_session<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<Session>>;

@@ -21,6 +21,7 @@ use super::{Session, SessionState, Store, StoreError, StoreFuture, StoredPolicy,
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "initial", include_str!("../../migrations/0001_initial.sql")),
     (2, "admin", include_str!("../../migrations/0002_admin.sql")),
+    (3, "audit", include_str!("../../migrations/0003_audit.sql")),
     (4, "lifecycle", include_str!("../../migrations/0004_lifecycle.sql")),
 ];
 

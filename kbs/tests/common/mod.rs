@@ -81,6 +81,7 @@ impl Broker {
         let state = rt.block_on(kbs::AppState::from_config(&config)).unwrap();
         rt.block_on(async {
             kbs::cli::admin::put_resource(
+                &state.audit,
                 state.store.as_ref(),
                 Arc::clone(&state.keystore),
                 RESOURCE,
@@ -88,7 +89,9 @@ impl Broker {
             )
             .await
             .unwrap();
-            kbs::cli::admin::set_policy(state.store.as_ref(), RESOURCE, policy).await.unwrap();
+            kbs::cli::admin::set_policy(&state.audit, state.store.as_ref(), RESOURCE, policy)
+                .await
+                .unwrap();
         });
         let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
         let url = format!("https://127.0.0.1:{}", listener.local_addr().unwrap().port());
@@ -145,7 +148,12 @@ impl Broker {
 
     pub fn put_policy(&self, path: &str, policy: &str) {
         self.rt
-            .block_on(kbs::cli::admin::set_policy(self.state.store.as_ref(), path, policy))
+            .block_on(kbs::cli::admin::set_policy(
+                &self.state.audit,
+                self.state.store.as_ref(),
+                path,
+                policy,
+            ))
             .unwrap();
     }
 }
