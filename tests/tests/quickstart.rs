@@ -1,7 +1,7 @@
 //! `scripts/quickstart.sh` is the README's first command; this runs it against the binaries the
 //! suite built (`KEYLATCH_BIN_DIR`) so it cannot rot: every step must succeed, the VM with the
 //! right measurement must unlock the disk, the other must be denied with the mismatch, the
-//! wrong role must be refused, and the audit trail must verify.
+//! wrong role must be refused, and the audit trail must verify offline.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // reason: test code
 
 use std::path::Path;
@@ -29,6 +29,7 @@ fn quickstart_runs_the_product_end_to_end() {
         "unlocked: cryptsetup accepted the released key",
         "denied -> error: resource: policy-denied: policy v1 denies default/disk/web-vm: web-vms: \
          bundle \"web-vm\" mismatches: snp.measurement expected",
+        "checkpoints verified (latest size",
         "==> done",
     ] {
         assert!(stdout.contains(expected), "missing {expected:?} in\n{stdout}\n{stderr}");

@@ -16,7 +16,8 @@ use crate::store::SqliteStore;
 pub struct ExportArgs {
     #[arg(long)]
     pub config: PathBuf,
-    /// Directory to write (created if missing; checkpoints already there are kept).
+    /// Directory to write (created if missing; checkpoints already there are kept). A
+    /// checkpoint over every stored entry is signed first.
     #[arg(long)]
     pub out: PathBuf,
 }
@@ -67,10 +68,21 @@ pub struct KeygenArgs {
 /// Exports the configured broker's log into `args.out`; returns how many entries.
 pub async fn export(args: &ExportArgs) -> anyhow::Result<()> {
     let config = Config::load(&args.config)?;
-    let store = SqliteStore::open(&config.store.path, false)
+    let store: std::sync::Arc<dyn crate::store::Store> = std::sync::Arc::new(
+        SqliteStore::open(&config.store.path, false)
+            .await
+            .with_context(|| format!("opening {}", config.store.path.display()))?,
+    );
+    // Sign a checkpoint over everything stored first (the broker signs on its own schedule),
+    // so the export is covered to its last entry. It goes through the same no-fork check as
+    // every checkpoint: a tampered store makes the export fail here.
+    let signer = crate::audit::load_signer(&config.audit.signing_key, &config.audit.origin)?;
+    let every_append = crate::audit::Schedule { every_entries: 1, every_seconds: 0 };
+    crate::audit::AuditLog::direct(std::sync::Arc::clone(&store), signer, every_append)
+        .checkpoint_if_due()
         .await
-        .with_context(|| format!("opening {}", config.store.path.display()))?;
-    let n = export_store(&store, &args.out).await?;
+        .context("signing a checkpoint over the stored log")?;
+    let n = export_store(store.as_ref(), &args.out).await?;
     println!("exported {n} entries to {}", args.out.display());
     Ok(())
 }
