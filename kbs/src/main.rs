@@ -114,6 +114,8 @@ enum ResourceCommand {
 enum AuditCommand {
     /// Export the log from the configured store (entries, checkpoints) into a directory.
     Export(cli::audit::ExportArgs),
+    /// Fetch the log and its checkpoints from a running broker (auditor token) into DIR.
+    Fetch(cli::audit::FetchArgs),
     /// Verify an export offline: signatures, consistency, the recomputed tree. Exit 1 and the
     /// first bad index when it diverges.
     Verify(cli::audit::VerifyArgs),
@@ -205,6 +207,7 @@ fn main() -> ExitCode {
             run_async_logging("warn", cli::bench_audit::run(args))
         }
         Command::Audit(AuditCommand::Export(args)) => run_async(cli::audit::export(args)),
+        Command::Audit(AuditCommand::Fetch(args)) => cli::audit::fetch(args),
         Command::Audit(AuditCommand::Verify(args)) => match cli::audit::verify(args) {
             Ok(true) => Ok(()),
             Ok(false) => return ExitCode::from(1),

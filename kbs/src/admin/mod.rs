@@ -7,6 +7,7 @@
 //! - [`resources`], [`policies`], [`refvals`], [`tokens`]: the handlers;
 //! - [`registry`]: the reference-value trust sets and the cache of current bundles.
 
+pub mod audit;
 pub mod auth;
 pub mod policies;
 pub mod refvals;
@@ -43,6 +44,12 @@ pub fn router() -> Router<AppState> {
         .route("/admin/v1/reference-values/{name}", get(refvals::show).put(refvals::publish))
         .route("/admin/v1/tokens", get(tokens::list).post(tokens::create))
         .route("/admin/v1/tokens/{id}", axum::routing::delete(tokens::revoke))
+        .route("/admin/v1/audit", get(audit::summary))
+        .route("/admin/v1/audit/checkpoints", get(audit::checkpoints))
+        .route("/admin/v1/audit/entries", get(audit::entries))
+        .route("/admin/v1/audit/proof/inclusion", get(audit::inclusion))
+        .route("/admin/v1/audit/proof/consistency", get(audit::consistency))
+        .route("/admin/v1/audit/query", get(audit::search))
 }
 
 /// The authenticated caller and where the call came from.

@@ -23,6 +23,16 @@ pub struct ExportArgs {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct FetchArgs {
+    #[command(flatten)]
+    pub connection: crate::cli::remote::Connection,
+    /// Directory to write (created if missing). Checkpoints fetched earlier stay, so a later
+    /// fetch of a log that forked fails verification against them.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
 pub struct VerifyArgs {
     /// An export directory.
     pub dir: PathBuf,
@@ -171,5 +181,71 @@ pub fn keygen(args: &KeygenArgs) -> anyhow::Result<()> {
     let vkey = crate::audit::generate_key(&args.out, &public, &args.origin)?;
     println!("wrote {} and {}", args.out.display(), public.display());
     print!("{vkey}");
+    Ok(())
+}
+
+/// `keylatch audit fetch`: the log and every checkpoint from a running broker (auditor token),
+/// written in the same layout `audit export` writes, for `audit verify` offline.
+pub fn fetch(args: &FetchArgs) -> anyhow::Result<()> {
+    let client = args.connection.client()?;
+    // Checkpoints first, then the size: the log only grows, so every checkpoint fetched is
+    // covered by the entries fetched after it.
+    let cps = client.call("GET", "/admin/v1/audit/checkpoints", None)?;
+    let mut checkpoints = Vec::new();
+    for cp in cps
+        .get("checkpoints")
+        .and_then(serde_json::Value::as_array)
+        .context("broker answer: no checkpoints")?
+    {
+        let size = cp
+            .get("size")
+            .and_then(serde_json::Value::as_u64)
+            .context("checkpoint without size")?;
+        let note = cp
+            .get("note")
+            .and_then(serde_json::Value::as_str)
+            .context("checkpoint without note")?;
+        checkpoints.push(keylatch_audit::export::CheckpointFile {
+            name: keylatch_audit::export::checkpoint_file_name(size),
+            text: note.as_bytes().to_vec(),
+        });
+    }
+    let summary = client.call("GET", "/admin/v1/audit", None)?;
+    let size = summary
+        .get("size")
+        .and_then(serde_json::Value::as_u64)
+        .context("broker answer: no size")?;
+    let mut jsonl = Vec::new();
+    let mut start = 0;
+    while start < size {
+        let end = size.min(start + crate::store::audit::MAX_READ);
+        let page = client.call(
+            "GET",
+            &format!("/admin/v1/audit/entries?start={start}&end={end}"),
+            None,
+        )?;
+        for line in page
+            .get("lines")
+            .and_then(serde_json::Value::as_array)
+            .context("broker answer: no lines")?
+        {
+            let line = line.as_str().context("broker answer: a line is not text")?;
+            jsonl.extend_from_slice(line.as_bytes());
+            jsonl.push(b'\n');
+        }
+        start = end;
+    }
+    let fetched_checkpoints = checkpoints.len();
+    let entries = keylatch_audit::export::parse_entries(&jsonl)
+        .map_err(|e| anyhow::anyhow!("entries from the broker: {e}"))?;
+    let n = entries.len();
+    let export = LogExport {
+        start: keylatch_audit::merkle::compact::Frontier::new(),
+        entries,
+        checkpoints,
+        proofs: Vec::new(),
+    };
+    crate::audit::export::write_export(&args.out, export, &jsonl)?;
+    println!("fetched {n} entries and {fetched_checkpoints} checkpoints to {}", args.out.display());
     Ok(())
 }
