@@ -146,6 +146,12 @@ fn each_role_is_allowed_exactly_its_operations() {
         ("GET", "/admin/v1/tokens", None, &[Admin], 200),
         ("POST", "/admin/v1/tokens", Some(&new_token), &[Admin], 201),
         ("DELETE", &revoke, None, &[Admin], 200),
+        ("GET", "/admin/v1/audit", None, &[Auditor], 200),
+        ("GET", "/admin/v1/audit/checkpoints", None, &[Auditor], 200),
+        ("GET", "/admin/v1/audit/entries?start=0&end=2", None, &[Auditor], 200),
+        ("GET", "/admin/v1/audit/proof/inclusion?index=0&size=2", None, &[Auditor], 200),
+        ("GET", "/admin/v1/audit/proof/consistency?first=1&second=2", None, &[Auditor], 200),
+        ("GET", "/admin/v1/audit/query?resource=default/k/new", None, &[Auditor], 200),
     ];
     let nobody = client(&b, "klt_not-a-token-anyone-was-given-0000000000000");
     for role in Role::ALL {
@@ -195,6 +201,11 @@ fn scoped_tokens_see_and_change_only_their_prefixes() {
             let detail = refused(c.request("GET", path, None).unwrap(), 403, "forbidden");
             assert_eq!(detail, "tenant-b/k/1 is outside this token's prefixes");
         }
+    }
+    // The audit log is one tree over every tenant: a scoped auditor cannot read it.
+    for path in ["/admin/v1/audit", "/admin/v1/audit/entries?start=0&end=1"] {
+        let detail = refused(auditor.request("GET", path, None).unwrap(), 403, "forbidden");
+        assert!(detail.contains("auditor token without --prefix"), "{detail}");
     }
     let gen = json!({"generate": 8});
     for (method, path, body) in [
