@@ -11,9 +11,9 @@ use reference_values::{
 };
 use verifier::tdx::TdxCollateral;
 
-use crate::config::{Config, KeystoreBackend, StoreBackend};
+use crate::config::{Config, KeystoreBackend};
 use crate::evidence::Verifiers;
-use crate::store::{SqliteStore, Store};
+use crate::store::Store;
 use crate::token::TokenKey;
 
 /// How long simulated TDX collateral minted at start stays valid (days).
@@ -68,13 +68,7 @@ impl std::ops::Deref for AppState {
 impl AppState {
     /// Builds the state from a loaded configuration.
     pub async fn from_config(config: &Config) -> anyhow::Result<Self> {
-        let store: Arc<dyn Store> = match config.store.backend {
-            StoreBackend::Sqlite => Arc::new(
-                SqliteStore::open(&config.store.path, false)
-                    .await
-                    .with_context(|| format!("opening {}", config.store.path.display()))?,
-            ),
-        };
+        let store = crate::store::open(&config.store).await.context("opening the store")?;
         let keystore = open_keystore(config)?;
         let token_key = TokenKey::load(&config.token_signing_key)?;
         let tls = match (&config.tls, config.insecure_http) {

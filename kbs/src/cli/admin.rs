@@ -13,7 +13,7 @@ use zeroize::Zeroizing;
 use crate::config::Config;
 use crate::policy::Policy;
 use crate::protocol::resource::parse_path;
-use crate::store::{SqliteStore, Store, StoredResource};
+use crate::store::{Store, StoredResource};
 
 #[derive(Debug, clap::Args)]
 pub struct ResourcePutArgs {
@@ -48,11 +48,9 @@ pub struct PolicySetArgs {
     pub from: PathBuf,
 }
 
-async fn open(config: &std::path::Path) -> anyhow::Result<(SqliteStore, Arc<dyn Keystore>)> {
+async fn open(config: &std::path::Path) -> anyhow::Result<(Arc<dyn Store>, Arc<dyn Keystore>)> {
     let config = Config::load(config)?;
-    let store = SqliteStore::open(&config.store.path, false)
-        .await
-        .with_context(|| format!("opening {}", config.store.path.display()))?;
+    let store = crate::store::open(&config.store).await.context("opening the store")?;
     Ok((store, crate::state::open_keystore(&config)?))
 }
 
@@ -65,14 +63,14 @@ pub async fn put(args: &ResourcePutArgs) -> anyhow::Result<()> {
             .with_context(|| format!("reading {}", args.from.display()))?;
     }
     let (store, keystore) = open(&args.config).await?;
-    let version = put_resource(&store, keystore, &args.path, Source::Bytes(bytes)).await?;
+    let version = put_resource(&*store, keystore, &args.path, Source::Bytes(bytes)).await?;
     println!("{} version {version}", args.path);
     Ok(())
 }
 
 pub async fn generate(args: &ResourceGenerateArgs) -> anyhow::Result<()> {
     let (store, keystore) = open(&args.config).await?;
-    let version = put_resource(&store, keystore, &args.path, Source::Random(args.length)).await?;
+    let version = put_resource(&*store, keystore, &args.path, Source::Random(args.length)).await?;
     println!("{} version {version} ({} random bytes)", args.path, args.length);
     Ok(())
 }
@@ -81,7 +79,7 @@ pub async fn policy_set(args: &PolicySetArgs) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&args.from)
         .with_context(|| format!("reading {}", args.from.display()))?;
     let (store, _) = open(&args.config).await?;
-    let (version, digest) = set_policy(&store, &args.path, &text).await?;
+    let (version, digest) = set_policy(&*store, &args.path, &text).await?;
     println!("{} policy version {version} sha256 {digest}", args.path);
     Ok(())
 }
