@@ -41,34 +41,40 @@ pub(super) fn version_i64(v: u64) -> Result<i64, StoreError> {
 /// opened by the backend's `begin_migration`, which holds off every other process doing the
 /// same (SQLite: `BEGIN IMMEDIATE`; PostgreSQL: a transaction-scoped advisory lock). The
 /// bookkeeping table is created inside that transaction too, so racing replicas never collide.
-pub(super) async fn migrate(pool: &sqlx::Pool<Db>) -> Result<(), StoreError> {
-    for (version, name, sql) in MIGRATIONS {
-        let mut tx = begin_migration(pool).await.map_err(unavailable)?;
-        sqlx::query(
-            "CREATE TABLE IF NOT EXISTS keylatch_migrations \
-             (version BIGINT NOT NULL PRIMARY KEY, name TEXT NOT NULL)",
-        )
-        .execute(&mut *tx)
-        .await
-        .map_err(unavailable)?;
-        let done = sqlx::query("SELECT 1 FROM keylatch_migrations WHERE version = $1")
-            .bind(version)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-        if done.is_some() {
-            continue;
-        }
-        sqlx::raw_sql(sql).execute(&mut *tx).await.map_err(unavailable)?;
-        sqlx::query("INSERT INTO keylatch_migrations (version, name) VALUES ($1, $2)")
-            .bind(version)
-            .bind(name)
+/// (Boxed: the future must be provably `Send` for callers that spawn `store::open`, which
+/// rustc cannot see through the executor lifetimes of an `async fn`.)
+pub(super) fn migrate(pool: &sqlx::Pool<Db>) -> StoreFuture<'_, ()> {
+    Box::pin(async move {
+        // (`Executor::execute` below rather than `RawSql::execute`, whose generic async fn
+        // defeats rustc's `Send` proof for this boxed future.)
+        for &(version, name, sql) in MIGRATIONS {
+            let mut tx = begin_migration(pool).await.map_err(unavailable)?;
+            sqlx::query(
+                "CREATE TABLE IF NOT EXISTS keylatch_migrations \
+                 (version BIGINT NOT NULL PRIMARY KEY, name TEXT NOT NULL)",
+            )
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
-        tx.commit().await.map_err(unavailable)?;
-    }
-    Ok(())
+            let done = sqlx::query("SELECT 1 FROM keylatch_migrations WHERE version = $1")
+                .bind(version)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            if done.is_some() {
+                continue;
+            }
+            sqlx::Executor::execute(&mut *tx, sqlx::raw_sql(sql)).await.map_err(unavailable)?;
+            sqlx::query("INSERT INTO keylatch_migrations (version, name) VALUES ($1, $2)")
+                .bind(version)
+                .bind(name)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            tx.commit().await.map_err(unavailable)?;
+        }
+        Ok(())
+    })
 }
 
 pub(super) fn resource_from_row(row: &DbRow) -> Result<StoredResource, StoreError> {
