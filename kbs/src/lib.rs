@@ -10,7 +10,7 @@
 //! - [`evidence`]: verifier choice, the sample TEE, init-data;
 //! - [`token`]: ES256 attestation tokens;
 //! - [`policy`]: release policies;
-//! - [`store`]: the `Store` trait and SQLite;
+//! - [`store`]: the `Store` trait, SQLite and PostgreSQL (`kbs/STORE.md`);
 //! - [`decision`]: the one hook every decision passes through (audit, later);
 //! - [`error`]: the one `ApiError` and its stable types;
 //! - [`cli`]: the subcommands.

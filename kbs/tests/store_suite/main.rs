@@ -191,3 +191,49 @@ async fn postgres_wrong_password_is_unavailable_without_echoing_it() {
     assert!(text.contains("password authentication failed"), "{text}");
     assert!(!text.contains("not-the-password-4711"), "{text}");
 }
+
+/// `keylatch init`'s file with its `[store]` table replaced by `store`, loaded as the broker
+/// loads it.
+async fn load_with_store(store: &str) -> anyhow::Result<kbs::Config> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = kbs::cli::init::init_dir(dir.path(), false, &[], "127.0.0.1:0").await.unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let start = text.find("[store]").unwrap();
+    let end = start + text[start..].find("[keystore]").unwrap();
+    std::fs::write(&path, format!("{}{store}\n{}", &text[..start], &text[end..])).unwrap();
+    kbs::Config::load(&path)
+}
+
+#[tokio::test]
+async fn config_accepts_postgres_with_url_and_resolves_the_password_file() {
+    let config = load_with_store(
+        "[store]\nbackend = \"postgres\"\nurl = \"postgres://keylatch@db:5432/keylatch\"\npassword_file = \"db-password\"\nmax_connections = 4\n",
+    )
+    .await
+    .unwrap();
+    assert_eq!(config.store.backend, StoreBackend::Postgres);
+    assert_eq!(config.store.url.as_deref(), Some("postgres://keylatch@db:5432/keylatch"));
+    let file = config.store.password_file.unwrap();
+    assert!(file.is_absolute() && file.ends_with("db-password"), "{}", file.display());
+    assert_eq!(config.store.max_connections, Some(4));
+}
+
+#[tokio::test]
+async fn config_refuses_store_keys_of_the_other_backend() {
+    for (store, expected) in [
+        ("[store]\nbackend = \"postgres\"\n", "needs url"),
+        ("[store]\nbackend = \"sqlite\"\n", "needs path"),
+        (
+            "[store]\nbackend = \"postgres\"\nurl = \"postgres://h/d\"\npath = \"x.db\"\n",
+            "path is for",
+        ),
+        (
+            "[store]\nbackend = \"sqlite\"\npath = \"x.db\"\nurl = \"postgres://h/d\"\n",
+            "are for backend",
+        ),
+        ("[store]\nbackend = \"mysql\"\n", "unknown variant"),
+    ] {
+        let err = format!("{:#}", load_with_store(store).await.unwrap_err());
+        assert!(err.contains(expected), "{store}: {err}");
+    }
+}
