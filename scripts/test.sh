@@ -10,7 +10,7 @@ export KEYLATCH_VECTORS="${KEYLATCH_VECTORS:-$(cd .. && pwd)/shared/vectors}"
 [ -d "$KEYLATCH_VECTORS" ] || note "vectors not found at $KEYLATCH_VECTORS: conformance tests will say they skipped"
 
 ensure_cargo_nextest
-apt_install cryptsetup-bin softhsm2
+apt_install cryptsetup-bin softhsm2 postgresql
 
 step "format"
 cargo fmt --all -- --check

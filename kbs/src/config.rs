@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
 use serde::Deserialize;
+use zeroize::Zeroizing;
 
 /// Default lifetime of a challenge session (seconds).
 pub const DEFAULT_SESSION_LIFETIME_S: u64 = 300;
@@ -176,16 +177,48 @@ pub struct TlsConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
-    /// `sqlite` (PostgreSQL comes with its own issue).
+    /// `sqlite` (one file, one broker process) or `postgres` (shared by any number of replicas).
     pub backend: StoreBackend,
-    /// SQLite database file.
-    pub path: PathBuf,
+    /// SQLite: the database file.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// PostgreSQL: `postgres://user@host:port/database?sslmode=verify-full&sslrootcert=...`
+    /// (a Unix socket directory as `?host=/run/postgresql`). Keep the password out of it: use
+    /// `password_file`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// PostgreSQL: file holding the password (first line; mode 0600). Overrides a password in
+    /// `url`.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// PostgreSQL: connections per broker process (default 16).
+    #[serde(default)]
+    pub max_connections: Option<u32>,
+}
+
+impl StoreConfig {
+    /// The PostgreSQL password from `password_file`, if one is configured. Errors name the file,
+    /// never its contents.
+    pub fn read_password(&self) -> Result<Option<Zeroizing<String>>, String> {
+        let Some(path) = &self.password_file else { return Ok(None) };
+        crate::files::check_private(path).map_err(|e| format!("[store] password_file: {e:#}"))?;
+        let text = Zeroizing::new(
+            std::fs::read_to_string(path)
+                .map_err(|e| format!("[store] password_file {}: {e}", path.display()))?,
+        );
+        let line = text.lines().next().unwrap_or_default();
+        if line.is_empty() {
+            return Err(format!("[store] password_file {} is empty", path.display()));
+        }
+        Ok(Some(Zeroizing::new(line.to_owned())))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StoreBackend {
     Sqlite,
+    Postgres,
 }
 
 /// `[keystore]`.
@@ -255,7 +288,8 @@ impl Config {
             fix(&mut tls.cert);
             fix(&mut tls.key);
         }
-        fix(&mut self.store.path);
+        self.store.path.as_mut().map(fix);
+        self.store.password_file.as_mut().map(fix);
         fix(&mut self.token_signing_key);
         fix(&mut self.audit.signing_key);
         self.sim_pki.as_mut().map(fix);
@@ -288,6 +322,27 @@ impl Config {
         }
         if self.keystore.backend == KeystoreBackend::Soft && self.keystore.kek_file.is_none() {
             bail!("[keystore] backend = \"soft\" needs kek_file");
+        }
+        match self.store.backend {
+            StoreBackend::Sqlite if self.store.path.is_none() => {
+                bail!("[store] backend = \"sqlite\" needs path");
+            }
+            StoreBackend::Postgres if self.store.url.is_none() => {
+                bail!("[store] backend = \"postgres\" needs url (and usually password_file)");
+            }
+            StoreBackend::Sqlite
+                if self.store.url.is_some()
+                    || self.store.password_file.is_some()
+                    || self.store.max_connections.is_some() =>
+            {
+                bail!(
+                    "[store] url, password_file and max_connections are for backend = \"postgres\""
+                );
+            }
+            StoreBackend::Postgres if self.store.path.is_some() => {
+                bail!("[store] path is for backend = \"sqlite\"");
+            }
+            _ => {}
         }
         if self.session_lifetime_s == 0 || self.token_lifetime_s == 0 {
             bail!("session_lifetime_s and token_lifetime_s must be positive");

@@ -10,7 +10,7 @@
 //! - [`evidence`]: verifier choice, the sample TEE, init-data;
 //! - [`token`]: ES256 attestation tokens;
 //! - [`policy`]: release policies;
-//! - [`store`]: the `Store` trait and SQLite;
+//! - [`store`]: the `Store` trait, SQLite and PostgreSQL (`kbs/STORE.md`);
 //! - [`custody`]: resource lifecycle and KEK operations (the one service CLI and admin API call);
 //! - [`decision`]: the one hook every decision passes through, into
 //! - [`audit`]: the tamper-evident audit log (group-commit writer, checkpoints, exports);

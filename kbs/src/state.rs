@@ -11,9 +11,9 @@ use reference_values::{AuthorKeys, AuthorPublicKey};
 use verifier::tdx::TdxCollateral;
 
 use crate::admin::registry::BundleRegistry;
-use crate::config::{Config, KeystoreBackend, StoreBackend};
+use crate::config::{Config, KeystoreBackend};
 use crate::evidence::Verifiers;
-use crate::store::{SqliteStore, Store};
+use crate::store::Store;
 use crate::token::TokenKey;
 
 /// How long simulated TDX collateral minted at start stays valid (days).
@@ -71,13 +71,7 @@ impl std::ops::Deref for AppState {
 impl AppState {
     /// Builds the state from a loaded configuration.
     pub async fn from_config(config: &Config) -> anyhow::Result<Self> {
-        let store: Arc<dyn Store> = match config.store.backend {
-            StoreBackend::Sqlite => Arc::new(
-                SqliteStore::open(&config.store.path, false)
-                    .await
-                    .with_context(|| format!("opening {}", config.store.path.display()))?,
-            ),
-        };
+        let store = crate::store::open(&config.store).await.context("opening the store")?;
         let keystore = open_keystore(config)?;
         let signer = crate::audit::load_signer(&config.audit.signing_key, &config.audit.origin)?;
         let audit =

@@ -285,7 +285,7 @@ fn the_store_holds_token_hashes_not_tokens() {
     let config = kbs::Config::load(&b.dir.path().join("keylatch.toml")).unwrap();
     let mut files = Vec::new();
     for suffix in ["", "-wal", "-shm"] {
-        let p = format!("{}{suffix}", config.store.path.display());
+        let p = format!("{}{suffix}", config.store.path.as_ref().unwrap().display());
         if let Ok(bytes) = std::fs::read(&p) {
             files.push(bytes);
         }

@@ -69,8 +69,16 @@ async fn add(
     let period = period.period()?;
     let o = super::custody::open(config).await?;
     let now = super::custody::now();
-    let v = custody::put(&o.store, &o.keystore, Actor::cli(&o.audit), now, path, material, period)
-        .await?;
+    let v = custody::put(
+        o.store.as_ref(),
+        &o.keystore,
+        Actor::cli(&o.audit),
+        now,
+        path,
+        material,
+        period,
+    )
+    .await?;
     println!("{} version {} (KEK {})", v.path, v.version, v.kek_id);
     Ok(())
 }
@@ -79,7 +87,7 @@ pub async fn policy_set(args: &PolicySetArgs) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&args.from)
         .with_context(|| format!("reading {}", args.from.display()))?;
     let o = super::custody::open(&args.config).await?;
-    let (version, digest) = set_policy(&o.audit, &o.store, &args.path, &text).await?;
+    let (version, digest) = set_policy(&o.audit, o.store.as_ref(), &args.path, &text).await?;
     println!("{} policy version {version} sha256 {digest}", args.path);
     Ok(())
 }

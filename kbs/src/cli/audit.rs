@@ -10,7 +10,6 @@ use keylatch_audit::query::{query, render_json, render_table, QueryFilter};
 use keylatch_audit::{verify_log_dir, AuditError, LogExport, NoteVerifierKey, Report};
 
 use crate::config::Config;
-use crate::store::SqliteStore;
 
 #[derive(Debug, clap::Args)]
 pub struct ExportArgs {
@@ -78,11 +77,8 @@ pub struct KeygenArgs {
 /// Exports the configured broker's log into `args.out`; returns how many entries.
 pub async fn export(args: &ExportArgs) -> anyhow::Result<()> {
     let config = Config::load(&args.config)?;
-    let store: std::sync::Arc<dyn crate::store::Store> = std::sync::Arc::new(
-        SqliteStore::open(&config.store.path, false)
-            .await
-            .with_context(|| format!("opening {}", config.store.path.display()))?,
-    );
+    let store: std::sync::Arc<dyn crate::store::Store> =
+        crate::store::open(&config.store).await.context("opening the store")?;
     // Sign a checkpoint over everything stored first (the broker signs on its own schedule),
     // so the export is covered to its last entry. It goes through the same no-fork check as
     // every checkpoint: a tampered store makes the export fail here.

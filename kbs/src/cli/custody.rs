@@ -11,7 +11,7 @@ use zeroize::Zeroizing;
 
 use crate::config::Config;
 use crate::custody::{self, Actor, Cryptoperiod, Material};
-use crate::store::{SqliteStore, Store as _};
+use crate::store::Store;
 
 /// `--rotate-by` / `--cryptoperiod-days`.
 #[derive(Debug, Clone, clap::Args)]
@@ -170,7 +170,7 @@ pub struct KekRetireArgs {
 
 /// The store, the keystore and the warning window of a broker configuration.
 pub struct Opened {
-    pub store: SqliteStore,
+    pub store: Arc<dyn Store>,
     pub audit: crate::audit::AuditLog,
     pub keystore: Arc<dyn Keystore>,
     pub window_s: i64,
@@ -189,21 +189,19 @@ impl std::fmt::Debug for Opened {
 
 pub async fn open(config: &Path) -> anyhow::Result<Opened> {
     let config = Config::load(config)?;
-    let store = SqliteStore::open(&config.store.path, false)
-        .await
-        .with_context(|| format!("opening {}", config.store.path.display()))?;
+    let store = crate::store::open(&config.store).await.context("opening the store")?;
     let keystore = crate::state::open_keystore(&config)?;
-    let audit = crate::audit::for_cli(&config, Arc::new(store.clone()))?;
+    let audit = crate::audit::for_cli(&config, Arc::clone(&store))?;
     Ok(Opened { store, audit, keystore, window_s: config.lifecycle.warning_window_s() })
 }
 
 /// Store only (commands that never touch the keystore).
-async fn open_store(config: &Path) -> anyhow::Result<(SqliteStore, i64, crate::audit::AuditLog)> {
+async fn open_store(
+    config: &Path,
+) -> anyhow::Result<(Arc<dyn Store>, i64, crate::audit::AuditLog)> {
     let config = Config::load(config)?;
-    let store = SqliteStore::open(&config.store.path, false)
-        .await
-        .with_context(|| format!("opening {}", config.store.path.display()))?;
-    let audit = crate::audit::for_cli(&config, Arc::new(store.clone()))?;
+    let store = crate::store::open(&config.store).await.context("opening the store")?;
+    let audit = crate::audit::for_cli(&config, Arc::clone(&store))?;
     Ok((store, config.lifecycle.warning_window_s(), audit))
 }
 
@@ -247,7 +245,7 @@ pub async fn import(args: &ImportArgs) -> anyhow::Result<()> {
         .with_context(|| format!("reading {}", args.wrapped.display()))?;
     let o = open(&args.config).await?;
     let v = custody::put(
-        &o.store,
+        o.store.as_ref(),
         &o.keystore,
         Actor::cli(&o.audit),
         now(),
@@ -271,7 +269,7 @@ pub async fn rotate(args: &RotateArgs) -> anyhow::Result<()> {
     };
     let o = open(&args.config).await?;
     let v = custody::rotate(
-        &o.store,
+        o.store.as_ref(),
         &o.keystore,
         Actor::cli(&o.audit),
         now(),
@@ -286,14 +284,14 @@ pub async fn rotate(args: &RotateArgs) -> anyhow::Result<()> {
 
 pub async fn disable(args: &PathArgs) -> anyhow::Result<()> {
     let (store, _, audit) = open_store(&args.config).await?;
-    custody::disable(&store, Actor::cli(&audit), now(), &args.path).await?;
+    custody::disable(store.as_ref(), Actor::cli(&audit), now(), &args.path).await?;
     println!("{} disabled", args.path);
     Ok(())
 }
 
 pub async fn enable(args: &PathArgs) -> anyhow::Result<()> {
     let (store, _, audit) = open_store(&args.config).await?;
-    custody::enable(&store, Actor::cli(&audit), now(), &args.path).await?;
+    custody::enable(store.as_ref(), Actor::cli(&audit), now(), &args.path).await?;
     println!("{} enabled", args.path);
     Ok(())
 }
@@ -303,7 +301,7 @@ pub async fn destroy(args: &DestroyArgs) -> anyhow::Result<()> {
         anyhow::bail!("destroying {} is final; add --yes to confirm", args.path);
     }
     let (store, _, audit) = open_store(&args.config).await?;
-    let n = custody::destroy(&store, Actor::cli(&audit), now(), &args.path).await?;
+    let n = custody::destroy(store.as_ref(), Actor::cli(&audit), now(), &args.path).await?;
     println!("{} destroyed ({n} versions removed)", args.path);
     Ok(())
 }
@@ -315,14 +313,15 @@ pub async fn set_rotate_by(args: &SetRotateByArgs) -> anyhow::Result<()> {
     }
     let (store, _, audit) = open_store(&args.config).await?;
     let t =
-        custody::set_cryptoperiod(&store, Actor::cli(&audit), now(), &args.path, period).await?;
+        custody::set_cryptoperiod(store.as_ref(), Actor::cli(&audit), now(), &args.path, period)
+            .await?;
     println!("{} rotate by {}", args.path, rfc3339(t));
     Ok(())
 }
 
 pub async fn list(args: &ListArgs) -> anyhow::Result<()> {
     let (store, window_s, _) = open_store(&args.config).await?;
-    let all = custody::list(&store, now(), window_s).await?;
+    let all = custody::list(store.as_ref(), now(), window_s).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&all)?);
         return Ok(());
@@ -348,7 +347,7 @@ pub async fn list(args: &ListArgs) -> anyhow::Result<()> {
 
 pub async fn show(args: &ShowArgs) -> anyhow::Result<()> {
     let (store, window_s, _) = open_store(&args.config).await?;
-    let detail = custody::show(&store, now(), window_s, &args.path).await?;
+    let detail = custody::show(store.as_ref(), now(), window_s, &args.path).await?;
     println!("{}", serde_json::to_string_pretty(&detail)?);
     Ok(())
 }
@@ -393,7 +392,7 @@ pub async fn kek_rotate(args: &KekArgs) -> anyhow::Result<()> {
 pub async fn kek_status(args: &KekStatusArgs) -> anyhow::Result<()> {
     let o = open(&args.config).await?;
     o.store.health().await?;
-    let status = custody::kek_status(&o.store, &o.keystore).await?;
+    let status = custody::kek_status(o.store.as_ref(), &o.keystore).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&status)?);
         return Ok(());
@@ -414,7 +413,8 @@ pub async fn kek_status(args: &KekStatusArgs) -> anyhow::Result<()> {
 
 pub async fn kek_rewrap(args: &KekRewrapArgs) -> anyhow::Result<()> {
     let o = open(&args.config).await?;
-    let r = custody::kek_rewrap(&o.store, &o.keystore, Actor::cli(&o.audit), args.limit).await?;
+    let r = custody::kek_rewrap(o.store.as_ref(), &o.keystore, Actor::cli(&o.audit), args.limit)
+        .await?;
     println!(
         "re-wrapped {}, already current {}, remaining {}",
         r.rewrapped, r.already_current, r.remaining
@@ -424,7 +424,7 @@ pub async fn kek_rewrap(args: &KekRewrapArgs) -> anyhow::Result<()> {
 
 pub async fn kek_retire(args: &KekRetireArgs) -> anyhow::Result<()> {
     let o = open(&args.config).await?;
-    custody::kek_retire(&o.store, &o.keystore, Actor::cli(&o.audit), &args.id).await?;
+    custody::kek_retire(o.store.as_ref(), &o.keystore, Actor::cli(&o.audit), &args.id).await?;
     println!("KEK {} destroyed", args.id);
     Ok(())
 }

@@ -253,7 +253,9 @@ cert = "{CERT_FILE}"
 key = "{KEY_FILE}"
 
 [store]
-# "sqlite" (embedded; PostgreSQL arrives with its own backend).
+# "sqlite": one file, one broker process. For several replicas behind a load balancer use
+# backend = "postgres" with url = "postgres://keylatch@db:5432/keylatch?sslmode=verify-full"
+# and password_file = "db-password" (mode 0600) instead of path; see kbs/STORE.md.
 backend = "sqlite"
 path = "{DB_FILE}"
 

@@ -9,7 +9,6 @@ use anyhow::Context as _;
 use crate::admin::auth::{mint, Role, TokenRequest};
 use crate::config::Config;
 use crate::decision::{record_admin, AdminRecord};
-use crate::store::SqliteStore;
 
 #[derive(Debug, clap::Args)]
 pub struct TokenCreateArgs {
@@ -41,11 +40,8 @@ impl clap::ValueEnum for Role {
 
 pub async fn create(args: &TokenCreateArgs) -> anyhow::Result<()> {
     let config = Config::load(&args.config)?;
-    let store: std::sync::Arc<dyn crate::store::Store> = std::sync::Arc::new(
-        SqliteStore::open(&config.store.path, false)
-            .await
-            .with_context(|| format!("opening {}", config.store.path.display()))?,
-    );
+    let store: std::sync::Arc<dyn crate::store::Store> =
+        crate::store::open(&config.store).await.context("opening the store")?;
     let audit = crate::audit::for_cli(&config, std::sync::Arc::clone(&store))?;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let req = TokenRequest {

@@ -3,9 +3,10 @@
 
 use sqlx::Row as _;
 
-use super::lifecycle::{LifecycleUpdate, ResourceLifecycle, ResourceState};
-use super::sqlite::{resource_from_row, unavailable, version_i64};
-use super::{SqliteStore, StoreError, StoredResource};
+use super::This;
+use super::{resource_from_row, unavailable, version_i64, DbRow};
+use crate::store::lifecycle::{LifecycleUpdate, ResourceLifecycle, ResourceState};
+use crate::store::{StoreError, StoredResource};
 
 const RESOURCE_COLUMNS: &str = "path, version, sealed, enabled, created";
 
@@ -13,7 +14,7 @@ fn days_i64(days: Option<u32>) -> Option<i64> {
     days.map(i64::from)
 }
 
-fn lifecycle_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<ResourceLifecycle, StoreError> {
+fn lifecycle_from_row(row: &DbRow) -> Result<ResourceLifecycle, StoreError> {
     let state: String = row.try_get("state").map_err(unavailable)?;
     let days: Option<i64> = row.try_get("cryptoperiod_days").map_err(unavailable)?;
     Ok(ResourceLifecycle {
@@ -30,7 +31,7 @@ fn lifecycle_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<ResourceLifecycle
     })
 }
 
-impl SqliteStore {
+impl This {
     pub(super) async fn add_version_tx(
         &self,
         r: &StoredResource,
@@ -38,7 +39,7 @@ impl SqliteStore {
     ) -> Result<bool, StoreError> {
         let sealed =
             serde_json::to_string(&r.sealed).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let mut tx = self.pool().begin().await.map_err(unavailable)?;
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
         let meta = sqlx::query(
             "INSERT INTO resource_lifecycle \
              (path, state, rotate_by, cryptoperiod_days, created, updated, destroyed) \
@@ -78,7 +79,7 @@ impl SqliteStore {
     ) -> Result<Option<ResourceLifecycle>, StoreError> {
         let row = sqlx::query("SELECT * FROM resource_lifecycle WHERE path = $1")
             .bind(path)
-            .fetch_optional(self.pool())
+            .fetch_optional(&self.pool)
             .await
             .map_err(unavailable)?;
         row.as_ref().map(lifecycle_from_row).transpose()
@@ -86,7 +87,7 @@ impl SqliteStore {
 
     pub(super) async fn lifecycles(&self) -> Result<Vec<ResourceLifecycle>, StoreError> {
         let rows = sqlx::query("SELECT * FROM resource_lifecycle ORDER BY path")
-            .fetch_all(self.pool())
+            .fetch_all(&self.pool)
             .await
             .map_err(unavailable)?;
         rows.iter().map(lifecycle_from_row).collect()
@@ -102,14 +103,14 @@ impl SqliteStore {
                     "SELECT {RESOURCE_COLUMNS} FROM resources WHERE path = $1 ORDER BY version"
                 ))
                 .bind(p)
-                .fetch_all(self.pool())
+                .fetch_all(&self.pool)
                 .await
             }
             None => {
                 sqlx::query(&format!(
                     "SELECT {RESOURCE_COLUMNS} FROM resources ORDER BY path, version"
                 ))
-                .fetch_all(self.pool())
+                .fetch_all(&self.pool)
                 .await
             }
         }
@@ -130,7 +131,7 @@ impl SqliteStore {
         .bind(path)
         .bind(state.as_str())
         .bind(now)
-        .execute(self.pool())
+        .execute(&self.pool)
         .await
         .map_err(unavailable)?;
         Ok(done.rows_affected() == 1)
@@ -150,14 +151,14 @@ impl SqliteStore {
         .bind(update.rotate_by)
         .bind(days_i64(update.cryptoperiod_days))
         .bind(now)
-        .execute(self.pool())
+        .execute(&self.pool)
         .await
         .map_err(unavailable)?;
         Ok(done.rows_affected() == 1)
     }
 
     pub(super) async fn destroy_tx(&self, path: &str, now: i64) -> Result<Option<u64>, StoreError> {
-        let mut tx = self.pool().begin().await.map_err(unavailable)?;
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
         let marked = sqlx::query(
             "UPDATE resource_lifecycle SET state = 'destroyed', destroyed = $2, updated = $2, \
              rotate_by = NULL, cryptoperiod_days = NULL \
@@ -181,8 +182,11 @@ impl SqliteStore {
         // the WAL; folding the WAL into the database and truncating it leaves no old copy of
         // the ciphertext in either file. Best effort: a reader holding an old snapshot can
         // delay it, which is not an error for the destruction itself.
-        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(self.pool()).await {
-            tracing::warn!(error = %e, "WAL checkpoint after destroy failed; it happens later");
+        if <super::Db as sqlx::Database>::NAME == "SQLite" {
+            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.pool).await
+            {
+                tracing::warn!(error = %e, "WAL checkpoint after destroy failed; it happens later");
+            }
         }
         Ok(Some(deleted.rows_affected()))
     }
@@ -202,7 +206,7 @@ impl SqliteStore {
         .bind(version_i64(r.version)?)
         .bind(new)
         .bind(old)
-        .execute(self.pool())
+        .execute(&self.pool)
         .await
         .map_err(unavailable)?;
         Ok(done.rows_affected() == 1)

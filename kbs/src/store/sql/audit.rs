@@ -6,12 +6,13 @@ use keylatch_audit::entry::Actor;
 use keylatch_audit::{AuditEntry, Hash};
 use sqlx::Row as _;
 
-use super::audit::{
+use super::This;
+use super::{unavailable, version_i64, DbRow};
+use crate::store::audit::{
     frontier_from_hex, hash_from_hex, AuditSealer, AuditStore, EntryQuery, StoredCheckpoint,
     StoredEntry, MAX_READ,
 };
-use super::sqlite::{unavailable, version_i64};
-use super::{SqliteStore, StoreError, StoreFuture};
+use crate::store::{StoreError, StoreFuture};
 
 fn u64_of(v: i64) -> Result<u64, StoreError> {
     u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("negative index {v}")))
@@ -37,7 +38,7 @@ fn kind_name(entry: &AuditEntry) -> String {
     }
 }
 
-fn checkpoint_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<StoredCheckpoint, StoreError> {
+fn checkpoint_from_row(row: &DbRow) -> Result<StoredCheckpoint, StoreError> {
     let frontier: String = row.try_get("frontier").map_err(unavailable)?;
     Ok(StoredCheckpoint {
         size: u64_of(row.try_get("size").map_err(unavailable)?)?,
@@ -47,7 +48,7 @@ fn checkpoint_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<StoredCheckpoint
     })
 }
 
-fn entry_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<StoredEntry, StoreError> {
+fn entry_from_row(row: &DbRow) -> Result<StoredEntry, StoreError> {
     Ok(StoredEntry {
         index: u64_of(row.try_get("idx").map_err(unavailable)?)?,
         canonical: row.try_get("canonical").map_err(unavailable)?,
@@ -57,7 +58,7 @@ fn entry_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<StoredEntry, StoreErr
 const LAST_CHECKPOINT: &str =
     "SELECT size, signed_at, note, frontier FROM audit_checkpoints ORDER BY size DESC LIMIT 1";
 
-impl AuditStore for SqliteStore {
+impl AuditStore for This {
     fn audit_append<'a>(
         &'a self,
         entries: &'a [AuditEntry],
@@ -65,7 +66,7 @@ impl AuditStore for SqliteStore {
         now: i64,
     ) -> StoreFuture<'a, (u64, u64)> {
         Box::pin(async move {
-            let mut tx = self.pool().begin().await.map_err(unavailable)?;
+            let mut tx = self.pool.begin().await.map_err(unavailable)?;
             // Lock first (a write), read after: no lock upgrade, so no SQLITE_BUSY snapshot race.
             sqlx::query("UPDATE audit_state SET size = size WHERE id = 1")
                 .execute(&mut *tx)
@@ -166,7 +167,7 @@ impl AuditStore for SqliteStore {
     fn audit_size(&self) -> StoreFuture<'_, u64> {
         Box::pin(async move {
             let row = sqlx::query("SELECT size FROM audit_state WHERE id = 1")
-                .fetch_one(self.pool())
+                .fetch_one(&self.pool)
                 .await
                 .map_err(unavailable)?;
             u64_of(row.try_get("size").map_err(unavailable)?)
@@ -181,7 +182,7 @@ impl AuditStore for SqliteStore {
             )
             .bind(version_i64(start)?)
             .bind(version_i64(end)?)
-            .fetch_all(self.pool())
+            .fetch_all(&self.pool)
             .await
             .map_err(unavailable)?;
             rows.iter().map(entry_from_row).collect()
@@ -192,7 +193,7 @@ impl AuditStore for SqliteStore {
         Box::pin(async move {
             let row = sqlx::query("SELECT leaf FROM audit_entries WHERE idx = $1")
                 .bind(version_i64(index)?)
-                .fetch_optional(self.pool())
+                .fetch_optional(&self.pool)
                 .await
                 .map_err(unavailable)?;
             let Some(row) = row else { return Ok(None) };
@@ -206,7 +207,7 @@ impl AuditStore for SqliteStore {
             let row = sqlx::query("SELECT hash FROM audit_nodes WHERE level = $1 AND idx = $2")
                 .bind(i64::from(level))
                 .bind(version_i64(index)?)
-                .fetch_optional(self.pool())
+                .fetch_optional(&self.pool)
                 .await
                 .map_err(unavailable)?;
             let Some(row) = row else { return Ok(None) };
@@ -220,7 +221,7 @@ impl AuditStore for SqliteStore {
             let rows = sqlx::query(
                 "SELECT size, signed_at, note, frontier FROM audit_checkpoints ORDER BY size",
             )
-            .fetch_all(self.pool())
+            .fetch_all(&self.pool)
             .await
             .map_err(unavailable)?;
             rows.iter().map(checkpoint_from_row).collect()
@@ -243,7 +244,7 @@ impl AuditStore for SqliteStore {
             .bind(q.until)
             .bind(q.vm_id.as_ref().map(|v| v.to_ascii_lowercase()))
             .bind(version_i64(q.limit.min(MAX_READ))?)
-            .fetch_all(self.pool())
+            .fetch_all(&self.pool)
             .await
             .map_err(unavailable)?;
             rows.iter().map(entry_from_row).collect()

@@ -4,7 +4,7 @@
 use base64::Engine as _;
 use sqlx::Row as _;
 
-use super::{unavailable, version_i64, version_u64, SqliteStore};
+use super::{unavailable, version_i64, version_u64, DbRow, This};
 use crate::store::admin::{
     AdminStore, AdminToken, PolicyVersionMeta, ResourceVersionMeta, StoredBundle,
 };
@@ -12,7 +12,7 @@ use crate::store::{StoreError, StoreFuture, StoredPolicy};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
-fn token_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<AdminToken, StoreError> {
+fn token_from_row(row: &DbRow) -> Result<AdminToken, StoreError> {
     let prefixes: String = row.try_get("prefixes").map_err(unavailable)?;
     Ok(AdminToken {
         id: row.try_get("id").map_err(unavailable)?,
@@ -28,7 +28,7 @@ fn token_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<AdminToken, StoreErro
     })
 }
 
-fn bundle_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<StoredBundle, StoreError> {
+fn bundle_from_row(row: &DbRow) -> Result<StoredBundle, StoreError> {
     let signed: String = row.try_get("signed").map_err(unavailable)?;
     Ok(StoredBundle {
         name: row.try_get("name").map_err(unavailable)?,
@@ -45,7 +45,7 @@ fn bundle_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<StoredBundle, StoreE
 
 const BUNDLE_COLUMNS: &str = "name, version, signed, digest, expires, publisher, published";
 
-impl AdminStore for SqliteStore {
+impl AdminStore for This {
     fn create_admin_token<'a>(&'a self, t: &'a AdminToken) -> StoreFuture<'a, ()> {
         Box::pin(async move {
             let prefixes = serde_json::to_string(&t.prefixes)
