@@ -48,6 +48,7 @@ pub struct DecisionRecord<'a> {
 /// must not release a resource then. (Infallible until the audit log is wired.)
 #[allow(clippy::unnecessary_wraps, clippy::unused_async)] // reason: the audit log will fail and await here
 pub async fn record_decision(record: &DecisionRecord<'_>) -> Result<(), crate::error::ApiError> {
+    crate::metrics::observe_decision(record);
     let json = serde_json::to_string(record).unwrap_or_default();
     if record.allowed {
         tracing::info!(target: "keylatch::decision", decision = %json, "decision");
@@ -85,6 +86,7 @@ pub struct AdminRecord<'a> {
 /// durable and the action must not be reported as done.
 #[allow(clippy::unnecessary_wraps, clippy::unused_async)] // reason: the audit log will fail and await here
 pub async fn record_admin(record: &AdminRecord<'_>) -> Result<(), crate::error::ApiError> {
+    crate::metrics::observe_admin(record);
     let json = serde_json::to_string(record).unwrap_or_default();
     tracing::info!(target: "keylatch::admin", action = %json, "admin action");
     Ok(())

@@ -62,9 +62,41 @@ pub enum ErrorKind {
     /// A key-encryption key cannot be retired: resource versions are still sealed under it, or
     /// it is the current one.
     KekInUse,
+    /// This client address sent more protocol requests than `[rate_limit]` allows; the reply
+    /// carries `Retry-After` (seconds).
+    RateLimited,
 }
 
 impl ErrorKind {
+    /// Every kind, in declaration order (the docs test checks each against `kbs/ERRORS.md`).
+    pub const ALL: &'static [ErrorKind] = &[
+        Self::VersionMismatch,
+        Self::UnsupportedTee,
+        Self::SessionMissing,
+        Self::SessionUnknown,
+        Self::SessionExpired,
+        Self::SessionUsed,
+        Self::NonceMismatch,
+        Self::ReportDataMismatch,
+        Self::EvidenceInvalid,
+        Self::InitDataMismatch,
+        Self::SimulatedNotAllowed,
+        Self::SampleNotAllowed,
+        Self::TokenMissing,
+        Self::TokenInvalid,
+        Self::PolicyDenied,
+        Self::NotFound,
+        Self::BadRequest,
+        Self::MethodNotAllowed,
+        Self::TooLarge,
+        Self::Unavailable,
+        Self::Internal,
+        Self::ResourceDisabled,
+        Self::ResourceDestroyed,
+        Self::KekInUse,
+        Self::RateLimited,
+    ];
+
     /// The stable `type` value.
     #[must_use]
     pub fn type_id(self) -> &'static str {
@@ -93,6 +125,7 @@ impl ErrorKind {
             Self::ResourceDisabled => "resource-disabled",
             Self::ResourceDestroyed => "resource-destroyed",
             Self::KekInUse => "kek-in-use",
+            Self::RateLimited => "rate-limited",
         }
     }
 
@@ -121,6 +154,7 @@ impl ErrorKind {
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 }
@@ -143,6 +177,7 @@ impl ApiError {
     #[must_use]
     pub fn unavailable(what: &'static str, cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(what, %cause, "backend unavailable");
+        crate::metrics::backend_error(what, "unavailable");
         Self::new(ErrorKind::Unavailable, format!("{what} unavailable; retry later"))
     }
 
@@ -150,6 +185,7 @@ impl ApiError {
     #[must_use]
     pub fn internal(what: &'static str, cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(what, %cause, "internal error");
+        crate::metrics::backend_error(what, "internal");
         Self::new(ErrorKind::Internal, format!("internal error in {what}"))
     }
 }

@@ -14,6 +14,9 @@
 //! - [`custody`]: resource lifecycle and KEK operations (the one service CLI and admin API call);
 //! - [`decision`]: the one hook every decision passes through (audit, later);
 //! - [`error`]: the one `ApiError` and its stable types;
+//! - [`metrics`]: Prometheus counters, histograms and gauges;
+//! - [`ops`]: the operations surface: health, readiness, `/metrics`, request ids and access
+//!   logs, rate limiting, log setup;
 //! - [`cli`]: the subcommands.
 
 pub mod cli;
@@ -23,6 +26,8 @@ pub mod decision;
 pub mod error;
 pub mod evidence;
 pub(crate) mod files;
+pub mod metrics;
+pub mod ops;
 pub mod policy;
 pub mod protocol;
 pub mod server;
