@@ -33,8 +33,8 @@ pub struct Settings {
     pub rotation_warning_window_s: i64,
     /// `[rate_limit]`.
     pub rate_limit: crate::ops::rate_limit::RateLimitConfig,
-    /// `[metrics] enabled`.
-    pub metrics_enabled: bool,
+    /// `[metrics]`.
+    pub metrics: crate::ops::MetricsConfig,
 }
 
 /// Everything a request handler needs.
@@ -139,7 +139,7 @@ impl AppState {
             secure_cookie: tls.is_some(),
             rotation_warning_window_s: config.lifecycle.warning_window_s(),
             rate_limit: config.rate_limit,
-            metrics_enabled: config.metrics.enabled,
+            metrics: config.metrics,
         };
         Ok(Self(Arc::new(Inner {
             store,

@@ -13,6 +13,7 @@ mod common;
 #[allow(unused_macros, clippy::all, clippy::pedantic)] // reason: shared fixture from keystore
 mod hsm;
 
+use std::fmt::Write as _;
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex};
@@ -82,7 +83,7 @@ fn request(
         body.len()
     );
     for (n, v) in headers {
-        head.push_str(&format!("{n}: {v}\r\n"));
+        let _ = write!(head, "{n}: {v}\r\n");
     }
     head.push_str("\r\n");
     tcp.write_all(head.as_bytes()).unwrap();

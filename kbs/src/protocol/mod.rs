@@ -39,7 +39,7 @@ pub fn router(state: AppState) -> Router {
         }));
     }
     protocol
-        .merge(crate::ops::routes(state.settings.metrics_enabled))
+        .merge(crate::ops::routes(state.settings.metrics.enabled))
         .fallback(|| async { ApiError::new(ErrorKind::NotFound, "no such endpoint") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(ErrorKind::MethodNotAllowed, "method not allowed on this endpoint")
