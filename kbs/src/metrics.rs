@@ -57,7 +57,6 @@ struct BackendLabels {
 }
 
 struct Metrics {
-    registry: Registry,
     decisions: Family<DecisionLabels, Counter>,
     denials: Family<DenialLabels, Counter>,
     admin: Family<AdminLabels, Counter>,
@@ -76,10 +75,11 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 15))
 }
 
-static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
+/// The metrics and the registry that exposes them (the registry holds clones: each metric is
+/// a shared handle).
+static METRICS: LazyLock<(Metrics, Registry)> = LazyLock::new(|| {
     let mut registry = Registry::with_prefix("keylatch");
     let m = Metrics {
-        registry: Registry::default(),
         decisions: Family::default(),
         denials: Family::default(),
         admin: Family::default(),
@@ -143,8 +143,12 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "Scrapes where the store could not be read for the rotation gauges (they keep their last value)",
         m.rotation_scan_errors.clone(),
     );
-    Metrics { registry, ..m }
+    (m, registry)
 });
+
+fn metrics() -> &'static Metrics {
+    &METRICS.0
+}
 
 /// A TEE name as a bounded label value.
 fn tee_label(tee: Option<&str>) -> &'static str {
@@ -176,43 +180,43 @@ pub fn observe_decision(record: &DecisionRecord<'_>) {
     let action = action_label(record.action);
     let outcome = if record.allowed { "allowed" } else { "denied" };
     let tee = tee_label(record.tee);
-    METRICS.decisions.get_or_create(&DecisionLabels { action, tee, outcome }).inc();
+    metrics().decisions.get_or_create(&DecisionLabels { action, tee, outcome }).inc();
     if !record.allowed {
         let r#type = error_label(record.outcome);
-        METRICS.denials.get_or_create(&DenialLabels { action, r#type }).inc();
+        metrics().denials.get_or_create(&DenialLabels { action, r#type }).inc();
     }
 }
 
 /// Counts one administrative action (called by [`crate::decision::record_admin`] only).
 pub fn observe_admin(record: &AdminRecord<'_>) {
     let outcome = if record.allowed { "allowed" } else { "denied" };
-    METRICS.admin.get_or_create(&AdminLabels { outcome }).inc();
+    metrics().admin.get_or_create(&AdminLabels { outcome }).inc();
 }
 
 /// Records one answered request. `route` is the matched path template (or `unmatched`).
 pub fn observe_request(route: &str, method: &str, status: u16, seconds: f64) {
     let labels = RequestLabels { route: route.to_owned(), method: method.to_owned(), status };
-    METRICS.requests.get_or_create(&labels).observe(seconds);
+    metrics().requests.get_or_create(&labels).observe(seconds);
 }
 
 /// Counts a failure answered 503 (`kind = "unavailable"`) or 500 (`"internal"`).
 pub fn backend_error(component: &'static str, kind: &'static str) {
-    METRICS.backend_errors.get_or_create(&BackendLabels { component, kind }).inc();
+    metrics().backend_errors.get_or_create(&BackendLabels { component, kind }).inc();
 }
 
 /// Counts one request refused by the rate limit.
 pub fn rate_limited() {
-    METRICS.rate_limited.inc();
+    metrics().rate_limited.inc();
 }
 
 /// Counts a collateral lookup served from the cache.
 pub fn collateral_hit() {
-    METRICS.collateral_hits.inc();
+    metrics().collateral_hits.inc();
 }
 
 /// Counts a failed collateral fetch.
 pub fn collateral_fetch_error() {
-    METRICS.collateral_fetch_errors.inc();
+    metrics().collateral_fetch_errors.inc();
 }
 
 /// The text exposition. `rotation` is `(overdue, due_soon)` read from the store just now, or
@@ -222,16 +226,16 @@ pub fn collateral_fetch_error() {
 pub fn render(rotation: Option<(u64, u64)>) -> String {
     match rotation {
         Some((overdue, soon)) => {
-            METRICS.rotation_overdue.set(i64::try_from(overdue).unwrap_or(i64::MAX));
-            METRICS.rotation_due_soon.set(i64::try_from(soon).unwrap_or(i64::MAX));
+            metrics().rotation_overdue.set(i64::try_from(overdue).unwrap_or(i64::MAX));
+            metrics().rotation_due_soon.set(i64::try_from(soon).unwrap_or(i64::MAX));
         }
         None => {
-            METRICS.rotation_scan_errors.inc();
+            metrics().rotation_scan_errors.inc();
         }
     }
     let mut out = String::new();
     // Writing into a String cannot fail; an error here would be a bug in the encoder.
-    if prometheus_client::encoding::text::encode(&mut out, &METRICS.registry).is_err() {
+    if prometheus_client::encoding::text::encode(&mut out, &METRICS.1).is_err() {
         tracing::error!("metrics encoding failed");
     }
     out
