@@ -12,8 +12,10 @@ use zeroize::Zeroizing;
 pub const DEFAULT_SESSION_LIFETIME_S: u64 = 300;
 /// Default lifetime of an attestation token (seconds).
 pub const DEFAULT_TOKEN_LIFETIME_S: u64 = 300;
-/// Default request body limit (bytes): evidence with certificates fits many times over.
-pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
+/// Default request body limit (bytes): 2 MiB. The largest legitimate body is an attestation
+/// with a TDX quote and its PCK chain plus init-data (tens of KiB); the headroom is for
+/// evidence formats with more certificates, while a body this size still costs little memory.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 2 << 20;
 
 /// `keylatch.toml`.
 #[derive(Debug, Clone, Deserialize)]
@@ -64,6 +66,15 @@ pub struct Config {
     /// The tamper-evident audit log's checkpoint signing.
     #[serde(default)]
     pub audit: AuditConfig,
+    /// Log format and level.
+    #[serde(default)]
+    pub log: crate::ops::log::LogConfig,
+    /// Per-client-address rate limit on the protocol endpoints.
+    #[serde(default)]
+    pub rate_limit: crate::ops::rate_limit::RateLimitConfig,
+    /// The Prometheus endpoint.
+    #[serde(default)]
+    pub metrics: crate::ops::MetricsConfig,
 }
 
 /// `[audit]`.
@@ -347,6 +358,7 @@ impl Config {
         if self.session_lifetime_s == 0 || self.token_lifetime_s == 0 {
             bail!("session_lifetime_s and token_lifetime_s must be positive");
         }
+        self.rate_limit.check()?;
         for rv in &self.reference_values {
             if rv.threshold == 0 || rv.threshold > rv.author_keys.len() {
                 bail!(

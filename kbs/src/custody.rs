@@ -186,6 +186,7 @@ impl From<CustodyError> for ApiError {
             CustodyError::Audit(a) => a,
             CustodyError::KeystoreUnavailable { keystore, cause } => {
                 tracing::error!(%keystore, %cause, "keystore unavailable");
+                crate::metrics::backend_error("keystore", "unavailable");
                 ApiError::new(
                     ErrorKind::Unavailable,
                     format!("keystore {keystore} unavailable; retry later"),

@@ -80,6 +80,7 @@ pub async fn record_decision(
     audit: &AuditLog,
     record: &DecisionRecord<'_>,
 ) -> Result<(), ApiError> {
+    crate::metrics::observe_decision(record);
     let json = serde_json::to_string(record).unwrap_or_default();
     if record.allowed {
         tracing::info!(target: "keylatch::decision", decision = %json, "decision");
@@ -124,6 +125,7 @@ pub struct AdminRecord<'a> {
 /// Records an administrative action, like [`record_decision`]: an error means an allowed
 /// action's record is not durable and the action must not be reported as done.
 pub async fn record_admin(audit: &AuditLog, record: &AdminRecord<'_>) -> Result<(), ApiError> {
+    crate::metrics::observe_admin(record);
     let json = serde_json::to_string(record).unwrap_or_default();
     tracing::info!(target: "keylatch::admin", action = %json, "admin action");
     match audit.append(admin_entry(record)).await {

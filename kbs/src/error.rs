@@ -76,9 +76,48 @@ pub enum ErrorKind {
     BundleExpired,
     /// A published bundle's signature does not verify (payload or header changed) or is malformed.
     BadSignature,
+    /// This client address sent more protocol requests than `[rate_limit]` allows; the reply
+    /// carries `Retry-After` (seconds).
+    RateLimited,
 }
 
 impl ErrorKind {
+    /// Every kind, in declaration order (the docs test checks each against `kbs/ERRORS.md`).
+    pub const ALL: &'static [ErrorKind] = &[
+        Self::VersionMismatch,
+        Self::UnsupportedTee,
+        Self::SessionMissing,
+        Self::SessionUnknown,
+        Self::SessionExpired,
+        Self::SessionUsed,
+        Self::NonceMismatch,
+        Self::ReportDataMismatch,
+        Self::EvidenceInvalid,
+        Self::InitDataMismatch,
+        Self::SimulatedNotAllowed,
+        Self::SampleNotAllowed,
+        Self::TokenMissing,
+        Self::TokenInvalid,
+        Self::PolicyDenied,
+        Self::NotFound,
+        Self::BadRequest,
+        Self::MethodNotAllowed,
+        Self::TooLarge,
+        Self::Unavailable,
+        Self::Internal,
+        Self::ResourceDisabled,
+        Self::ResourceDestroyed,
+        Self::KekInUse,
+        Self::AdminUnauthenticated,
+        Self::Forbidden,
+        Self::StaleVersion,
+        Self::UnknownSigner,
+        Self::BelowThreshold,
+        Self::BundleExpired,
+        Self::BadSignature,
+        Self::RateLimited,
+    ];
+
     /// The stable `type` value.
     #[must_use]
     pub fn type_id(self) -> &'static str {
@@ -114,6 +153,7 @@ impl ErrorKind {
             Self::BelowThreshold => "below-threshold",
             Self::BundleExpired => "bundle-expired",
             Self::BadSignature => "bad-signature",
+            Self::RateLimited => "rate-limited",
         }
     }
 
@@ -147,6 +187,7 @@ impl ErrorKind {
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 }
@@ -169,6 +210,7 @@ impl ApiError {
     #[must_use]
     pub fn unavailable(what: &'static str, cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(what, %cause, "backend unavailable");
+        crate::metrics::backend_error(what, "unavailable");
         Self::new(ErrorKind::Unavailable, format!("{what} unavailable; retry later"))
     }
 
@@ -176,6 +218,7 @@ impl ApiError {
     #[must_use]
     pub fn internal(what: &'static str, cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(what, %cause, "internal error");
+        crate::metrics::backend_error(what, "internal");
         Self::new(ErrorKind::Internal, format!("internal error in {what}"))
     }
 }

@@ -16,6 +16,9 @@
 //! - [`audit`]: the tamper-evident audit log (group-commit writer, checkpoints, exports);
 //! - [`error`]: the one `ApiError` and its stable types;
 //! - [`admin`]: the admin API (`/admin/v1`) and its principals;
+//! - [`metrics`]: Prometheus counters, histograms and gauges;
+//! - [`ops`]: the operations surface: health, readiness, `/metrics`, request ids and access
+//!   logs, rate limiting, log setup;
 //! - [`cli`]: the subcommands.
 
 pub mod admin;
@@ -27,6 +30,8 @@ pub mod decision;
 pub mod error;
 pub mod evidence;
 pub(crate) mod files;
+pub mod metrics;
+pub mod ops;
 pub mod policy;
 pub mod protocol;
 pub mod server;

@@ -185,6 +185,16 @@ fn run_async(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> anyh
     run_async_logging("info", fut)
 }
 
+/// `keylatch serve`: the configuration's `[log]` sets up logging, then the broker runs.
+fn serve(args: &cli::serve::ServeArgs) -> anyhow::Result<()> {
+    let config = cli::serve::load(args)?;
+    kbs::ops::log::init(&config.log)?;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(cli::serve::serve_config(config))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match &cli.command {
@@ -216,7 +226,7 @@ fn main() -> ExitCode {
         Command::Audit(AuditCommand::Query(args)) => cli::audit::query_cmd(args),
         Command::Audit(AuditCommand::Keygen(args)) => cli::audit::keygen(args),
         Command::Init(args) => run_async(cli::init::run(args)),
-        Command::Serve(args) => run_async(cli::serve::run(args)),
+        Command::Serve(args) => serve(args),
         Command::Resource(ResourceCommand::Put(args)) => run_async(cli::admin::put(args)),
         Command::Resource(ResourceCommand::Generate(args)) => run_async(cli::admin::generate(args)),
         Command::Policy(PolicyCommand::Set(args)) => run_async(cli::admin::policy_set(args)),

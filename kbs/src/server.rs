@@ -1,7 +1,8 @@
 //! Serving: the rustls configuration (ring provider, TLS 1.2/1.3), and [`serve`], the accept
 //! loop that runs the router over HTTPS (or plain HTTP when configured) until `shutdown`
-//! resolves, then lets in-flight requests finish (bounded by [`DRAIN_TIMEOUT`]). Tests call
-//! [`serve`] on a `127.0.0.1:0` listener.
+//! resolves, then lets in-flight requests finish (bounded by [`DRAIN_TIMEOUT`]). Each request
+//! carries the peer address as an `axum::extract::ConnectInfo<SocketAddr>` extension. Tests
+//! call [`serve`] on a `127.0.0.1:0` listener.
 
 use std::future::Future;
 use std::path::Path;
@@ -72,6 +73,7 @@ pub async fn serve(
         let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
             let mut router = router.clone();
             let mut req = req.map(axum::body::Body::new);
+            // The peer address, as axum's `ConnectInfo` extractor finds it (rate limit, audit).
             req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
             async move { router.call(req).await }
         });

@@ -29,6 +29,12 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// Whether cookies get `Secure` (the server speaks HTTPS).
     pub secure_cookie: bool,
+    /// `[lifecycle] rotation_warning_days` in seconds (the `/metrics` due-soon gauge).
+    pub rotation_warning_window_s: i64,
+    /// `[rate_limit]`.
+    pub rate_limit: crate::ops::rate_limit::RateLimitConfig,
+    /// `[metrics]`.
+    pub metrics: crate::ops::MetricsConfig,
 }
 
 /// Everything a request handler needs.
@@ -131,6 +137,9 @@ impl AppState {
             allow_simulated: config.allow_simulated,
             max_body_bytes: config.max_body_bytes,
             secure_cookie: tls.is_some(),
+            rotation_warning_window_s: config.lifecycle.warning_window_s(),
+            rate_limit: config.rate_limit,
+            metrics: config.metrics,
         };
         Ok(Self(Arc::new(Inner {
             store,

@@ -383,7 +383,7 @@ fn rejects_protocol_version_0_3_0() {
 #[test]
 fn every_refusal_has_a_json_body_even_oversized_and_unknown_routes() {
     let broker = Broker::start(
-        |c| c.replace("max_body_bytes = 1048576", "max_body_bytes = 4096"),
+        |c| c.replace("max_body_bytes = 2097152", "max_body_bytes = 4096"),
         ALLOW_SIM,
     );
     let http = broker.http();

@@ -244,8 +244,8 @@ allow_sample = false
 # Intel collateral (TCB info, QE identity, CRLs; JSON) for hardware TDX quotes.
 # tdx_collateral = "tdx-collateral.json"
 
-# Largest request body accepted (bytes).
-max_body_bytes = 1048576
+# Largest request body accepted (bytes); larger bodies are answered 413 too-large.
+max_body_bytes = 2097152
 
 [tls]
 # PEM certificate chain (leaf first) and its PKCS#8 key (mode 0600). Clients pin tls/ca.pem.
@@ -276,6 +276,24 @@ origin = "{origin}"
 # Sign a checkpoint every N entries, or every T seconds if the log grew.
 checkpoint_every_entries = 1000
 checkpoint_every_seconds = 60
+
+[log]
+# "text" (human-readable) or "json" (one object per line, with the request span's request_id).
+format = "text"
+# A tracing filter ("info", "warn", "kbs=debug,info"); RUST_LOG, when set, overrides it.
+level = "info"
+
+[rate_limit]
+# Token bucket per client address (IPv6: per /64) on /kbs/v0/*: `per_second` sustained,
+# `burst` at once; excess is answered 429 rate-limited with Retry-After. A guest needs 3
+# requests, so the defaults let ~100 VMs behind one NAT address boot at once, then ~16/s.
+# per_second = 0 disables the limit.
+per_second = 50
+burst = 300
+
+[metrics]
+# Serve Prometheus metrics at GET /metrics on this listener (counts only, no secrets).
+enabled = true
 
 # Signed reference-value bundles (`refval sign`), loaded at start. Policies name them.
 # [[reference_values]]

@@ -1,4 +1,6 @@
-//! `keylatch serve --config FILE`: load, bind, serve until SIGTERM or ctrl-c.
+//! `keylatch serve --config FILE`: load, bind, serve until SIGTERM or ctrl-c. The binary
+//! loads the configuration first ([`load`]) so `[log]` decides the log setup, then runs
+//! [`serve_config`].
 
 use std::path::PathBuf;
 
@@ -14,8 +16,18 @@ pub struct ServeArgs {
     pub config: PathBuf,
 }
 
+/// Loads the configuration named by `args`.
+pub fn load(args: &ServeArgs) -> anyhow::Result<Config> {
+    Config::load(&args.config)
+}
+
+/// Loads and serves (logging as already set up).
 pub async fn run(args: &ServeArgs) -> anyhow::Result<()> {
-    let config = Config::load(&args.config)?;
+    serve_config(load(args)?).await
+}
+
+/// Serves a loaded configuration until SIGTERM or ctrl-c.
+pub async fn serve_config(config: Config) -> anyhow::Result<()> {
     let state = AppState::from_config(&config).await?;
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await

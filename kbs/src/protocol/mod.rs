@@ -12,6 +12,9 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::Router;
+use std::sync::Arc;
+
+use crate::ops::rate_limit::RateLimiter;
 use serde::de::DeserializeOwned;
 
 use crate::error::{ApiError, ErrorKind};
@@ -20,19 +23,30 @@ use crate::state::AppState;
 /// The session cookie's name (what upstream clients send back).
 pub const COOKIE_NAME: &str = "kbs-session-id";
 
-/// The broker's routes.
+/// The broker's routes: the three KBS endpoints (rate-limited per client address), the
+/// operations routes ([`crate::ops`]), and around everything the request context (id, span,
+/// access log, latency).
 pub fn router(state: AppState) -> Router {
     let limit = state.settings.max_body_bytes;
-    Router::new()
+    let mut protocol = Router::new()
         .route("/kbs/v0/auth", post(auth::handle))
         .route("/kbs/v0/attest", post(attest::handle))
-        .route("/kbs/v0/resource/{*path}", get(resource::handle))
+        .route("/kbs/v0/resource/{*path}", get(resource::handle));
+    if let Some(limiter) = RateLimiter::new(state.settings.rate_limit) {
+        let limiter = Arc::new(limiter);
+        protocol = protocol.route_layer(axum::middleware::from_fn(move |req, next| {
+            crate::ops::rate_limit::limit(Arc::clone(&limiter), req, next)
+        }));
+    }
+    protocol
         .merge(crate::admin::router())
+        .merge(crate::ops::routes(state.settings.metrics.enabled))
         .fallback(|| async { ApiError::new(ErrorKind::NotFound, "no such endpoint") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(ErrorKind::MethodNotAllowed, "method not allowed on this endpoint")
         })
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn(crate::ops::request::context))
         .with_state(state)
 }
 

@@ -293,6 +293,9 @@ impl Keystore for Pkcs11Keystore {
     fn health(&self) -> Result<(), KeystoreError> {
         self.run(|conn| {
             conn.session.get_session_info()?;
+            // Touch the token's objects, not only the session: a token whose storage went away
+            // keeps its open session but can no longer use its keys.
+            conn.session.get_attributes(conn.current()?.1, &[AttributeType::Label])?;
             Ok(())
         })
     }

@@ -1,0 +1,86 @@
+//! Log setup: `[log] format = "text" | "json"` and `level`, installed once per process. JSON
+//! lines carry the current span (the request span holds `request_id`, `method`, `route`), so
+//! every line a request causes can be joined on its id. What is logged is decided where it is
+//! logged; this module adds no request data (no headers, cookies, tokens or bodies).
+
+use serde::Deserialize;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::EnvFilter;
+
+/// `[log]`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` (human-readable, the default) or `json` (one object per line).
+    #[serde(default)]
+    pub format: LogFormat,
+    /// A tracing filter: `info`, `warn`, `keylatch=debug,info`, ... `RUST_LOG`, when set,
+    /// overrides it.
+    #[serde(default = "default_level")]
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { format: LogFormat::default(), level: default_level() }
+    }
+}
+
+fn default_level() -> String {
+    "info".to_owned()
+}
+
+/// `[log] format`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// The filter: `RUST_LOG` when set, else `level`.
+fn filter(config: &LogConfig) -> anyhow::Result<EnvFilter> {
+    match std::env::var("RUST_LOG") {
+        Ok(env) if !env.is_empty() => {
+            EnvFilter::try_new(env).map_err(|e| anyhow::anyhow!("RUST_LOG: {e}"))
+        }
+        _ => EnvFilter::try_new(&config.level)
+            .map_err(|e| anyhow::anyhow!("[log] level {:?}: {e}", config.level)),
+    }
+}
+
+/// Installs the process-wide subscriber writing to `writer` (no colours). Fails when the level
+/// does not parse or a subscriber is already installed.
+pub fn init_with_writer<W>(config: &LogConfig, writer: W) -> anyhow::Result<()>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    install(config, writer, false)
+}
+
+fn install<W>(config: &LogConfig, writer: W, ansi: bool) -> anyhow::Result<()>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let filter = filter(config)?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .with_ansi(ansi && config.format == LogFormat::Text);
+    let installed = match config.format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .flatten_event(false)
+            .try_init(),
+    };
+    installed.map_err(|e| anyhow::anyhow!("installing the log subscriber: {e}"))
+}
+
+/// Installs the process-wide subscriber on stderr (colours only on a terminal).
+pub fn init(config: &LogConfig) -> anyhow::Result<()> {
+    install(config, std::io::stderr, std::io::IsTerminal::is_terminal(&std::io::stderr()))
+}
