@@ -54,6 +54,10 @@ pub enum ErrorKind {
     Unavailable,
     /// A bug or an unexpected internal failure.
     Internal,
+    /// Collateral the evidence needs (VCEK, TDX TCB info / QE identity / CRLs) is neither in the
+    /// evidence nor offline, and fetching it (AMD KDS, Intel PCS) failed or is disabled: the
+    /// evidence was not judged; retry later. 503.
+    CollateralUnavailable,
 }
 
 impl ErrorKind {
@@ -82,6 +86,7 @@ impl ErrorKind {
             Self::TooLarge => "too-large",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
+            Self::CollateralUnavailable => "collateral-unavailable",
         }
     }
 
@@ -107,7 +112,7 @@ impl ErrorKind {
             Self::BadRequest => StatusCode::BAD_REQUEST,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable | Self::CollateralUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -9,8 +9,8 @@ use keylatch_keystore::Keystore;
 use reference_values::{
     verify_signatures, AuthorKeys, AuthorPublicKey, SignedBundle, VerifiedBundle,
 };
-use verifier::tdx::TdxCollateral;
 
+use crate::collateral::{CollateralService, CollateralStore};
 use crate::config::{Config, KeystoreBackend, StoreBackend};
 use crate::evidence::Verifiers;
 use crate::store::{SqliteStore, Store};
@@ -40,6 +40,8 @@ pub struct Inner {
     pub store: Arc<dyn Store>,
     pub keystore: Arc<dyn Keystore>,
     pub verifiers: Arc<Verifiers>,
+    /// Collateral for hardware evidence (offline, cached, fetched).
+    pub collateral: Arc<crate::collateral::CollateralService>,
     pub token_key: TokenKey,
     pub bundles: Vec<VerifiedBundle>,
     pub settings: Settings,
@@ -68,13 +70,17 @@ impl std::ops::Deref for AppState {
 impl AppState {
     /// Builds the state from a loaded configuration.
     pub async fn from_config(config: &Config) -> anyhow::Result<Self> {
-        let store: Arc<dyn Store> = match config.store.backend {
-            StoreBackend::Sqlite => Arc::new(
-                SqliteStore::open(&config.store.path, false)
-                    .await
-                    .with_context(|| format!("opening {}", config.store.path.display()))?,
-            ),
-        };
+        let (store, collateral_store): (Arc<dyn Store>, Arc<dyn CollateralStore>) =
+            match config.store.backend {
+                StoreBackend::Sqlite => {
+                    let s = Arc::new(
+                        SqliteStore::open(&config.store.path, false)
+                            .await
+                            .with_context(|| format!("opening {}", config.store.path.display()))?,
+                    );
+                    (s.clone(), s)
+                }
+            };
         let keystore = open_keystore(config)?;
         let token_key = TokenKey::load(&config.token_signing_key)?;
         let tls = match (&config.tls, config.insecure_http) {
@@ -88,15 +94,13 @@ impl AppState {
             (None, false) => bail!("[tls] is required unless insecure_http = true"),
         };
         let now = time::OffsetDateTime::now_utc();
-        let tdx_collateral = config
-            .tdx_collateral
-            .as_deref()
-            .map(|p| {
-                let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
-                TdxCollateral::from_json(&bytes)
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))
-            })
-            .transpose()?;
+        // Offline TDX collateral (`tdx_collateral`) is served by the collateral service, which
+        // also knows its nextUpdate.
+        let collateral = CollateralService::new(
+            &config.collateral,
+            config.tdx_collateral.as_deref(),
+            collateral_store,
+        )?;
         let sim = match &config.sim_pki {
             Some(dir) => {
                 let pki = crate::cli::load_sim_pki(dir)?;
@@ -121,7 +125,7 @@ impl AppState {
             );
         }
         let verifiers =
-            Verifiers::new(tdx_collateral, sim, config.allow_simulated, config.allow_sample)
+            Verifiers::new(None, sim, config.allow_simulated, config.allow_sample)
                 .map_err(|e| anyhow::anyhow!("trust anchors: {e}"))?;
         let bundles = load_bundles(config)?;
         let settings = Settings {
@@ -136,6 +140,7 @@ impl AppState {
             store,
             keystore,
             verifiers: Arc::new(verifiers),
+            collateral: Arc::new(collateral),
             token_key,
             bundles,
             settings,

@@ -124,8 +124,10 @@ async fn attest(
     let expected = report_data_binding(&session.nonce, &jwk, &req.tee_evidence.additional_evidence);
     let verifiers = std::sync::Arc::clone(&state.verifiers);
     let primary = req.tee_evidence.primary_evidence;
+    let at = time::OffsetDateTime::now_utc();
+    let hw = state.collateral.resolve(tee, &primary, at).await?;
     let claims = tokio::task::spawn_blocking(move || {
-        verifiers.verify(tee, &primary, &expected, time::OffsetDateTime::now_utc())
+        verifiers.verify_with(tee, &primary, &expected, at, &hw)
     })
     .await
     .map_err(|e| ApiError::internal("evidence verification", &e))??;

@@ -13,8 +13,10 @@ use sqlx::{Row as _, SqlitePool};
 use super::{Session, SessionState, Store, StoreError, StoreFuture, StoredPolicy, StoredResource};
 
 /// The schema migrations, in order: (version, name, SQL).
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "initial", include_str!("../../migrations/0001_initial.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "initial", include_str!("../../migrations/0001_initial.sql")),
+    (5, "collateral", include_str!("../../migrations/0005_collateral.sql")),
+];
 
 /// SQLite-backed store.
 #[derive(Debug, Clone)]
@@ -59,6 +61,11 @@ impl SqliteStore {
         let store = Self { pool };
         store.migrate().await?;
         Ok(store)
+    }
+
+    /// The pool, for stores of other modules that share this database (collateral cache).
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
