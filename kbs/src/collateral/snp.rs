@@ -98,19 +98,22 @@ impl SnpSource {
                 "no VLEK in the evidence or in snp_cert_dir for this TCB (KDS does not serve VLEKs)",
             ));
         }
+        // A version 2 report may be Milan or Genoa: the next product is tried only when KDS
+        // says it has no such chip (404); any other failure ends the search.
         let mut last = None;
         for product in products {
             let Ok(id) = VcekId::for_report(&parsed, product) else { continue };
             match self.vcek(&id).await {
                 Ok(der) => return Ok(SnpEndorsements::new(der.to_vec())),
-                Err(e) => last = Some(e),
+                Err((e, true)) => last = Some(e),
+                Err((e, false)) => return Err(e),
             }
         }
         Err(last.unwrap_or_else(|| unavailable("no VCEK can be named for this report")))
     }
 
-    /// The VCEK for `id`: offline, memory, store, then KDS.
-    async fn vcek(&self, id: &VcekId) -> Result<Arc<Vec<u8>>, ApiError> {
+    /// The VCEK for `id`: offline, memory, store, then KDS. The flag on an error: KDS said 404.
+    async fn vcek(&self, id: &VcekId) -> Result<Arc<Vec<u8>>, (ApiError, bool)> {
         if let Some(der) = self.offline.vceks.get(&(id.hw_id.clone(), id.tcb)) {
             on_hit(Kind::SnpVcek, Source::Offline);
             return Ok(Arc::new(der.clone()));
@@ -137,9 +140,12 @@ impl SnpSource {
             Err(e) => tracing::warn!(error = %e, "collateral store read failed; fetching"),
         }
         let Some(upstream) = &self.upstream else {
-            return Err(unavailable(format!(
-                "no VCEK for {key} in the evidence or snp_cert_dir, and fetching is disabled"
-            )));
+            return Err((
+                unavailable(format!(
+                    "no VCEK for {key} in the evidence or snp_cert_dir, and fetching is disabled"
+                )),
+                false,
+            ));
         };
         let url = format!("{}{}", self.kds_url, kds_path(id));
         let der = match upstream.get(&url).await {
@@ -154,7 +160,8 @@ impl SnpSource {
         };
         let der = der.map_err(|e| {
             on_fetch_error(Kind::SnpVcek, &e);
-            unavailable(format!("VCEK from AMD KDS: {e}"))
+            let not_found = matches!(e, FetchError::NotFound { .. });
+            (unavailable(format!("VCEK from AMD KDS: {e}")), not_found)
         })?;
         let item = CachedCollateral {
             kind: Kind::SnpVcek.as_str().to_owned(),
