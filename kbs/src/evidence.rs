@@ -158,10 +158,11 @@ fn verify_in(
         Tee::Snp => {
             let json = serde_json::to_vec(primary).map_err(|_| malformed("SNP evidence JSON"))?;
             let ev = report_from_coco_evidence(&json)?;
-            let endorsements = ev.endorsements().or_else(|| hw.snp.clone()).ok_or(VerifyError::new(
-                Step::Chain,
-                Reason::Missing { what: "VCEK or VLEK certificate in cert_chain" },
-            ))?;
+            let endorsements =
+                ev.endorsements().or_else(|| hw.snp.clone()).ok_or(VerifyError::new(
+                    Step::Chain,
+                    Reason::Missing { what: "VCEK or VLEK certificate in cert_chain" },
+                ))?;
             d.snp.verify(&ev.report, &endorsements, Some(expected), now)
         }
         Tee::Tdx => {
@@ -170,14 +171,31 @@ fn verify_in(
                 .and_then(Value::as_str)
                 .and_then(|q| STANDARD.decode(q).ok())
                 .ok_or(malformed("TDX evidence quote (base64)"))?;
-            let collateral = hw.tdx.as_deref().or(d.tdx_collateral.as_ref()).ok_or(VerifyError::new(
-                Step::Collateral,
-                Reason::Missing { what: "TDX collateral (tdx_collateral is not configured)" },
-            ))?;
+            let collateral =
+                hw.tdx.as_deref().or(d.tdx_collateral.as_ref()).ok_or(VerifyError::new(
+                    Step::Collateral,
+                    Reason::Missing { what: "TDX collateral (tdx_collateral is not configured)" },
+                ))?;
             d.tdx.verify(&quote, collateral, Some(expected), now)
         }
         Tee::Sample => Err(malformed("sample evidence")),
     }
+}
+
+/// Verifies evidence now: finds the hardware collateral it needs ([`crate::collateral`]; a
+/// fetch only on a cache miss), then verifies off the async runtime (CPU-bound).
+pub async fn verify_now(
+    state: &crate::AppState,
+    tee: Tee,
+    primary: Value,
+    expected: [u8; 64],
+) -> Result<Claims, ApiError> {
+    let at = time::OffsetDateTime::now_utc();
+    let hw = state.collateral.resolve(tee, &primary, at).await?;
+    let verifiers = Arc::clone(&state.verifiers);
+    tokio::task::spawn_blocking(move || verifiers.verify_with(tee, &primary, &expected, at, &hw))
+        .await
+        .map_err(|e| ApiError::internal("evidence verification", &e))?
 }
 
 fn evidence_error(e: &VerifyError) -> ApiError {

@@ -124,9 +124,8 @@ impl AppState {
                 "allow_sample = true: the UNSIGNED sample TEE is accepted where policies name it"
             );
         }
-        let verifiers =
-            Verifiers::new(None, sim, config.allow_simulated, config.allow_sample)
-                .map_err(|e| anyhow::anyhow!("trust anchors: {e}"))?;
+        let verifiers = Verifiers::new(None, sim, config.allow_simulated, config.allow_sample)
+            .map_err(|e| anyhow::anyhow!("trust anchors: {e}"))?;
         let bundles = load_bundles(config)?;
         let settings = Settings {
             session_lifetime_s: i64::try_from(config.session_lifetime_s).unwrap_or(i64::MAX),

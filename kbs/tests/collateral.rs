@@ -67,7 +67,8 @@ fn enc(s: &str) -> HeaderValue {
         if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
             out.push(char::from(b));
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            out.push('%');
+            out.push_str(&hex::encode_upper([b]));
         }
     }
     HeaderValue::from_str(&out).unwrap()
@@ -102,8 +103,11 @@ impl Upstream {
             }
             "/tdx/certification/v4/tcb" => {
                 h.insert("TCB-Info-Issuer-Chain", enc(&s("tcb_info_issuer_chain")));
-                let body =
-                    format!(r#"{{"tcbInfo":{},"signature":"{}"}}"#, s("tcb_info"), s("tcb_info_signature"));
+                let body = format!(
+                    r#"{{"tcbInfo":{},"signature":"{}"}}"#,
+                    s("tcb_info"),
+                    s("tcb_info_signature")
+                );
                 (h, body).into_response()
             }
             "/tdx/certification/v4/qe/identity" => {
@@ -319,8 +323,9 @@ async fn certificate_table_in_evidence_is_preferred_over_everything() {
     let hw = HardwareCollateral { snp: Some(SnpEndorsements::new(milan.vcek)), tdx: None };
     let verifiers = Verifiers::new(None, None, false, false).unwrap();
     let rd: [u8; 64] = {
-        let report = verifier::snp::report_from_coco_evidence(&serde_json::to_vec(&evidence).unwrap())
-            .unwrap();
+        let report =
+            verifier::snp::report_from_coco_evidence(&serde_json::to_vec(&evidence).unwrap())
+                .unwrap();
         verifier::snp::parse_report(&report.report).unwrap().report_data
     };
     let claims = verifiers.verify_with(Tee::Snp, &evidence, &rd, at(&case), &hw).unwrap();

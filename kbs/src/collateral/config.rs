@@ -68,7 +68,9 @@ impl CollateralConfig {
             None if self.pcs_url.trim_end_matches('/') == DEFAULT_PCS_URL => {
                 INTEL_ROOT_CA_CRL_URL.to_owned()
             }
-            None => format!("{}/sgx/certification/v4/rootcacrl", self.pcs_url.trim_end_matches('/')),
+            None => {
+                format!("{}/sgx/certification/v4/rootcacrl", self.pcs_url.trim_end_matches('/'))
+            }
         }
     }
 

@@ -155,7 +155,8 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     if let Ok(secs) = v.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
-    let when = time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc2822).ok()?;
+    let when =
+        time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc2822).ok()?;
     let secs = (when - time::OffsetDateTime::now_utc()).whole_seconds();
     Some(Duration::from_secs(u64::try_from(secs).unwrap_or(0)))
 }

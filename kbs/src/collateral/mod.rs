@@ -123,10 +123,9 @@ impl CollateralService {
         now: Now,
     ) -> Result<HardwareCollateral, ApiError> {
         match tee {
-            Tee::Snp => Ok(HardwareCollateral {
-                snp: self.snp.endorsements(primary).await?,
-                tdx: None,
-            }),
+            Tee::Snp => {
+                Ok(HardwareCollateral { snp: self.snp.endorsements(primary).await?, tdx: None })
+            }
             Tee::Tdx => Ok(HardwareCollateral {
                 snp: None,
                 tdx: self.tdx.collateral(primary, now.unix_timestamp()).await?,

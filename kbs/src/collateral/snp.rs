@@ -67,10 +67,7 @@ impl SnpSource {
 
     /// Endorsements for guest-components SNP evidence, or `None` when the evidence carries its
     /// own (it is preferred) or does not parse (the verifier names the failure).
-    pub async fn endorsements(
-        &self,
-        primary: &Value,
-    ) -> Result<Option<SnpEndorsements>, ApiError> {
+    pub async fn endorsements(&self, primary: &Value) -> Result<Option<SnpEndorsements>, ApiError> {
         let Ok(json) = serde_json::to_vec(primary) else { return Ok(None) };
         let Ok(ev) = report_from_coco_evidence(&json) else { return Ok(None) };
         if ev.endorsements().is_some() {
@@ -81,8 +78,7 @@ impl SnpSource {
 
     /// Endorsements for a raw 1184-byte report that carries no certificate.
     pub async fn for_report(&self, report: &[u8]) -> Result<SnpEndorsements, ApiError> {
-        let parsed =
-            parse_report(report).map_err(|e| unavailable(format!("SNP report: {e}")))?;
+        let parsed = parse_report(report).map_err(|e| unavailable(format!("SNP report: {e}")))?;
         let products = candidate_products(&parsed);
         if parsed.key_info.signing_key == SnpSigningKey::Vlek {
             for product in products {
@@ -119,12 +115,12 @@ impl SnpSource {
             return Ok(Arc::new(der.clone()));
         }
         let key = cache_key(id);
-        if let Some(der) = self.from_memory(&key) {
+        if let Some(der) = self.cached(&key) {
             on_hit(Kind::SnpVcek, Source::Memory);
             return Ok(der);
         }
         let _one = self.fetching.lock().await;
-        if let Some(der) = self.from_memory(&key) {
+        if let Some(der) = self.cached(&key) {
             on_hit(Kind::SnpVcek, Source::Memory);
             return Ok(der);
         }
@@ -149,13 +145,13 @@ impl SnpSource {
         };
         let url = format!("{}{}", self.kds_url, kds_path(id));
         let der = match upstream.get(&url).await {
-            Ok(f) => der_from_any(&f.body).filter(|d| matches(d, id)).ok_or_else(|| {
-                FetchError::GaveUp {
+            Ok(f) => {
+                der_from_any(&f.body).filter(|d| matches(d, id)).ok_or_else(|| FetchError::GaveUp {
                     url: url.clone(),
                     attempts: 1,
                     last: "response is not the VCEK for this chip and TCB".to_owned(),
-                }
-            }),
+                })
+            }
             Err(e) => Err(e),
         };
         let der = der.map_err(|e| {
@@ -176,7 +172,7 @@ impl SnpSource {
         Ok(self.remember(key, der))
     }
 
-    fn from_memory(&self, key: &str) -> Option<Arc<Vec<u8>>> {
+    fn cached(&self, key: &str) -> Option<Arc<Vec<u8>>> {
         self.memory.read().unwrap_or_else(PoisonError::into_inner).get(key).cloned()
     }
 

@@ -11,7 +11,8 @@ use crate::store::{SqliteStore, StoreError, StoreFuture};
 pub const SELECT_SQL: &str = "SELECT body, fetched_at, next_update FROM collateral \
      WHERE kind = $1 AND cache_key = $2";
 /// Inserts or replaces one cached item.
-pub const UPSERT_SQL: &str = "INSERT INTO collateral (kind, cache_key, body, fetched_at, next_update) \
+pub const UPSERT_SQL: &str =
+    "INSERT INTO collateral (kind, cache_key, body, fetched_at, next_update) \
      VALUES ($1, $2, $3, $4, $5) \
      ON CONFLICT (kind, cache_key) DO UPDATE SET body = excluded.body, \
      fetched_at = excluded.fetched_at, next_update = excluded.next_update";

@@ -126,12 +126,12 @@ impl TdxSource {
             tracing::warn!(fmspc = %hex::encode(need.fmspc), "offline TDX collateral is past nextUpdate; fetching");
         }
         let key = format!("{}/{}", hex::encode(need.fmspc), need.ca.as_str());
-        if let Some(e) = self.from_memory(&key).filter(fresh) {
+        if let Some(e) = self.cached(&key).filter(fresh) {
             on_hit(Kind::Tdx, Source::Memory);
             return Ok(Some(e.collateral));
         }
         let _one = self.fetching.lock().await;
-        if let Some(e) = self.from_memory(&key).filter(fresh) {
+        if let Some(e) = self.cached(&key).filter(fresh) {
             on_hit(Kind::Tdx, Source::Memory);
             return Ok(Some(e.collateral));
         }
@@ -183,10 +183,12 @@ impl TdxSource {
     ) -> Result<TdxCollateral, FetchError> {
         let base = &self.pcs_url;
         let fmspc = hex::encode_upper(need.fmspc);
-        let url = format!("{base}/sgx/certification/v4/pckcrl?ca={}&encoding=der", need.ca.as_str());
+        let url =
+            format!("{base}/sgx/certification/v4/pckcrl?ca={}&encoding=der", need.ca.as_str());
         let crl = upstream.get(&url).await?;
         let pck_crl_issuer_chain = header(&crl, &url, &["SGX-PCK-CRL-Issuer-Chain"])?;
-        let pck_crl = der_from_any(&crl.body).ok_or_else(|| bad(&url, "PCK CRL is not DER, PEM or hex"))?;
+        let pck_crl =
+            der_from_any(&crl.body).ok_or_else(|| bad(&url, "PCK CRL is not DER, PEM or hex"))?;
 
         let url = format!("{base}/tdx/certification/v4/tcb?fmspc={fmspc}");
         let tcb = upstream.get(&url).await?;
@@ -203,8 +205,8 @@ impl TdxSource {
 
         let url = &self.root_ca_crl_url;
         let root = upstream.get(url).await?;
-        let root_ca_crl =
-            der_from_any(&root.body).ok_or_else(|| bad(url, "root CA CRL is not DER, PEM or hex"))?;
+        let root_ca_crl = der_from_any(&root.body)
+            .ok_or_else(|| bad(url, "root CA CRL is not DER, PEM or hex"))?;
 
         Ok(TdxCollateral::from_parts(TdxCollateralParts {
             pck_crl_issuer_chain,
@@ -219,7 +221,7 @@ impl TdxSource {
         }))
     }
 
-    fn from_memory(&self, key: &str) -> Option<Entry> {
+    fn cached(&self, key: &str) -> Option<Entry> {
         self.memory.read().unwrap_or_else(PoisonError::into_inner).get(key).cloned()
     }
 
@@ -303,7 +305,8 @@ fn load_dir(dir: &Path) -> anyhow::Result<HashMap<[u8; 6], Entry>> {
             continue;
         }
         let e = load_file(&path)?;
-        let fmspc = e.collateral.fmspc().map_err(|err| anyhow::anyhow!("{}: {err}", path.display()))?;
+        let fmspc =
+            e.collateral.fmspc().map_err(|err| anyhow::anyhow!("{}: {err}", path.display()))?;
         out.insert(fmspc, e);
     }
     tracing::info!(dir = %dir.display(), fmspcs = out.len(), "offline TDX collateral indexed");
