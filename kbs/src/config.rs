@@ -50,9 +50,12 @@ pub struct Config {
     #[serde(default)]
     pub sim_pki: Option<PathBuf>,
     /// Intel collateral for hardware TDX quotes: a JSON file as `verifier::tdx::TdxCollateral`
-    /// reads it.
+    /// reads it (used for every quote), or a directory of such files (chosen by FMSPC).
     #[serde(default)]
     pub tdx_collateral: Option<PathBuf>,
+    /// Where collateral missing from evidence comes from (offline, AMD KDS, Intel PCS/PCCS).
+    #[serde(default)]
+    pub collateral: crate::collateral::CollateralConfig,
     /// Largest request body accepted (bytes).
     #[serde(default = "default_body")]
     pub max_body_bytes: usize,
@@ -305,6 +308,7 @@ impl Config {
         fix(&mut self.audit.signing_key);
         self.sim_pki.as_mut().map(fix);
         self.tdx_collateral.as_mut().map(fix);
+        self.collateral.snp_cert_dir.as_mut().map(fix);
         self.keystore.kek_file.as_mut().map(fix);
         if let Some(pkcs11) = self.keystore.pkcs11.as_mut() {
             if let keylatch_keystore::pkcs11::PinSource::File(pin) = &mut pkcs11.pin {
@@ -355,6 +359,7 @@ impl Config {
             }
             _ => {}
         }
+        self.collateral.check()?;
         if self.session_lifetime_s == 0 || self.token_lifetime_s == 0 {
             bail!("session_lifetime_s and token_lifetime_s must be positive");
         }

@@ -79,6 +79,10 @@ pub enum ErrorKind {
     /// This client address sent more protocol requests than `[rate_limit]` allows; the reply
     /// carries `Retry-After` (seconds).
     RateLimited,
+    /// Collateral the evidence needs (VCEK, TDX TCB info / QE identity / CRLs) is neither in the
+    /// evidence nor offline, and fetching it (AMD KDS, Intel PCS) failed or is disabled: the
+    /// evidence was not judged; retry later. 503.
+    CollateralUnavailable,
 }
 
 impl ErrorKind {
@@ -116,6 +120,7 @@ impl ErrorKind {
         Self::BundleExpired,
         Self::BadSignature,
         Self::RateLimited,
+        Self::CollateralUnavailable,
     ];
 
     /// The stable `type` value.
@@ -154,6 +159,7 @@ impl ErrorKind {
             Self::BundleExpired => "bundle-expired",
             Self::BadSignature => "bad-signature",
             Self::RateLimited => "rate-limited",
+            Self::CollateralUnavailable => "collateral-unavailable",
         }
     }
 
@@ -185,7 +191,7 @@ impl ErrorKind {
             Self::BadRequest => StatusCode::BAD_REQUEST,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable | Self::CollateralUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         }

@@ -11,7 +11,9 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde_json::Value;
 use sha2::{Digest as _, Sha256, Sha384, Sha512};
-use verifier::snp::{report_from_coco_evidence, SnpTrustAnchors, SnpVerifier};
+use std::sync::Arc;
+
+use verifier::snp::{report_from_coco_evidence, SnpEndorsements, SnpTrustAnchors, SnpVerifier};
 use verifier::tdx::{TdxCollateral, TdxTrustAnchors, TdxVerifier};
 use verifier::{Claims, HexBytes, Now, Reason, Step, Tee, VerifyError};
 
@@ -23,6 +25,14 @@ pub struct Domain {
     pub snp: SnpVerifier,
     pub tdx: TdxVerifier,
     pub tdx_collateral: Option<TdxCollateral>,
+}
+
+/// Collateral found for hardware evidence by [`crate::collateral`] (the simulation domain
+/// never uses it). SNP endorsements carried by the evidence take precedence over `snp`.
+#[derive(Debug, Clone, Default)]
+pub struct HardwareCollateral {
+    pub snp: Option<SnpEndorsements>,
+    pub tdx: Option<Arc<TdxCollateral>>,
 }
 
 /// All verifiers of the process.
@@ -67,12 +77,25 @@ impl Verifiers {
         expected: &[u8; 64],
         now: Now,
     ) -> Result<Claims, ApiError> {
+        self.verify_with(tee, primary, expected, now, &HardwareCollateral::default())
+    }
+
+    /// [`Verifiers::verify`] with collateral found for the hardware domain.
+    pub fn verify_with(
+        &self,
+        tee: Tee,
+        primary: &Value,
+        expected: &[u8; 64],
+        now: Now,
+        hw: &HardwareCollateral,
+    ) -> Result<Claims, ApiError> {
+        let none = HardwareCollateral::default();
         match tee {
             Tee::Sample => self.verify_sample(primary, expected),
             Tee::Snp | Tee::Tdx => {
-                let attempt = |d: &Domain| verify_in(d, tee, primary, expected, now);
+                let attempt = |d: &Domain, c| verify_in(d, tee, primary, expected, now, c);
                 if let Some(sim) = &self.sim {
-                    match attempt(sim) {
+                    match attempt(sim, &none) {
                         Ok(claims) if self.allow_simulated => return Ok(claims),
                         Ok(_) => return Err(simulated_refused()),
                         Err(e) if e.step == Step::Parse => return Err(evidence_error(&e)),
@@ -86,7 +109,7 @@ impl Verifiers {
                         Err(_) => {}
                     }
                 }
-                attempt(&self.hardware).map_err(|e| evidence_error(&e))
+                attempt(&self.hardware, hw).map_err(|e| evidence_error(&e))
             }
         }
     }
@@ -128,16 +151,18 @@ fn verify_in(
     primary: &Value,
     expected: &[u8; 64],
     now: Now,
+    hw: &HardwareCollateral,
 ) -> Result<Claims, VerifyError> {
     let malformed = |what| VerifyError::new(Step::Parse, Reason::Malformed { what });
     match tee {
         Tee::Snp => {
             let json = serde_json::to_vec(primary).map_err(|_| malformed("SNP evidence JSON"))?;
             let ev = report_from_coco_evidence(&json)?;
-            let endorsements = ev.endorsements().ok_or(VerifyError::new(
-                Step::Chain,
-                Reason::Missing { what: "VCEK or VLEK certificate in cert_chain" },
-            ))?;
+            let endorsements =
+                ev.endorsements().or_else(|| hw.snp.clone()).ok_or(VerifyError::new(
+                    Step::Chain,
+                    Reason::Missing { what: "VCEK or VLEK certificate in cert_chain" },
+                ))?;
             d.snp.verify(&ev.report, &endorsements, Some(expected), now)
         }
         Tee::Tdx => {
@@ -146,14 +171,31 @@ fn verify_in(
                 .and_then(Value::as_str)
                 .and_then(|q| STANDARD.decode(q).ok())
                 .ok_or(malformed("TDX evidence quote (base64)"))?;
-            let collateral = d.tdx_collateral.as_ref().ok_or(VerifyError::new(
-                Step::Collateral,
-                Reason::Missing { what: "TDX collateral (tdx_collateral is not configured)" },
-            ))?;
+            let collateral =
+                hw.tdx.as_deref().or(d.tdx_collateral.as_ref()).ok_or(VerifyError::new(
+                    Step::Collateral,
+                    Reason::Missing { what: "TDX collateral (tdx_collateral is not configured)" },
+                ))?;
             d.tdx.verify(&quote, collateral, Some(expected), now)
         }
         Tee::Sample => Err(malformed("sample evidence")),
     }
+}
+
+/// Verifies evidence now: finds the hardware collateral it needs ([`crate::collateral`]; a
+/// fetch only on a cache miss), then verifies off the async runtime (CPU-bound).
+pub async fn verify_now(
+    state: &crate::AppState,
+    tee: Tee,
+    primary: Value,
+    expected: [u8; 64],
+) -> Result<Claims, ApiError> {
+    let at = time::OffsetDateTime::now_utc();
+    let hw = state.collateral.resolve(tee, &primary, at).await?;
+    let verifiers = Arc::clone(&state.verifiers);
+    tokio::task::spawn_blocking(move || verifiers.verify_with(tee, &primary, &expected, at, &hw))
+        .await
+        .map_err(|e| ApiError::internal("evidence verification", &e))?
 }
 
 fn evidence_error(e: &VerifyError) -> ApiError {

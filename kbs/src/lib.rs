@@ -7,6 +7,7 @@
 //! - [`state`]: everything built once at start ([`AppState`]);
 //! - [`server`]: TLS and the accept loop ([`serve`]);
 //! - [`protocol`]: the three KBS endpoints;
+//! - [`collateral`]: VCEKs and TDX collateral from the evidence, offline, the store, KDS/PCS;
 //! - [`evidence`]: verifier choice, the sample TEE, init-data;
 //! - [`token`]: ES256 attestation tokens;
 //! - [`policy`]: release policies;
@@ -24,6 +25,7 @@
 pub mod admin;
 pub mod audit;
 pub mod cli;
+pub mod collateral;
 pub mod config;
 pub mod custody;
 pub mod decision;

@@ -8,9 +8,9 @@ use anyhow::{bail, Context as _};
 use keylatch_keystore::soft::SoftKeystore;
 use keylatch_keystore::Keystore;
 use reference_values::{AuthorKeys, AuthorPublicKey};
-use verifier::tdx::TdxCollateral;
 
 use crate::admin::registry::BundleRegistry;
+use crate::collateral::{CollateralService, CollateralStore};
 use crate::config::{Config, KeystoreBackend};
 use crate::evidence::Verifiers;
 use crate::store::Store;
@@ -48,6 +48,8 @@ pub struct Inner {
     pub audit: crate::audit::AuditLog,
     pub keystore: Arc<dyn Keystore>,
     pub verifiers: Arc<Verifiers>,
+    /// Collateral for hardware evidence (offline, cached, fetched).
+    pub collateral: Arc<crate::collateral::CollateralService>,
     pub token_key: TokenKey,
     /// Reference-value trust sets and the current bundles (read from the store).
     pub bundles: BundleRegistry,
@@ -78,6 +80,7 @@ impl AppState {
     /// Builds the state from a loaded configuration.
     pub async fn from_config(config: &Config) -> anyhow::Result<Self> {
         let store = crate::store::open(&config.store).await.context("opening the store")?;
+        let collateral_store: Arc<dyn CollateralStore> = store.clone();
         let keystore = open_keystore(config)?;
         let signer = crate::audit::load_signer(&config.audit.signing_key, &config.audit.origin)?;
         let audit =
@@ -94,15 +97,13 @@ impl AppState {
             (None, false) => bail!("[tls] is required unless insecure_http = true"),
         };
         let now = time::OffsetDateTime::now_utc();
-        let tdx_collateral = config
-            .tdx_collateral
-            .as_deref()
-            .map(|p| {
-                let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
-                TdxCollateral::from_json(&bytes)
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))
-            })
-            .transpose()?;
+        // Offline TDX collateral (`tdx_collateral`) is served by the collateral service, which
+        // also knows its nextUpdate.
+        let collateral = CollateralService::new(
+            &config.collateral,
+            config.tdx_collateral.as_deref(),
+            collateral_store,
+        )?;
         let sim = match &config.sim_pki {
             Some(dir) => {
                 let pki = crate::cli::load_sim_pki(dir)?;
@@ -126,9 +127,8 @@ impl AppState {
                 "allow_sample = true: the UNSIGNED sample TEE is accepted where policies name it"
             );
         }
-        let verifiers =
-            Verifiers::new(tdx_collateral, sim, config.allow_simulated, config.allow_sample)
-                .map_err(|e| anyhow::anyhow!("trust anchors: {e}"))?;
+        let verifiers = Verifiers::new(None, sim, config.allow_simulated, config.allow_sample)
+            .map_err(|e| anyhow::anyhow!("trust anchors: {e}"))?;
         let bundles = load_bundles(config, store.as_ref()).await?;
         let settings = Settings {
             session_lifetime_s: i64::try_from(config.session_lifetime_s).unwrap_or(i64::MAX),
@@ -146,6 +146,7 @@ impl AppState {
             audit,
             keystore,
             verifiers: Arc::new(verifiers),
+            collateral: Arc::new(collateral),
             token_key,
             bundles,
             settings,

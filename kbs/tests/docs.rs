@@ -28,16 +28,27 @@ fn every_error_type_is_documented_with_its_status_and_nothing_else_is() {
     let kinds: Vec<(String, u16)> =
         ErrorKind::ALL.iter().map(|k| (k.type_id().to_owned(), k.status().as_u16())).collect();
     assert_eq!(rows, kinds, "ERRORS.md rows must list ErrorKind::ALL in order");
-    assert_eq!(kinds.len(), 32);
+    assert_eq!(kinds.len(), 33);
     assert!(rows.contains(&("rate-limited".to_owned(), 429)));
 }
 
 /// CONFIG.md's full example (the one ```toml block).
 fn example_text() -> String {
+    toml_block(1)
+}
+
+/// The `n`th ```toml block of CONFIG.md (0: the PostgreSQL example under `[store]`; 1: the
+/// full example at the end).
+fn toml_block(n: usize) -> String {
     let text = doc("CONFIG.md");
-    let start = text.find("```toml\n").expect("toml block") + "```toml\n".len();
-    let end = start + text[start..].find("```").unwrap();
-    text[start..end].to_owned()
+    let mut rest = text.as_str();
+    for _ in 0..n {
+        let start = rest.find("```toml\n").expect("toml block") + "```toml\n".len();
+        rest = &rest[start..];
+    }
+    let start = rest.find("```toml\n").expect("toml block") + "```toml\n".len();
+    let end = start + rest[start..].find("```").unwrap();
+    rest[start..end].to_owned()
 }
 
 /// The keys serde accepts at `path` inside the example, read from its own "unknown field,
@@ -62,7 +73,7 @@ fn accepted_keys(path: &[&str]) -> Vec<String> {
 fn every_config_key_is_documented_and_in_the_full_example() {
     let text = doc("CONFIG.md");
     let example: toml::Table = toml::from_str(&example_text()).unwrap();
-    let sections: [&[&str]; 10] = [
+    let sections: [&[&str]; 12] = [
         &[],
         &["tls"],
         &["store"],
@@ -73,7 +84,14 @@ fn every_config_key_is_documented_and_in_the_full_example() {
         &["rate_limit"],
         &["metrics"],
         &["reference_values"],
+        &["audit"],
+        &["collateral"],
     ];
+    // A SQLite and a PostgreSQL `[store]` cannot both be in one valid file: the PostgreSQL keys
+    // are in the second example, which must be a valid configuration too.
+    let postgres: toml::Table = toml::from_str(&toml_block(0)).unwrap();
+    let postgres_config: Config = toml::from_str(&toml_block(0)).unwrap();
+    postgres_config.check().unwrap();
     let mut total = 0;
     for path in sections {
         let keys = accepted_keys(path);
@@ -90,7 +108,9 @@ fn every_config_key_is_documented_and_in_the_full_example() {
                 text.contains(&format!("| `{qualified}` |"))
             };
             assert!(documented, "{qualified} not in CONFIG.md");
-            let mut v = toml::Value::Table(example.clone());
+            let in_postgres = path == ["store"] && postgres["store"].get(&key).is_some();
+            let mut v =
+                toml::Value::Table(if in_postgres { postgres.clone() } else { example.clone() });
             for p in path.iter().copied().chain([key.as_str()]) {
                 v = match v {
                     toml::Value::Array(a) => a[0].get(p).cloned(),
@@ -102,7 +122,7 @@ fn every_config_key_is_documented_and_in_the_full_example() {
         }
     }
     // The top level's sections are keys too; the count pins that the scan saw them all.
-    assert_eq!(total, 38);
+    assert_eq!(total, 57);
     let config: Config = toml::from_str(&example_text()).unwrap();
     config.check().unwrap();
     assert_eq!(config.log.format, kbs::ops::log::LogFormat::Json);

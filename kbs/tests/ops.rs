@@ -224,8 +224,9 @@ fn metrics_count_a_release_and_a_denial_by_tee_outcome_type_and_route() {
         (r#"keylatch_decisions_total{action="release",tee="snp",outcome="allowed"}"#, 1.0),
         (r#"keylatch_decisions_total{action="release",tee="snp",outcome="denied"}"#, 1.0),
         (r#"keylatch_denials_total{action="release",type="policy-denied"}"#, 1.0),
-        // Custody actions: the fixture's put, and here set-rotate-by, put, set-rotate-by.
-        (r#"keylatch_admin_actions_total{outcome="allowed"}"#, 4.0),
+        // Admin actions: the fixture's put and policy set; here set-rotate-by, put,
+        // set-rotate-by, and the denying policy set.
+        (r#"keylatch_admin_actions_total{outcome="allowed"}"#, 6.0),
         (
             r#"keylatch_http_request_duration_seconds_count{route="/kbs/v0/resource/{*path}",method="GET",status="200"}"#,
             1.0,

@@ -241,7 +241,9 @@ allow_sample = false
 # false, simulated evidence is recognized and refused by name.
 {sim}
 
-# Intel collateral (TCB info, QE identity, CRLs; JSON) for hardware TDX quotes.
+# Intel collateral (TCB info, QE identity, CRLs; JSON) for hardware TDX quotes: one file used
+# for every quote, or a directory of such files chosen by FMSPC. Preferred over fetching while
+# its nextUpdate has not passed.
 # tdx_collateral = "tdx-collateral.json"
 
 # Largest request body accepted (bytes); larger bodies are answered 413 too-large.
@@ -301,6 +303,22 @@ enabled = true
 # bundle = "web.cose"
 # author_keys = ["alice.pub.pem", "bob.pub.pem"]
 # threshold = 2                      # distinct trusted signatures required
+
+# Collateral for hardware evidence that does not carry it. SNP: the VCEK/VLEK from the
+# evidence's certificate table, else snp_cert_dir, else AMD KDS (VCEKs only). TDX: tdx_collateral,
+# else Intel PCS or a PCCS. Fetched items are cached in the store (TDX until its nextUpdate).
+# When collateral cannot be had, attestation answers 503 "collateral-unavailable".
+# [collateral]
+# fetch = true                       # false: offline only, never contact KDS/PCS
+# kds_url = "https://kds.amd.com"
+# pcs_url = "https://api.trustedservices.intel.com"   # or your PCCS
+# root_ca_crl_url = "..."            # default: Intel's for PCS, {{pcs_url}}/sgx/certification/v4/rootcacrl for a PCCS
+# snp_cert_dir = "snp-certs"         # offline VCEK/VLEK certificates (*.der, *.pem)
+# requests_per_second = 2            # per upstream service (KDS allows few)
+# max_retries = 3                    # after HTTP 429, 5xx or a transport error
+# backoff_initial_ms = 500           # doubled per retry; a Retry-After header wins
+# max_backoff_s = 60                 # a longer Retry-After gives up at once
+# timeout_s = 10                     # per HTTP request
 "#,
         origin = crate::config::DEFAULT_AUDIT_ORIGIN
     )

@@ -148,13 +148,9 @@ async fn attest(
     };
     // Rebuilt from the session's nonce: the body's copy was only compared above.
     let expected = report_data_binding(&session.nonce, &jwk, &req.tee_evidence.additional_evidence);
-    let verifiers = std::sync::Arc::clone(&state.verifiers);
-    let primary = req.tee_evidence.primary_evidence;
-    let claims = tokio::task::spawn_blocking(move || {
-        verifiers.verify(tee, &primary, &expected, time::OffsetDateTime::now_utc())
-    })
-    .await
-    .map_err(|e| ApiError::internal("evidence verification", &e))??;
+    let claims =
+        crate::evidence::verify_now(state, tee, req.tee_evidence.primary_evidence, expected)
+            .await?;
     if let Some((_, digest)) = &init {
         check_init_data(&claims, digest)?;
     }

@@ -43,6 +43,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (2, "admin", include_str!("../../migrations/0002_admin.sql")),
     (3, "audit", include_str!("../../migrations/0003_audit.sql")),
     (4, "lifecycle", include_str!("../../migrations/0004_lifecycle.sql")),
+    (5, "collateral", include_str!("../../migrations/0005_collateral.sql")),
 ];
 
 /// Opens the configured store (an existing SQLite file, or the PostgreSQL database with the
@@ -157,7 +158,9 @@ pub struct StoredPolicy {
 }
 
 /// The broker's persistent state.
-pub trait Store: AdminStore + AuditStore + Send + Sync + std::fmt::Debug {
+pub trait Store:
+    AdminStore + AuditStore + crate::collateral::CollateralStore + Send + Sync + std::fmt::Debug
+{
     fn create_session(&self, session: &Session) -> StoreFuture<'_, ()>;
 
     fn get_session<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<Session>>;

@@ -7,12 +7,14 @@
 //! - [`anchors`]: per-product trust anchors, production (pinned) or simulated;
 //! - [`verify`]: [`SnpVerifier`], the numbered verification steps and the warm-path cache;
 //! - [`coco`]: guest-components' `{attestation_report, cert_chain}` form;
+//! - [`endorsement_id`]: which VCEK a report needs, what a certificate was issued for;
 //! - `amd_ext`: AMD's X.509 extensions (TCB SPLs, `hwID`, `productName`);
 //! - [`normalize`]: report → [`SnpClaims`](crate::claims::SnpClaims).
 
 pub(crate) mod amd_ext;
 pub mod anchors;
 pub mod coco;
+pub mod endorsement_id;
 pub mod normalize;
 pub mod report;
 pub mod verify;
@@ -21,5 +23,6 @@ pub use anchors::{SnpTrustAnchors, GENOA_ARK_SHA256, MILAN_ARK_SHA256, TURIN_ARK
 pub use coco::{
     coco_evidence_json, report_from_coco_evidence, CocoCert, CocoCertType, CocoSnpEvidence,
 };
+pub use endorsement_id::{EndorsementId, VcekId};
 pub use report::{parse_report, AttestationReport, KeyInfo, RawTcb, REPORT_LEN, SIGNED_LEN};
 pub use verify::{SnpEndorsements, SnpVerifier};

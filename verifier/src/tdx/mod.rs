@@ -1,7 +1,7 @@
 //! Intel TDX quote verification: this module owns the question "is this TDX quote genuine, on
 //! what TCB, and what does the TD report say?". Submodules: [`quote`] (the binary format),
 //! `collateral` (Intel's signed TCB info, QE identity and CRLs), `pck` (the PCK chain and its
-//! SGX extension), `tcb` (TCB level rules) and `verify` (the numbered steps and caches).
+//! SGX extension), `tcb` (TCB level rules), `pcs` (what a quote needs fetched, assembling fetched items) and `verify` (the numbered steps and caches).
 //!
 //! Written here rather than by calling the `dcap-qvl` crate for two reasons: the broker must
 //! verify collateral once and reuse it (dcap-qvl re-verifies every certificate, CRL and
@@ -33,6 +33,7 @@
 mod anchors;
 mod collateral;
 mod pck;
+mod pcs;
 pub mod quote;
 mod tcb;
 mod verify;
@@ -40,6 +41,7 @@ mod verify;
 pub use anchors::TdxTrustAnchors;
 pub use collateral::TdxCollateral;
 pub use pck::SgxExtensions;
+pub use pcs::{CollateralNeed, PckCa, TdxCollateralParts};
 pub use quote::{parse_quote, QeReport, Quote, TdReport};
 pub use verify::TdxVerifier;
 

@@ -16,6 +16,7 @@ use sqlx::Row as _;
 
 mod admin;
 mod audit;
+mod collateral;
 mod lifecycle;
 
 use keylatch_keystore::SealedResource;
