@@ -36,6 +36,7 @@ pub struct Appraised {
 }
 
 /// One decision, as the audit entry will hold it. Never contains secret bytes.
+#[allow(clippy::ref_option_ref)] // reason: serde's derive passes `&Option<&str>` to `session_digest`
 #[derive(Debug, Clone, Serialize)]
 pub struct DecisionRecord<'a> {
     pub action: Action,
@@ -49,6 +50,9 @@ pub struct DecisionRecord<'a> {
     pub simulated: Option<bool>,
     /// The VM's verified identity (chip id / FMSPC, measurement / MRTD), when known.
     pub vm: Option<VmIdentity>,
+    /// The challenge session. Its id is the `kbs-session-id` cookie, which authorizes resource
+    /// requests after attestation: it is written only as a digest (see [`session_digest`]).
+    #[serde(serialize_with = "session_digest")]
     pub session: Option<&'a str>,
     /// The token's `jti`.
     pub token_jti: Option<&'a str>,
@@ -135,5 +139,53 @@ pub async fn record_admin(audit: &AuditLog, record: &AdminRecord<'_>) -> Result<
             tracing::error!(error = %e, "audit log could not record a refused admin action");
             Ok(())
         }
+    }
+}
+
+/// Serializes a session id as `sha256:` and the first 16 hex digits of its SHA-256: enough to
+/// correlate log lines of one handshake, useless as a cookie.
+#[allow(clippy::ref_option, clippy::ref_option_ref)] // reason: serde's `serialize_with` passes `&Option<T>`
+fn session_digest<S: serde::Serializer>(id: &Option<&str>, s: S) -> Result<S::Ok, S::Error> {
+    use sha2::Digest as _;
+    match id {
+        Some(id) => {
+            let digest = hex::encode(sha2::Sha256::digest(id.as_bytes()));
+            s.serialize_str(&format!("sha256:{}", digest.get(..16).unwrap_or_default()))
+        }
+        None => s.serialize_none(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sha2::Digest as _;
+
+    use super::*;
+
+    #[test]
+    fn session_ids_are_logged_only_as_a_digest() {
+        let record = DecisionRecord {
+            action: Action::Attest,
+            allowed: true,
+            request_id: None,
+            client: None,
+            tee: None,
+            simulated: None,
+            vm: None,
+            session: Some("3f1c2a9e-session-cookie"),
+            token_jti: None,
+            evidence_sha256: None,
+            resource: None,
+            resource_version: None,
+            policy_version: None,
+            policy_digest: None,
+            bundles: Vec::new(),
+            outcome: "token-issued",
+            detail: "",
+        };
+        let json = serde_json::to_string(&record).unwrap();
+        assert!(!json.contains("3f1c2a9e-session-cookie"), "{json}");
+        let digest = hex::encode(sha2::Sha256::digest(b"3f1c2a9e-session-cookie"));
+        assert!(json.contains(&format!("\"session\":\"sha256:{}\"", &digest[..16])), "{json}");
     }
 }

@@ -390,12 +390,10 @@ fn json_logs_carry_the_request_id_and_never_the_cookie() {
     // The decision line runs in the same request span.
     assert!(first.iter().any(|l| l["target"] == "keylatch::decision"), "{logs}");
     assert!(of("log-test-2").iter().any(|l| l["fields"]["status"] == 400), "{logs}");
-    // Known gap, outside this module: the decision record (target keylatch::decision) carries
-    // the session id, which is the cookie value. Every other line must not.
-    let others: Vec<&str> =
-        logs.lines().filter(|l| !l.contains("\"target\":\"keylatch::decision\"")).collect();
-    assert!(others.len() >= 4, "{logs}");
-    assert!(others.iter().all(|l| !l.contains(&session)), "session id leaked into logs: {logs}");
+    // The session id is the cookie value, a credential: no line carries it (the decision
+    // record writes only a digest of it).
+    assert!(logs.lines().count() >= 4, "{logs}");
+    assert!(!logs.contains(&session), "session id leaked into logs: {logs}");
     assert!(!logs.contains("kbs-session-id="), "cookie header leaked into logs");
 }
 
