@@ -6,6 +6,8 @@
 //! (503 `unavailable`), and the caller must not let it take effect — the resource handler sends
 //! no JWE, the attest handler no token, an admin call reports failure. A **refusal** stays the
 //! refusal it was: the failed append is logged and `Ok` returned.
+// reason: serde's derive hands `session_digest` a `&Option<&str>` (code we cannot change).
+#![allow(clippy::ref_option_ref)]
 
 use keylatch_audit::entry::{BundleRef, VmIdentity};
 use serde::Serialize;
@@ -36,7 +38,6 @@ pub struct Appraised {
 }
 
 /// One decision, as the audit entry will hold it. Never contains secret bytes.
-#[allow(clippy::ref_option_ref)] // reason: serde's derive passes `&Option<&str>` to `session_digest`
 #[derive(Debug, Clone, Serialize)]
 pub struct DecisionRecord<'a> {
     pub action: Action,
