@@ -289,9 +289,10 @@ fn refused(what: &'static str, reply: &Reply) -> AgentError {
     AgentError::Refused { what, status: reply.status, body: ErrorBody::parse(&reply.body) }
 }
 
-/// Non-200 outside the resource's own cases: 5xx is transient, other statuses a refusal.
+/// Non-200 outside the resource's own cases: 5xx and 429 (the broker's per-address rate limit,
+/// hit when many VMs boot behind one NAT address) are transient, other statuses a refusal.
 fn unexpected(what: &'static str, reply: &Reply) -> AgentError {
-    if reply.status >= 500 {
+    if reply.status >= 500 || reply.status == 429 {
         let body = ErrorBody::parse(&reply.body)
             .map_or_else(String::new, |b| format!(": {}: {}", b.error_type, b.detail));
         AgentError::Transient { what, reason: format!("HTTP {}{body}", reply.status) }

@@ -1,4 +1,4 @@
-//! Boot-time patience: retry transient failures (connection errors, 5xx) with exponential
+//! Boot-time patience: retry transient failures (connection errors, 5xx, 429) with exponential
 //! backoff and full jitter until a deadline, then give up with [`AgentError::Unreachable`].
 //! Anything else (403, 404, refused attestation, local errors) is returned at once.
 

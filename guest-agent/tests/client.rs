@@ -174,6 +174,39 @@ fn retries_through_503_then_succeeds() {
 }
 
 #[test]
+fn backs_off_on_rate_limiting_then_succeeds() {
+    let fx = fixture(SimTee::Snp);
+    let kbs = Arc::new(MiniKbs::new(SECRET));
+    let t = tls();
+    let calls = Arc::new(AtomicU32::new(0));
+    let c2 = Arc::clone(&calls);
+    let server = Server::start(
+        &t,
+        Arc::new(move |r| {
+            // The first auth and the first resource request hit the broker's rate limit.
+            let n = c2.fetch_add(1, Ordering::SeqCst);
+            if n == 0 || n == 3 {
+                return error(429, "rate-limited", "too many requests from this address");
+            }
+            kbs.handle(r)
+        }),
+    );
+    let key =
+        fetch_resource(&config(server.url(), &t.ca_pem, &fx.source, 20), &resource()).unwrap();
+    assert_eq!(key.as_slice(), SECRET);
+    assert_eq!(
+        server.requests(),
+        [
+            "POST /kbs/v0/auth 429",
+            "POST /kbs/v0/auth 200",
+            "POST /kbs/v0/attest 200",
+            "GET /kbs/v0/resource/default/disk/vm1 429",
+            "GET /kbs/v0/resource/default/disk/vm1 200"
+        ]
+    );
+}
+
+#[test]
 fn waits_for_a_broker_that_is_down_at_first() {
     let fx = fixture(SimTee::Snp);
     let t = tls();
