@@ -194,7 +194,45 @@ impl BrokerDir {
         bail!("keylatch serve found no free port in {BIND_ATTEMPTS} attempts:\n{last}")
     }
 
+    /// Moves the broker's state to PostgreSQL: `[store] backend = "postgres"` with `url` and
+    /// `password_file` (do it before any operator command, which then writes there).
+    pub fn use_postgres(&self, url: &str, password_file: &Path) -> anyhow::Result<()> {
+        self.edit_config(|t| {
+            let mut store = toml::Table::new();
+            store.insert("backend".into(), "postgres".into());
+            store.insert("url".into(), url.into());
+            store.insert("password_file".into(), password_file.display().to_string().into());
+            t.insert("store".into(), toml::Value::Table(store));
+        })
+    }
+
+    /// Starts one more `keylatch serve` on this directory's configuration (same store, keys and
+    /// TLS) but on its own free port, as a replica behind a load balancer would run: its copy
+    /// of the configuration is `replica-<n>.toml` beside `keylatch.toml`.
+    pub fn start_replica(&self) -> anyhow::Result<Broker> {
+        let text = std::fs::read_to_string(self.config())?;
+        let mut table: toml::Table = text.parse()?;
+        let mut last = String::new();
+        for _ in 0..BIND_ATTEMPTS {
+            let port = free_port()?;
+            let n = self.starts.load(Ordering::Relaxed);
+            let config = self.path().join(format!("replica-{n}.toml"));
+            table.insert("listen".into(), toml::Value::String(port.to_string()));
+            std::fs::write(&config, toml::to_string(&table)?)?;
+            match self.spawn_with(&config, port)?.ready(&self.ca())? {
+                Ok(broker) => return Ok(broker),
+                Err(log) if log.contains("binding") && log.contains("in use") => last = log,
+                Err(log) => bail!("keylatch serve (replica) exited before accepting TLS:\n{log}"),
+            }
+        }
+        bail!("keylatch serve (replica) found no free port in {BIND_ATTEMPTS} attempts:\n{last}")
+    }
+
     fn spawn(&self) -> anyhow::Result<Broker> {
+        self.spawn_with(&self.config(), self.listen())
+    }
+
+    fn spawn_with(&self, config: &Path, addr: SocketAddr) -> anyhow::Result<Broker> {
         let logs = self.path().join("logs");
         std::fs::create_dir_all(&logs)?;
         let n = self.starts.fetch_add(1, Ordering::Relaxed);
@@ -204,13 +242,13 @@ impl BrokerDir {
             .keylatch()?
             .arg("serve")
             .arg("--config")
-            .arg(self.config())
+            .arg(config)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()
             .context("starting keylatch serve")?;
-        Ok(Broker { child, addr: self.listen(), log, ca: self.ca(), sim_pki: self.sim_pki() })
+        Ok(Broker { child, addr, log, ca: self.ca(), sim_pki: self.sim_pki() })
     }
 }
 

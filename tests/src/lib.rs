@@ -6,7 +6,8 @@
 //! - [`broker`]: a broker directory (`keylatch init`, pkcs11 keystore, a free port), the
 //!   operator commands on it, and a running `keylatch serve` ([`Broker`]) killed on drop;
 //! - [`agent`]: `keylatch-agent` runs against a broker, in simulated SNP or TDX mode;
-//! - [`luks`]: cryptsetup, file-backed LUKS2 images and a spy that records cryptsetup calls.
+//! - [`luks`]: cryptsetup, file-backed LUKS2 images and a spy that records cryptsetup calls;
+//! - [`postgres`]: a throwaway PostgreSQL server per test process, a database per test.
 //!
 //! Every fallible step returns `anyhow::Result` with what failed and the relevant output;
 //! tests unwrap. Anything a machine may lack (SoftHSM2, cryptsetup) is an `Option` whose `None`
@@ -20,6 +21,7 @@ pub mod bins;
 pub mod broker;
 pub mod hsm;
 pub mod luks;
+pub mod postgres;
 
 pub use agent::{AgentTarget, Tee};
 pub use broker::{Broker, BrokerDir};
