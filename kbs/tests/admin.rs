@@ -483,3 +483,73 @@ fn keylatch_binary_bootstraps_a_token_and_drives_the_api() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn key_lifecycle_over_the_admin_api_byok_rotate_disable_enable_destroy() {
+    use base64::Engine as _;
+    let a = authors();
+    let b = broker(&a);
+    let custodian = client(&b, &token(&b, Role::KeyCustodian, &[]));
+    let auditor = client(&b, &token(&b, Role::Auditor, &[]));
+    let path = format!("/admin/v1/resources/{RESOURCE}");
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+
+    // BYOK: the customer wraps to the keystore's import key; the keystore unwraps.
+    let import = custodian.call("GET", "/admin/v1/keystore/import-key", None).unwrap();
+    refused(
+        auditor.request("GET", "/admin/v1/keystore/import-key", None).unwrap(),
+        403,
+        "forbidden",
+    );
+    let pem = import["public_key_pem"].as_str().unwrap();
+    let (label, spki) = der::pem::decode_vec(pem.as_bytes()).unwrap();
+    assert_eq!(label, "PUBLIC KEY");
+    let customer_key = [0x5au8; 32];
+    let blob = keylatch_keystore::byok::wrap_for_import(&spki, &customer_key).unwrap();
+    let put = custodian.call("PUT", &path, Some(&json!({"wrapped": b64(&blob)}))).unwrap();
+    assert_eq!(put["version"], 2);
+    assert_eq!(b.fetch(b.source(SimTee::Snp), KeyKind::P256).unwrap(), customer_key);
+    let mut tampered = blob.clone();
+    *tampered.last_mut().unwrap() ^= 1;
+    let (status, _) =
+        custodian.request("PUT", &path, Some(&json!({"wrapped": b64(&tampered)}))).unwrap();
+    assert!(status >= 400, "a tampered blob was accepted");
+
+    // Rotation: a new version becomes current; the old one is kept.
+    let rotated = custodian.call("PUT", &path, Some(&json!({"generate": 48}))).unwrap();
+    assert_eq!(rotated["version"], 3);
+    let key3 = b.fetch(b.source(SimTee::Snp), KeyKind::P256).unwrap();
+    assert_eq!(key3.len(), 48);
+    let shown = custodian.call("GET", &path, None).unwrap();
+    assert_eq!(shown["versions"].as_array().unwrap().len(), 3);
+
+    // Disable: never released; enable: released again.
+    custodian.call("PATCH", &path, Some(&json!({"state": "disabled"}))).unwrap();
+    let (status, body) = agent_error(&b.fetch(b.source(SimTee::Snp), KeyKind::P256).unwrap_err());
+    assert_eq!((status, body.error_type.as_str()), (403, "resource-disabled"));
+    custodian
+        .call(
+            "PATCH",
+            &path,
+            Some(&json!({"state": "active", "rotate_by": "2030-01-01T00:00:00Z"})),
+        )
+        .unwrap();
+    assert_eq!(b.fetch(b.source(SimTee::Snp), KeyKind::P256).unwrap(), key3);
+    refused(
+        custodian.request("PATCH", &path, Some(&json!({"state": "paused"}))).unwrap(),
+        400,
+        "bad-request",
+    );
+    refused(
+        auditor.request("PATCH", &path, Some(&json!({"state": "disabled"}))).unwrap(),
+        403,
+        "forbidden",
+    );
+
+    // Destroy: crypto-shred, final.
+    custodian.call("DELETE", &path, None).unwrap();
+    let (status, body) = agent_error(&b.fetch(b.source(SimTee::Snp), KeyKind::P256).unwrap_err());
+    assert_eq!((status, body.error_type.as_str()), (404, "resource-destroyed"));
+    let (status, _) = custodian.request("PUT", &path, Some(&json!({"generate": 32}))).unwrap();
+    assert!(status >= 400, "a destroyed path was reused");
+}

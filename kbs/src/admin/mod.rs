@@ -36,7 +36,10 @@ pub fn router() -> Router<AppState> {
         .route("/admin/v1/resources", get(resources::list))
         .route(
             "/admin/v1/resources/{*path}",
-            get(resources::show).put(resources::put).delete(resources::delete),
+            get(resources::show)
+                .put(resources::put)
+                .patch(resources::patch)
+                .delete(resources::delete),
         )
         .route("/admin/v1/policies", get(policies::list))
         .route("/admin/v1/policies/{*path}", get(policies::get).put(policies::set))
@@ -44,6 +47,7 @@ pub fn router() -> Router<AppState> {
         .route("/admin/v1/reference-values/{name}", get(refvals::show).put(refvals::publish))
         .route("/admin/v1/tokens", get(tokens::list).post(tokens::create))
         .route("/admin/v1/tokens/{id}", axum::routing::delete(tokens::revoke))
+        .route("/admin/v1/keystore/import-key", get(resources::import_key))
         .route("/admin/v1/audit", get(audit::summary))
         .route("/admin/v1/audit/checkpoints", get(audit::checkpoints))
         .route("/admin/v1/audit/entries", get(audit::entries))

@@ -20,7 +20,6 @@ use zeroize::{Zeroize as _, Zeroizing};
 
 use super::auth::Role;
 use super::{finish, rfc3339, Caller, Done};
-use crate::cli::admin::Source;
 use crate::custody::{self, Actor, Cryptoperiod, Material};
 use crate::error::{ApiError, ErrorKind};
 use crate::protocol::now_s;
@@ -32,7 +31,9 @@ use crate::store::ResourceVersionMeta;
 /// The largest random resource the broker generates on request.
 pub const MAX_GENERATE: usize = 4096;
 
-/// `PUT` body: exactly one of `value` (standard base64 of the bytes) or `generate` (a length).
+/// `PUT` body: exactly one of `value` (standard base64 of the bytes), `generate` (a length) or
+/// `wrapped` (standard base64 of a BYOK blob for the keystore's import key, as
+/// `keylatch key wrap-for-import` writes it).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PutBody {
@@ -40,6 +41,8 @@ struct PutBody {
     value: Option<String>,
     #[serde(default)]
     generate: Option<usize>,
+    #[serde(default)]
+    wrapped: Option<String>,
 }
 
 impl Drop for PutBody {
@@ -59,17 +62,14 @@ fn actor(caller: &Caller) -> Actor<'_> {
     }
 }
 
-/// Seals and stores a new version of `path`; returns the version.
+/// Seals and stores a new version of `path` (the new current version: a rotation when the path
+/// had one); returns the version.
 async fn seal_new_version(
     state: &AppState,
     caller: &Caller,
     path: &str,
-    source: Source,
+    material: Material,
 ) -> Result<u64, ApiError> {
-    let material = match source {
-        Source::Bytes(b) => Material::Plaintext(b),
-        Source::Random(n) => Material::Generate(n),
-    };
     let added = custody::put(
         state.store.as_ref(),
         &state.keystore,
@@ -127,8 +127,19 @@ pub async fn put(
     let result = async {
         let path = authorize(&caller, &[Role::KeyCustodian], &path)?;
         let body: PutBody = json_body(body, "resource")?;
-        let (source, what) = match (&body.value, body.generate) {
-            (Some(v), None) => {
+        let (material, what) = match (&body.value, body.generate, &body.wrapped) {
+            (None, None, Some(w)) => {
+                let blob =
+                    base64::engine::general_purpose::STANDARD.decode(w.trim()).map_err(|_| {
+                        ApiError::new(ErrorKind::BadRequest, "wrapped is not standard base64")
+                    })?;
+                let n = blob.len();
+                (
+                    Material::Wrapped(blob),
+                    format!("BYOK blob of {n} bytes unwrapped in the keystore"),
+                )
+            }
+            (Some(v), None, None) => {
                 let bytes = Zeroizing::new(
                     base64::engine::general_purpose::STANDARD.decode(v.trim()).map_err(|_| {
                         ApiError::new(ErrorKind::BadRequest, "value is not standard base64")
@@ -138,20 +149,23 @@ pub async fn put(
                     return Err(ApiError::new(ErrorKind::BadRequest, "value is empty"));
                 }
                 let n = bytes.len();
-                (Source::Bytes(bytes), format!("{n} bytes supplied"))
+                (Material::Plaintext(bytes), format!("{n} bytes supplied"))
             }
-            (None, Some(n)) if (1..=MAX_GENERATE).contains(&n) => {
-                (Source::Random(n), format!("{n} random bytes generated"))
+            (None, Some(n), None) if (1..=MAX_GENERATE).contains(&n) => {
+                (Material::Generate(n), format!("{n} random bytes generated"))
             }
             _ => {
                 return Err(ApiError::new(
                     ErrorKind::BadRequest,
-                    format!("give exactly one of value (base64) or generate (1..={MAX_GENERATE})"),
+                    format!(
+                        "give exactly one of value (base64), generate (1..={MAX_GENERATE}) or \
+                         wrapped (base64 BYOK blob)"
+                    ),
                 ))
             }
         };
         drop(body);
-        let version = seal_new_version(&state, &caller, &path, source).await?;
+        let version = seal_new_version(&state, &caller, &path, material).await?;
         Ok(Done {
             status: axum::http::StatusCode::CREATED,
             body: json!({"path": path, "version": version}),
@@ -221,4 +235,91 @@ pub async fn delete(
     }
     .await;
     finish(&caller, "resource.delete", Some(&path), result).await
+}
+
+/// `PATCH` body: any of `state` (`active` or `disabled`; a disabled resource is never released)
+/// and `rotate_by` (an RFC 3339 time, or `null` to clear it).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PatchBody {
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default, deserialize_with = "some_or_null")]
+    rotate_by: Option<Option<String>>,
+}
+
+/// Tells a missing `rotate_by` (no change) from `"rotate_by": null` (clear it).
+fn some_or_null<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+pub async fn patch(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(path): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let result = async {
+        let path = authorize(&caller, &[Role::KeyCustodian], &path)?;
+        let body: PatchBody = json_body(body, "resource")?;
+        if body.state.is_none() && body.rotate_by.is_none() {
+            return Err(ApiError::new(ErrorKind::BadRequest, "give state and/or rotate_by"));
+        }
+        let store = state.store.as_ref();
+        let mut changed = Vec::new();
+        match body.state.as_deref() {
+            Some("disabled") => {
+                custody::disable(store, actor(&caller), now_s(), &path).await?;
+                changed.push("disabled".to_owned());
+            }
+            Some("active") => {
+                custody::enable(store, actor(&caller), now_s(), &path).await?;
+                changed.push("enabled".to_owned());
+            }
+            Some(other) => {
+                return Err(ApiError::new(
+                    ErrorKind::BadRequest,
+                    format!("state must be active or disabled, not {other:?}"),
+                ))
+            }
+            None => {}
+        }
+        if let Some(rotate_by) = body.rotate_by {
+            let period = match rotate_by {
+                None => Cryptoperiod::Clear,
+                Some(t) => Cryptoperiod::Until(
+                    time::OffsetDateTime::parse(&t, &time::format_description::well_known::Rfc3339)
+                        .map_err(|e| {
+                            ApiError::new(
+                                ErrorKind::BadRequest,
+                                format!("rotate_by: not RFC 3339: {e}"),
+                            )
+                        })?
+                        .unix_timestamp(),
+                ),
+            };
+            custody::set_cryptoperiod(store, actor(&caller), now_s(), &path, period).await?;
+            changed.push("rotate_by".to_owned());
+        }
+        let detail = changed.join(", ");
+        Ok(Done { detail, ..Done::ok(json!({"path": path, "changed": changed})) })
+    }
+    .await;
+    finish(&caller, "resource.update", Some(&path), result).await
+}
+
+/// `GET /admin/v1/keystore/import-key`: the keystore's RSA import public key (PEM) that BYOK
+/// blobs are wrapped to (`keylatch key wrap-for-import --public-key`).
+pub async fn import_key(State(state): State<AppState>, caller: Caller) -> Response {
+    let result = async {
+        caller.principal.require(&[Role::KeyCustodian])?;
+        let spki = custody::import_public_key(&state.keystore).await?;
+        let pem = der::pem::encode_string("PUBLIC KEY", der::pem::LineEnding::LF, &spki)
+            .map_err(|e| ApiError::internal("import key PEM", &e))?;
+        Ok(Done::ok(json!({"public_key_pem": pem})))
+    }
+    .await;
+    finish(&caller, "keystore.import-key", None, result).await
 }
