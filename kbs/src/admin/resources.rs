@@ -237,22 +237,17 @@ pub async fn delete(
     finish(&caller, "resource.delete", Some(&path), result).await
 }
 
-/// `PATCH` body: any of `state` (`active` or `disabled`; a disabled resource is never released)
-/// and `rotate_by` (an RFC 3339 time, or `null` to clear it).
+/// `PATCH` body: any of `state` (`active` or `disabled`; a disabled resource is never released),
+/// `rotate_by` (an RFC 3339 time) and `clear_rotate_by` (`true` removes the date).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PatchBody {
     #[serde(default)]
     state: Option<String>,
-    #[serde(default, deserialize_with = "some_or_null")]
-    rotate_by: Option<Option<String>>,
-}
-
-/// Tells a missing `rotate_by` (no change) from `"rotate_by": null` (clear it).
-fn some_or_null<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> Result<Option<Option<String>>, D::Error> {
-    Option::<String>::deserialize(d).map(Some)
+    #[serde(default)]
+    rotate_by: Option<String>,
+    #[serde(default)]
+    clear_rotate_by: bool,
 }
 
 pub async fn patch(
@@ -264,8 +259,17 @@ pub async fn patch(
     let result = async {
         let path = authorize(&caller, &[Role::KeyCustodian], &path)?;
         let body: PatchBody = json_body(body, "resource")?;
-        if body.state.is_none() && body.rotate_by.is_none() {
-            return Err(ApiError::new(ErrorKind::BadRequest, "give state and/or rotate_by"));
+        if body.state.is_none() && body.rotate_by.is_none() && !body.clear_rotate_by {
+            return Err(ApiError::new(
+                ErrorKind::BadRequest,
+                "give state, rotate_by and/or clear_rotate_by",
+            ));
+        }
+        if body.rotate_by.is_some() && body.clear_rotate_by {
+            return Err(ApiError::new(
+                ErrorKind::BadRequest,
+                "rotate_by and clear_rotate_by exclude each other",
+            ));
         }
         let store = state.store.as_ref();
         let mut changed = Vec::new();
@@ -286,7 +290,12 @@ pub async fn patch(
             }
             None => {}
         }
-        if let Some(rotate_by) = body.rotate_by {
+        let rotate_by = match (body.rotate_by, body.clear_rotate_by) {
+            (_, true) => Some(None),
+            (Some(t), false) => Some(Some(t)),
+            (None, false) => None,
+        };
+        if let Some(rotate_by) = rotate_by {
             let period = match rotate_by {
                 None => Cryptoperiod::Clear,
                 Some(t) => Cryptoperiod::Until(
