@@ -176,7 +176,10 @@ async fn local_broker(
     let config_path =
         super::init::init_dir(dir, true, &[], "127.0.0.1:0", &super::init::KeystoreChoice::Soft)
             .await?;
-    let config = Config::load(&config_path)?;
+    let mut config = Config::load(&config_path)?;
+    // Every simulated guest comes from 127.0.0.1: the per-address rate limit would measure
+    // itself, not the broker.
+    config.rate_limit.per_second = 0;
     let state = AppState::from_config(&config).await?;
     super::admin::put_resource(
         &state.audit,
