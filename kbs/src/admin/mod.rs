@@ -65,6 +65,16 @@ pub struct Caller {
     pub audit: crate::audit::AuditLog,
 }
 
+impl Caller {
+    /// Checks the role and the path scope of a path-addressed call; returns the validated path.
+    pub fn authorize_path(&self, roles: &[auth::Role], path: &str) -> Result<String, ApiError> {
+        self.principal.require(roles)?;
+        let path = crate::protocol::resource::parse_path(path)?;
+        self.principal.require_path(&path)?;
+        Ok(path)
+    }
+}
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 

@@ -15,17 +15,9 @@ use super::auth::Role;
 use super::{finish, rfc3339, version_query, Caller, Done, VersionQuery};
 use crate::error::{ApiError, ErrorKind};
 use crate::policy::Policy;
-use crate::protocol::resource::parse_path;
 use crate::protocol::{json_body, store_error};
 use crate::state::AppState;
 use crate::store::PolicyVersionMeta;
-
-fn authorize(caller: &Caller, roles: &[Role], path: &str) -> Result<String, ApiError> {
-    caller.principal.require(roles)?;
-    let path = parse_path(path)?;
-    caller.principal.require_path(&path)?;
-    Ok(path)
-}
 
 pub async fn set(
     State(state): State<AppState>,
@@ -34,7 +26,7 @@ pub async fn set(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let result = async {
-        let path = authorize(&caller, &[Role::KeyCustodian], &path)?;
+        let path = caller.authorize_path(&[Role::KeyCustodian], &path)?;
         let value: Value = json_body(body, "policy")?;
         let text = value.to_string();
         Policy::parse(&text)
@@ -60,7 +52,7 @@ pub async fn get(
     query: Result<Query<VersionQuery>, QueryRejection>,
 ) -> Response {
     let result = async {
-        let path = authorize(&caller, &[Role::KeyCustodian, Role::Auditor], &path)?;
+        let path = caller.authorize_path(&[Role::KeyCustodian, Role::Auditor], &path)?;
         let version = version_query(query)?;
         let stored = state
             .store

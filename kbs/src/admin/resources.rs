@@ -23,7 +23,6 @@ use super::{finish, rfc3339, Caller, Done};
 use crate::custody::{self, Actor, Cryptoperiod, Material};
 use crate::error::{ApiError, ErrorKind};
 use crate::protocol::now_s;
-use crate::protocol::resource::parse_path;
 use crate::protocol::{json_body, store_error};
 use crate::state::AppState;
 use crate::store::ResourceVersionMeta;
@@ -110,14 +109,6 @@ fn summary(path: &str, versions: &[ResourceVersionMeta]) -> Value {
     })
 }
 
-/// Checks role and scope of a path-addressed call; returns the normalized path.
-fn authorize(caller: &Caller, roles: &[Role], path: &str) -> Result<String, ApiError> {
-    caller.principal.require(roles)?;
-    let path = parse_path(path)?;
-    caller.principal.require_path(&path)?;
-    Ok(path)
-}
-
 pub async fn put(
     State(state): State<AppState>,
     caller: Caller,
@@ -125,7 +116,7 @@ pub async fn put(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let result = async {
-        let path = authorize(&caller, &[Role::KeyCustodian], &path)?;
+        let path = caller.authorize_path(&[Role::KeyCustodian], &path)?;
         let body: PutBody = json_body(body, "resource")?;
         let (material, what) = match (&body.value, body.generate, &body.wrapped) {
             (None, None, Some(w)) => {
@@ -197,7 +188,7 @@ pub async fn show(
     Path(path): Path<String>,
 ) -> Response {
     let result = async {
-        let path = authorize(&caller, &[Role::KeyCustodian, Role::Auditor], &path)?;
+        let path = caller.authorize_path(&[Role::KeyCustodian, Role::Auditor], &path)?;
         let rows = state.store.list_resource_versions().await.map_err(|e| store_error(&e))?;
         let versions: Vec<_> = rows.into_iter().filter(|r| r.path == path).collect();
         if versions.is_empty() {
@@ -223,7 +214,7 @@ pub async fn delete(
     Path(path): Path<String>,
 ) -> Response {
     let result = async {
-        let path = authorize(&caller, &[Role::KeyCustodian], &path)?;
+        let path = caller.authorize_path(&[Role::KeyCustodian], &path)?;
         let n = destroy(&state, &caller, &path).await?;
         if n == 0 {
             return Err(ApiError::new(ErrorKind::NotFound, format!("no resource {path}")));
@@ -257,7 +248,7 @@ pub async fn patch(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let result = async {
-        let path = authorize(&caller, &[Role::KeyCustodian], &path)?;
+        let path = caller.authorize_path(&[Role::KeyCustodian], &path)?;
         let body: PatchBody = json_body(body, "resource")?;
         if body.state.is_none() && body.rotate_by.is_none() && !body.clear_rotate_by {
             return Err(ApiError::new(

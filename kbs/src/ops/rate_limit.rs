@@ -7,8 +7,9 @@
 //! Memory is bounded: a bucket that has refilled to `burst` says nothing a fresh bucket would
 //! not, so such entries are swept out (at most once per refill period); and the table never
 //! holds more than [`MAX_TRACKED`] addresses. When it is full of addresses that are all
-//! actively limited, a new address is served unlimited rather than refused (and logged):
-//! refusing would let an attacker with many addresses lock every new client out.
+//! actively limited, new addresses share one overflow bucket until the next sweep (and it is
+//! logged): serving them unlimited would let an attacker with many addresses escape the limit
+//! by filling the table, and refusing them outright would lock every new client out.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -84,6 +85,8 @@ pub struct RateLimiter {
 #[derive(Debug)]
 struct Table {
     buckets: HashMap<IpAddr, Bucket>,
+    /// Shared by the addresses that find the table full.
+    overflow: Option<Bucket>,
     last_sweep: Option<Instant>,
 }
 
@@ -101,7 +104,7 @@ impl RateLimiter {
             per_second: f64::from(config.per_second),
             burst: f64::from(config.burst),
             max_tracked,
-            table: Mutex::new(Table { buckets: HashMap::new(), last_sweep: None }),
+            table: Mutex::new(Table { buckets: HashMap::new(), overflow: None, last_sweep: None }),
         })
     }
 
@@ -114,18 +117,24 @@ impl RateLimiter {
     pub fn check(&self, addr: IpAddr, now: Instant) -> Result<(), Duration> {
         let key = bucket_key(addr);
         let mut table = self.table.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Sweeps run on the refill schedule only: a full table does not make every new
+        // address pay for a scan of it.
         let due = table.last_sweep.is_none_or(|t| now.duration_since(t) >= self.refill_period());
-        if due || (table.buckets.len() >= self.max_tracked && !table.buckets.contains_key(&key)) {
+        if due {
             self.sweep(&mut table, now);
         }
-        if !table.buckets.contains_key(&key) && table.buckets.len() >= self.max_tracked {
-            tracing::warn!(
-                tracked = table.buckets.len(),
-                "rate limit table full; address not limited"
-            );
-            return Ok(());
-        }
-        let bucket = table.buckets.entry(key).or_insert(Bucket { tokens: self.burst, at: now });
+        let fresh = Bucket { tokens: self.burst, at: now };
+        let bucket = if table.buckets.contains_key(&key) || table.buckets.len() < self.max_tracked {
+            table.buckets.entry(key).or_insert(fresh)
+        } else {
+            if table.overflow.is_none() {
+                tracing::warn!(
+                    tracked = table.buckets.len(),
+                    "rate limit table full; new addresses share one bucket until the next sweep"
+                );
+            }
+            table.overflow.get_or_insert(fresh)
+        };
         let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
         bucket.tokens = (bucket.tokens + elapsed * self.per_second).min(self.burst);
         bucket.at = now;
@@ -140,9 +149,13 @@ impl RateLimiter {
     /// Drops every bucket that has refilled to `burst` by `now`.
     fn sweep(&self, table: &mut Table, now: Instant) {
         let (rate, burst) = (self.per_second, self.burst);
-        table.buckets.retain(|_, b| {
-            b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * rate < burst
-        });
+        let refilled = |b: &Bucket| {
+            b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * rate >= burst
+        };
+        table.buckets.retain(|_, b| !refilled(b));
+        if table.overflow.as_ref().is_some_and(refilled) {
+            table.overflow = None;
+        }
         table.last_sweep = Some(now);
     }
 
@@ -236,8 +249,15 @@ mod tests {
             l.check(IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, i)), t0).unwrap();
         }
         assert_eq!(l.tracked(), 4);
-        // Full of active buckets: a fifth address is served but not tracked.
-        l.check(IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 9)), t0).unwrap();
+        // Full of active buckets: new addresses are not tracked but share one bucket, so
+        // filling the table does not lift the limit for them.
+        let (c, d) = (
+            IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 9)),
+            IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 10)),
+        );
+        l.check(c, t0).unwrap();
+        l.check(d, t0).unwrap();
+        assert_eq!(l.check(c, t0), Err(Duration::from_secs(1)));
         assert_eq!(l.tracked(), 4);
         // Two seconds on, every bucket has refilled: the sweep forgets them all.
         let t1 = t0 + Duration::from_secs(2);
