@@ -16,6 +16,10 @@ pub const DEFAULT_TOKEN_LIFETIME_S: u64 = 300;
 /// with a TDX quote and its PCK chain plus init-data (tens of KiB); the headroom is for
 /// evidence formats with more certificates, while a body this size still costs little memory.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 2 << 20;
+/// Default time a client gets for each of: the TLS handshake, the request head, the request
+/// body (seconds). A guest's whole request is a few KiB sent at once; ten seconds forgives a
+/// congested network while a client that trickles bytes to hold a connection is cut off.
+pub const DEFAULT_CLIENT_TIMEOUT_S: u64 = 10;
 
 /// `keylatch.toml`.
 #[derive(Debug, Clone, Deserialize)]
@@ -59,6 +63,9 @@ pub struct Config {
     /// Largest request body accepted (bytes).
     #[serde(default = "default_body")]
     pub max_body_bytes: usize,
+    /// Time allowed for each of the TLS handshake, the request head and the request body.
+    #[serde(default = "default_client_timeout")]
+    pub client_timeout_s: u64,
     pub keystore: KeystoreConfig,
     /// Reference-value bundle names with their trusted authors (and optionally a bundle file).
     #[serde(default)]
@@ -165,6 +172,10 @@ impl LifecycleConfig {
 
 fn default_warning_days() -> u32 {
     crate::custody::DEFAULT_ROTATION_WARNING_DAYS
+}
+
+fn default_client_timeout() -> u64 {
+    DEFAULT_CLIENT_TIMEOUT_S
 }
 
 fn default_session() -> u64 {
@@ -362,6 +373,9 @@ impl Config {
         self.collateral.check()?;
         if self.session_lifetime_s == 0 || self.token_lifetime_s == 0 {
             bail!("session_lifetime_s and token_lifetime_s must be positive");
+        }
+        if self.client_timeout_s == 0 {
+            bail!("client_timeout_s must be positive");
         }
         self.rate_limit.check()?;
         for rv in &self.reference_values {

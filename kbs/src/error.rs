@@ -83,6 +83,8 @@ pub enum ErrorKind {
     /// evidence nor offline, and fetching it (AMD KDS, Intel PCS) failed or is disabled: the
     /// evidence was not judged; retry later. 503.
     CollateralUnavailable,
+    /// The request body did not arrive within `client_timeout_s` (a slow or stalled client). 408.
+    RequestTimeout,
 }
 
 impl ErrorKind {
@@ -121,6 +123,7 @@ impl ErrorKind {
         Self::BadSignature,
         Self::RateLimited,
         Self::CollateralUnavailable,
+        Self::RequestTimeout,
     ];
 
     /// The stable `type` value.
@@ -160,6 +163,7 @@ impl ErrorKind {
             Self::BadSignature => "bad-signature",
             Self::RateLimited => "rate-limited",
             Self::CollateralUnavailable => "collateral-unavailable",
+            Self::RequestTimeout => "request-timeout",
         }
     }
 
@@ -194,6 +198,7 @@ impl ErrorKind {
             Self::Unavailable | Self::CollateralUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
         }
     }
 }

@@ -20,8 +20,6 @@ use tower_service::Service as _;
 
 use crate::state::AppState;
 
-/// How long a TLS handshake may take before the connection is dropped.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long in-flight requests may run after shutdown was asked for.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -52,10 +50,14 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let acceptor = state.tls.clone().map(tokio_rustls::TlsAcceptor::from);
+    // A slow client gets `client_timeout_s` for its handshake and again for its request head
+    // (hyper also closes an idle keep-alive connection after it); the body has its own
+    // deadline in `protocol::buffer_body`.
+    let client_timeout = state.settings.client_timeout;
     let router = crate::protocol::router(state);
     let graceful = GracefulShutdown::new();
     let mut builder = hyper::server::conn::http1::Builder::new();
-    builder.timer(TokioTimer::new()).header_read_timeout(HANDSHAKE_TIMEOUT);
+    builder.timer(TokioTimer::new()).header_read_timeout(client_timeout);
     tokio::pin!(shutdown);
     loop {
         let (tcp, peer) = tokio::select! {
@@ -83,7 +85,7 @@ pub async fn serve(
         tokio::spawn(async move {
             let _ = tcp.set_nodelay(true);
             let result = if let Some(acceptor) = acceptor {
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                match tokio::time::timeout(client_timeout, acceptor.accept(tcp)).await {
                     Ok(Ok(tls)) => {
                         let conn = builder.serve_connection(TokioIo::new(tls), service);
                         watcher.watch(conn).await

@@ -27,6 +27,8 @@ pub struct Settings {
     pub allow_sample: bool,
     pub allow_simulated: bool,
     pub max_body_bytes: usize,
+    /// `client_timeout_s`: for each of the TLS handshake, the request head and the body.
+    pub client_timeout: std::time::Duration,
     /// Whether cookies get `Secure` (the server speaks HTTPS).
     pub secure_cookie: bool,
     /// `[lifecycle] rotation_warning_days` in seconds (the `/metrics` due-soon gauge).
@@ -136,6 +138,7 @@ impl AppState {
             allow_sample: config.allow_sample,
             allow_simulated: config.allow_simulated,
             max_body_bytes: config.max_body_bytes,
+            client_timeout: std::time::Duration::from_secs(config.client_timeout_s),
             secure_cookie: tls.is_some(),
             rotation_warning_window_s: config.lifecycle.warning_window_s(),
             rate_limit: config.rate_limit,

@@ -69,6 +69,28 @@ fn rejects_expired_session() {
 }
 
 #[test]
+fn sessions_are_swept_only_once_neither_their_nonce_nor_their_token_can_be_used() {
+    let broker = Broker::start(|c| c, ALLOW_SIM);
+    let source = broker.source(SimTee::Snp);
+    let attested = Raw::auth(&broker, "snp");
+    attested.attest_ok(source.as_ref());
+    let unanswered = Raw::auth(&broker, "snp");
+    let now = kbs::protocol::now_s();
+    let sweep = |at: i64| broker.rt.block_on(kbs::protocol::auth::sweep_once(&broker.state, at));
+
+    // Challenges expire after 300 s and tokens live 300 s: until both could have run out,
+    // nothing is removed and the attested cookie still releases.
+    assert_eq!(sweep(now + 300 + 299).unwrap(), 0);
+    assert_eq!(attested.resource(RESOURCE, true, None).status, 200);
+
+    assert_eq!(sweep(now + 300 + 300 + 2).unwrap(), 2);
+    let r = attested.resource(RESOURCE, true, None);
+    assert_eq!(error_of(&r, 401).error_type, "token-missing");
+    let body = unanswered.body(source.as_ref(), &unanswered.nonce, &unanswered.nonce, |_| {});
+    assert_eq!(error_of(&unanswered.attest(&body), 401).error_type, "session-unknown");
+}
+
+#[test]
 fn rejects_report_data_not_bound_to_the_sessions_nonce() {
     let broker = Broker::start(|c| c, ALLOW_SIM);
     for (tee, name) in [(SimTee::Snp, "snp"), (SimTee::Tdx, "tdx")] {

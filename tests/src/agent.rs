@@ -1,6 +1,8 @@
 //! `keylatch-agent` as a booting VM runs it: `get-resource` and `unlock-luks` against a broker
 //! URL, trusting one CA, with evidence minted by the simulator (`--simulate snp|tdx`) under a
-//! simulation PKI — the broker's own, or a foreign one to be refused.
+//! simulation PKI — the broker's own, or a foreign one to be refused. For loads of guests
+//! (hundreds at once), [`AgentTarget::release_in_process`] runs the agent's library in a
+//! thread instead of a process per guest.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -63,6 +65,33 @@ impl AgentTarget {
             .output()
             .context("running keylatch-agent get-resource")?;
         Ok(out.into())
+    }
+
+    /// One guest's whole release (auth, attest, resource) by the agent's library in this
+    /// process, with a fresh TEE key, retrying transient failures within `deadline_s` (0: no
+    /// retrying, a broker that is gone shows as an error at once; each call still gets 1 s):
+    /// the key bytes, or the agent's error as text.
+    pub fn release_in_process(&self, tee: Tee, resource: &str) -> Result<Vec<u8>, String> {
+        use keylatch_agent::evidence::sim::SimSource;
+        use keylatch_agent::evidence::SimTee;
+        let sim_tee = match tee {
+            Tee::Snp => SimTee::Snp,
+            Tee::Tdx => SimTee::Tdx,
+        };
+        let evidence = SimSource::load(sim_tee, &self.sim_pki, None).map_err(|e| e.to_string())?;
+        let ca_pem = std::fs::read(&self.ca).map_err(|e| format!("{}: {e}", self.ca.display()))?;
+        let mut client = keylatch_agent::Client::new(keylatch_agent::AgentConfig {
+            url: self.url.clone(),
+            ca_pem,
+            key_kind: keylatch_wire::KeyKind::P256,
+            init_data: None,
+            deadline: std::time::Duration::from_secs(self.deadline_s),
+            evidence: std::sync::Arc::new(evidence),
+        })
+        .map_err(|e| e.to_string())?;
+        let path = keylatch_agent::ResourcePath::parse(&format!("kbs:///{resource}"))
+            .map_err(|e| e.to_string())?;
+        client.get_resource(&path).map(|k| k.to_vec()).map_err(|e| e.to_string())
     }
 
     /// `unlock-luks --device IMAGE --name NAME --resource kbs:///RESOURCE --test-passphrase`

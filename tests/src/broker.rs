@@ -173,6 +173,41 @@ impl BrokerDir {
         version_in(&out.stdout_text(), label)
     }
 
+    /// `keylatch token create --role ROLE [--prefix P]...`: a fresh admin-API bearer token.
+    pub fn admin_token(&self, role: &str, prefixes: &[&str]) -> anyhow::Result<String> {
+        let mut args: Vec<&OsStr> =
+            vec!["--role".as_ref(), role.as_ref(), "--name".as_ref(), "e2e".as_ref()];
+        for prefix in prefixes {
+            args.push("--prefix".as_ref());
+            args.push(OsStr::new(prefix));
+        }
+        let out = self.admin(&["token", "create"], &args)?;
+        Ok(out.stdout_text().trim().to_owned())
+    }
+
+    /// `keylatch audit export` into a fresh directory, then `keylatch audit verify` on it with
+    /// the broker's `audit.pub`, as an auditor would offline; returns the verified entries
+    /// (each line of `entries.jsonl`, whose `entry` holds `kind`, `decision`, ...). Errors with
+    /// the verifier's report when the log does not verify.
+    pub fn verified_audit(&self) -> anyhow::Result<Vec<serde_json::Value>> {
+        let export = tempfile::tempdir_in(self.path()).context("creating the export directory")?;
+        let out = export.path().join("audit");
+        self.admin(&["audit", "export"], &["--out".as_ref(), out.as_os_str()])?;
+        let verify = Command::new(bins::path(bins::KEYLATCH)?)
+            .args(["audit", "verify"])
+            .arg(&out)
+            .arg("--key")
+            .arg(self.path().join("audit.pub"))
+            .output()
+            .context("running keylatch audit verify")?;
+        Outcome::from(verify).success("keylatch audit verify")?;
+        let jsonl = std::fs::read_to_string(out.join("entries.jsonl"))?;
+        jsonl
+            .lines()
+            .map(|l| serde_json::from_str(l).with_context(|| format!("entries.jsonl line {l:?}")))
+            .collect()
+    }
+
     /// Starts `keylatch serve` and returns once it completes TLS handshakes with the CA in
     /// `tls/ca.pem`. A port taken meanwhile by another process is replaced by a free one.
     pub fn start(&self) -> anyhow::Result<Broker> {
@@ -294,6 +329,11 @@ impl Broker {
             sim_pki: self.sim_pki.clone(),
             deadline_s: 10,
         }
+    }
+
+    /// A raw HTTPS client for this broker, pinning its CA ([`crate::https`]).
+    pub fn client(&self) -> anyhow::Result<crate::https::Client> {
+        crate::https::Client::new(&self.ca, self.addr)
     }
 
     /// SIGKILL, as a crash: no shutdown code runs. Returns once the process is reaped.

@@ -6,6 +6,7 @@
 //! - [`broker`]: a broker directory (`keylatch init`, pkcs11 keystore, a free port), the
 //!   operator commands on it, and a running `keylatch serve` ([`Broker`]) killed on drop;
 //! - [`agent`]: `keylatch-agent` runs against a broker, in simulated SNP or TDX mode;
+//! - [`https`]: a raw HTTPS/1.1 client that sends exactly the bytes a test writes;
 //! - [`luks`]: cryptsetup, file-backed LUKS2 images and a spy that records cryptsetup calls;
 //! - [`postgres`]: a throwaway PostgreSQL server per test process, a database per test.
 //!
@@ -20,6 +21,7 @@ pub mod agent;
 pub mod bins;
 pub mod broker;
 pub mod hsm;
+pub mod https;
 pub mod luks;
 pub mod postgres;
 

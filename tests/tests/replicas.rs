@@ -12,11 +12,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use e2e::{AgentTarget, Tee};
 use e2e::{Broker, BrokerDir, ALLOW_SIMULATED, DISK_KEY};
 use keylatch_agent::evidence::sim::SimSource;
 use keylatch_agent::evidence::{EvidenceSource as _, SimTee};
 use keylatch_agent::http::Http;
-use keylatch_agent::{AgentConfig, Client, ResourcePath};
 use keylatch_wire::{decrypt, report_data_binding, Jwe, KeyKind, TeeKeyPair};
 use serde_json::{json, Value};
 
@@ -103,20 +103,10 @@ fn handshake_hops_between_three_replicas_and_the_nonce_stays_single_use() {
 }
 
 /// One full release (fresh client: auth, attest, resource) against `url`.
-fn release(url: &str, ca: &[u8], sim: &std::path::Path) -> Result<Vec<u8>, String> {
-    let evidence = Arc::new(SimSource::load(SimTee::Tdx, sim, None).map_err(|e| e.to_string())?);
-    let mut client = Client::new(AgentConfig {
-        url: url.to_owned(),
-        ca_pem: ca.to_vec(),
-        key_kind: KeyKind::P256,
-        init_data: None,
-        // No retrying: a replica that is gone must show as a failure, not be waited for.
-        deadline: Duration::from_secs(0),
-        evidence,
-    })
-    .map_err(|e| e.to_string())?;
-    let path = ResourcePath::parse(&format!("kbs:///{DISK_KEY}")).map_err(|e| e.to_string())?;
-    client.get_resource(&path).map(|k| k.to_vec()).map_err(|e| e.to_string())
+fn release(url: &str, dir: &BrokerDir) -> Result<Vec<u8>, String> {
+    let target =
+        AgentTarget { url: url.to_owned(), ca: dir.ca(), sim_pki: dir.sim_pki(), deadline_s: 0 };
+    target.release_in_process(Tee::Tdx, DISK_KEY)
 }
 
 /// What one release did: which replica, and whether it released the right key.
@@ -137,8 +127,7 @@ fn replicas_carry_on_when_one_is_killed_during_a_load_of_releases() {
     let replicas =
         vec![dir.start().unwrap(), dir.start_replica().unwrap(), dir.start_replica().unwrap()];
     let urls: Vec<String> = replicas.iter().map(Broker::url).collect();
-    let ca = std::fs::read(dir.ca()).unwrap();
-    let sim = dir.sim_pki();
+    let dir = Arc::new(dir);
     let killed = Arc::new(AtomicBool::new(false));
     let started_after = Arc::new(AtomicUsize::new(0));
     let done = Arc::new(AtomicUsize::new(0));
@@ -148,7 +137,7 @@ fn replicas_carry_on_when_one_is_killed_during_a_load_of_releases() {
     let mut survivors = Vec::new();
     let workers: Vec<_> = (0..WORKERS)
         .map(|w| {
-            let (urls, ca, sim) = (urls.clone(), ca.clone(), sim.clone());
+            let (urls, dir) = (urls.clone(), Arc::clone(&dir));
             let (killed, started_after, done, log) = (
                 Arc::clone(&killed),
                 Arc::clone(&started_after),
@@ -163,7 +152,7 @@ fn replicas_carry_on_when_one_is_killed_during_a_load_of_releases() {
                     }
                     // Round robin over all three; after the kill, over the two survivors.
                     let replica = if after_kill { (w + i) % 2 } else { (w + i) % 3 };
-                    let outcome = release(&urls[replica], &ca, &sim);
+                    let outcome = release(&urls[replica], &dir);
                     log.lock().unwrap().push(Release { replica, after_kill, outcome });
                     done.fetch_add(1, Ordering::SeqCst);
                 }
@@ -210,28 +199,16 @@ fn replicas_carry_on_when_one_is_killed_during_a_load_of_releases() {
     assert!(released >= BEFORE_KILL + AFTER_KILL - 3, "released {released}");
     // Survivors still serve a fresh guest each.
     for s in &survivors {
-        assert_eq!(release(&s.url(), &ca, &sim).unwrap(), key.to_vec());
+        assert_eq!(release(&s.url(), &dir).unwrap(), key.to_vec());
     }
     // The audit log in the shared database: it verifies offline, and every release a guest
     // received has its entry (an entry may exist without a received key only for a release
     // that was in flight on the killed replica: the entry is written before the key leaves).
     let received = released + survivors.len();
     let lost_in_flight = log.iter().filter(|r| r.outcome.is_err()).count();
-    let export = dir.path().join("audit-export");
-    let out = dir.admin(&["audit", "export"], &["--out".as_ref(), export.as_os_str()]).unwrap();
-    assert_eq!(out.code, Some(0), "{}", out.stderr);
-    let verify = std::process::Command::new(e2e::bins::path(e2e::bins::KEYLATCH).unwrap())
-        .args(["audit", "verify"])
-        .arg(&export)
-        .arg("--key")
-        .arg(dir.path().join("audit.pub"))
-        .output()
-        .unwrap();
-    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stderr));
-    let jsonl = std::fs::read_to_string(export.join("entries.jsonl")).unwrap();
-    let release_entries = jsonl
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+    let entries = dir.verified_audit().unwrap();
+    let release_entries = entries
+        .iter()
         .filter(|l| l["entry"]["kind"] == "release" && l["entry"]["decision"] == "allow")
         .count();
     assert!(

@@ -262,44 +262,46 @@ pub async fn patch(
                 "rotate_by and clear_rotate_by exclude each other",
             ));
         }
-        let store = state.store.as_ref();
-        let mut changed = Vec::new();
-        match body.state.as_deref() {
-            Some("disabled") => {
-                custody::disable(store, actor(&caller), now_s(), &path).await?;
-                changed.push("disabled".to_owned());
-            }
-            Some("active") => {
-                custody::enable(store, actor(&caller), now_s(), &path).await?;
-                changed.push("enabled".to_owned());
-            }
+        // Every field is checked before anything changes: a refused PATCH changes nothing.
+        let enable = match body.state.as_deref() {
+            Some("disabled") => Some(false),
+            Some("active") => Some(true),
             Some(other) => {
                 return Err(ApiError::new(
                     ErrorKind::BadRequest,
                     format!("state must be active or disabled, not {other:?}"),
                 ))
             }
-            None => {}
-        }
-        let rotate_by = match (body.rotate_by, body.clear_rotate_by) {
-            (_, true) => Some(None),
-            (Some(t), false) => Some(Some(t)),
+            None => None,
+        };
+        let period = match (body.rotate_by.as_deref(), body.clear_rotate_by) {
+            (_, true) => Some(Cryptoperiod::Clear),
+            (Some(t), false) => Some(Cryptoperiod::Until(
+                time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+                    .map_err(|e| {
+                        ApiError::new(
+                            ErrorKind::BadRequest,
+                            format!("rotate_by: not RFC 3339: {e}"),
+                        )
+                    })?
+                    .unix_timestamp(),
+            )),
             (None, false) => None,
         };
-        if let Some(rotate_by) = rotate_by {
-            let period = match rotate_by {
-                None => Cryptoperiod::Clear,
-                Some(t) => Cryptoperiod::Until(
-                    time::OffsetDateTime::parse(&t, &time::format_description::well_known::Rfc3339)
-                        .map_err(|e| {
-                            ApiError::new(
-                                ErrorKind::BadRequest,
-                                format!("rotate_by: not RFC 3339: {e}"),
-                            )
-                        })?
-                        .unix_timestamp(),
-                ),
-            };
+        let store = state.store.as_ref();
+        let mut changed = Vec::new();
+        match enable {
+            Some(false) => {
+                custody::disable(store, actor(&caller), now_s(), &path).await?;
+                changed.push("disabled".to_owned());
+            }
+            Some(true) => {
+                custody::enable(store, actor(&caller), now_s(), &path).await?;
+                changed.push("enabled".to_owned());
+            }
+            None => {}
+        }
+        if let Some(period) = period {
             custody::set_cryptoperiod(store, actor(&caller), now_s(), &path, period).await?;
             changed.push("rotate_by".to_owned());
         }

@@ -248,6 +248,9 @@ allow_sample = false
 
 # Largest request body accepted (bytes); larger bodies are answered 413 too-large.
 max_body_bytes = 2097152
+# Seconds a client gets for each of its TLS handshake, request head and request body; slower
+# clients are cut off (a slow body is answered 408 request-timeout).
+client_timeout_s = 10
 
 [tls]
 # PEM certificate chain (leaf first) and its PKCS#8 key (mode 0600). Clients pin tls/ca.pem.

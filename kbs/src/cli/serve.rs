@@ -34,6 +34,7 @@ pub async fn serve_config(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", config.listen))?;
     let scheme = if state.tls.is_some() { "https" } else { "http" };
     tracing::info!(address = %listener.local_addr()?, %scheme, "keylatch broker listening");
+    tokio::spawn(crate::protocol::auth::sweep_sessions(state.clone()));
     crate::server::serve(listener, state, crate::server::shutdown_signal()).await?;
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! `POST /kbs/v0/auth`: the Request → Challenge step. Checks the protocol version (exactly
 //! 0.4.0) and the TEE, creates a session in the store with a fresh 32-byte nonce, and sets the
-//! `kbs-session-id` cookie.
+//! `kbs-session-id` cookie. [`sweep_sessions`] removes sessions nobody can use any more, so
+//! challenges that are never answered do not pile up in the store.
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -137,6 +138,35 @@ fn http_date(t: time::OffsetDateTime) -> String {
         t.minute(),
         t.second()
     )
+}
+
+/// How often [`sweep_sessions`] runs.
+pub const SESSION_SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Deletes, every [`SESSION_SWEEP_INTERVAL`], each session whose challenge expired more than a
+/// token lifetime ago: its nonce can no longer be answered, and a token it issued (at the
+/// latest when the challenge expired) has expired too, so neither its cookie nor its token can
+/// release anything. Runs until the process ends; a store failure is logged and retried on the
+/// next tick. With several replicas each sweeps; the deletes are idempotent.
+pub async fn sweep_sessions(state: AppState) {
+    let mut tick = tokio::time::interval(SESSION_SWEEP_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match sweep_once(&state, now_s()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(sessions = n, "swept sessions past their use"),
+            Err(e) => {
+                crate::metrics::backend_error("store", "unavailable");
+                tracing::warn!(error = %e, "sweeping expired sessions failed; retrying later");
+            }
+        }
+    }
+}
+
+/// One sweep at `now` (Unix seconds): the number of sessions removed.
+pub async fn sweep_once(state: &AppState, now: i64) -> Result<u64, crate::store::StoreError> {
+    state.store.purge_sessions(now.saturating_sub(state.settings.token_lifetime_s)).await
 }
 
 #[cfg(test)]

@@ -46,8 +46,48 @@ pub fn router(state: AppState) -> Router {
             ApiError::new(ErrorKind::MethodNotAllowed, "method not allowed on this endpoint")
         })
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), buffer_body))
         .layer(axum::middleware::from_fn(crate::ops::request::context))
         .with_state(state)
+}
+
+/// Reads the whole request body before any handler runs, within `client_timeout_s` and
+/// `max_body_bytes`: a client that trickles or stalls its body gets 408 `request-timeout`
+/// instead of holding a connection and a task open for as long as it likes, and one that
+/// sends too much gets 413 `too-large` as soon as the limit is crossed. Handlers then see a
+/// complete body (their own extractors keep the same limit).
+async fn buffer_body(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let settings = &state.settings;
+    let (parts, body) = req.into_parts();
+    let limited = http_body_util::Limited::new(body, settings.max_body_bytes);
+    let collected =
+        tokio::time::timeout(settings.client_timeout, http_body_util::BodyExt::collect(limited))
+            .await;
+    let bytes = match collected {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            return ApiError::new(ErrorKind::TooLarge, "request body exceeds the size limit")
+                .into_response();
+        }
+        Ok(Err(_)) => {
+            return ApiError::new(ErrorKind::BadRequest, "request body could not be read")
+                .into_response();
+        }
+        Err(_) => {
+            let seconds = settings.client_timeout.as_secs();
+            return ApiError::new(
+                ErrorKind::RequestTimeout,
+                format!("request body did not arrive within {seconds} s"),
+            )
+            .into_response();
+        }
+    };
+    next.run(axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes))).await
 }
 
 /// Parses a JSON body, answering 413 for oversized bodies and 400 for malformed ones.
