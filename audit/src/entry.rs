@@ -69,6 +69,10 @@ pub enum Decision {
     Deny,
     /// Failed for an internal reason (HSM, store); nothing was released.
     Error,
+    /// (Admin entries) written before a change is attempted; a later entry with the same
+    /// operation and target gives the outcome. An intent with none after it means the broker
+    /// stopped in between: the change may have been made, and the store says whether.
+    Intent,
 }
 
 /// Who made the request.

@@ -25,7 +25,7 @@ use keylatch_keystore::{Keystore, KeystoreError, ResourceBinding, SealedResource
 use serde::Serialize;
 use zeroize::Zeroizing;
 
-use crate::decision::{record_admin, AdminRecord};
+use crate::decision::{record_admin, record_intent, AdminRecord};
 
 mod inventory;
 mod kek;
@@ -236,15 +236,26 @@ async fn on_keystore<T: Send + 'static>(
     out.map_err(|e| keystore_error(keystore.as_ref(), e))
 }
 
-/// Records an admin action with the result's outcome; a failed record turns success into
+/// Runs `change` bracketed by audit entries: an intent before it (not recorded: the change is
+/// not attempted) and its outcome after; a failed outcome record turns success into
 /// [`CustodyError::Audit`].
 async fn audited<T>(
     actor: Actor<'_>,
     operation: &str,
     target: &str,
-    result: Result<T, CustodyError>,
+    change: impl std::future::Future<Output = Result<T, CustodyError>>,
     describe: impl FnOnce(&T) -> (Option<u64>, String),
 ) -> Result<T, CustodyError> {
+    let who = AdminRecord {
+        principal: actor.principal,
+        role: actor.role,
+        operation,
+        target: Some(target),
+        client: actor.client,
+        ..AdminRecord::default()
+    };
+    record_intent(actor.audit, &who).await.map_err(CustodyError::Audit)?;
+    let result = change.await;
     let (version, detail, outcome) = match &result {
         Ok(v) => {
             let (version, detail) = describe(v);
@@ -252,22 +263,9 @@ async fn audited<T>(
         }
         Err(e) => (None, e.to_string(), e.kind().type_id().to_owned()),
     };
-    record_admin(
-        actor.audit,
-        &AdminRecord {
-            principal: actor.principal,
-            role: actor.role,
-            operation,
-            target: Some(target),
-            version,
-            allowed: result.is_ok(),
-            outcome: &outcome,
-            detail: &detail,
-            client: actor.client,
-        },
-    )
-    .await
-    .map_err(CustodyError::Audit)?;
+    let done =
+        AdminRecord { version, allowed: result.is_ok(), outcome: &outcome, detail: &detail, ..who };
+    record_admin(actor.audit, &done).await.map_err(CustodyError::Audit)?;
     result
 }
 
@@ -305,8 +303,8 @@ pub async fn put(
     period: Cryptoperiod,
 ) -> Result<VersionAdded, CustodyError> {
     let operation = material.operation(false);
-    let result = add_version(store, keystore, now, path, material, period, false).await;
-    audited(actor, operation, path, result, added_detail).await
+    let change = add_version(store, keystore, now, path, material, period, false);
+    audited(actor, operation, path, change, added_detail).await
 }
 
 /// Adds a version to an existing resource: `resource rotate`. Without `material`, a random key
@@ -320,16 +318,15 @@ pub async fn rotate(
     material: Option<Material>,
     period: Cryptoperiod,
 ) -> Result<VersionAdded, CustodyError> {
-    let result = async {
+    let change = async {
         let material = if let Some(m) = material {
             m
         } else {
             Material::Generate(current_len(store, path).await?)
         };
         add_version(store, keystore, now, path, material, period, true).await
-    }
-    .await;
-    audited(actor, "resource.rotate", path, result, added_detail).await
+    };
+    audited(actor, "resource.rotate", path, change, added_detail).await
 }
 
 /// The plaintext length of `path`'s current version (a generated rotation keeps it).
@@ -404,8 +401,8 @@ pub async fn disable(
     now: i64,
     path: &str,
 ) -> Result<(), CustodyError> {
-    let result = set_state(store, now, path, ResourceState::Disabled).await;
-    audited(actor, "resource.disable", path, result, |()| (None, String::new())).await
+    let change = set_state(store, now, path, ResourceState::Disabled);
+    audited(actor, "resource.disable", path, change, |()| (None, String::new())).await
 }
 
 /// `resource enable`: released again (refused for a destroyed resource).
@@ -415,8 +412,8 @@ pub async fn enable(
     now: i64,
     path: &str,
 ) -> Result<(), CustodyError> {
-    let result = set_state(store, now, path, ResourceState::Active).await;
-    audited(actor, "resource.enable", path, result, |()| (None, String::new())).await
+    let change = set_state(store, now, path, ResourceState::Active);
+    audited(actor, "resource.enable", path, change, |()| (None, String::new())).await
 }
 
 async fn set_state(
@@ -448,15 +445,14 @@ pub async fn destroy(
     now: i64,
     path: &str,
 ) -> Result<u64, CustodyError> {
-    let result = async {
+    let change = async {
         let path = checked_path(path)?;
         match store.destroy_resource(&path, now).await? {
             Some(n) => Ok(n),
             None => Err(gone_or_missing(store, path).await),
         }
-    }
-    .await;
-    audited(actor, "resource.destroy", path, result, |n| {
+    };
+    audited(actor, "resource.destroy", path, change, |n| {
         (None, format!("crypto-shredded: {n} sealed versions removed"))
     })
     .await
@@ -471,7 +467,7 @@ pub async fn set_cryptoperiod(
     path: &str,
     period: Cryptoperiod,
 ) -> Result<Option<i64>, CustodyError> {
-    let result = async {
+    let change = async {
         let path = checked_path(path)?;
         let previous = store.resource_lifecycle(&path).await?;
         let Some(previous) = previous.filter(|p| p.state != ResourceState::Destroyed) else {
@@ -489,9 +485,8 @@ pub async fn set_cryptoperiod(
             return Err(gone_or_missing(store, path).await);
         }
         Ok(update.rotate_by)
-    }
-    .await;
-    audited(actor, "resource.set-rotate-by", path, result, |t| (None, format!("rotate_by {t:?}")))
+    };
+    audited(actor, "resource.set-rotate-by", path, change, |t| (None, format!("rotate_by {t:?}")))
         .await
 }
 

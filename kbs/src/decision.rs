@@ -127,10 +127,28 @@ pub struct AdminRecord<'a> {
     pub client: Option<&'a str>,
 }
 
+/// The outcome of an intent entry ([`record_intent`]).
+pub const INTENT: &str = "intent";
+
+/// Records, BEFORE a change reaches the store, that `record`'s principal is about to make it
+/// (outcome [`INTENT`], no version, no detail). With the entry written after the change this
+/// brackets it: a process killed between the store commit and the outcome entry still leaves
+/// the change on the record. An intent with no later entry for the same operation and target
+/// means the broker stopped in between; the store says whether the change was made. An error
+/// means the change must not be attempted.
+pub async fn record_intent(audit: &AuditLog, record: &AdminRecord<'_>) -> Result<(), ApiError> {
+    let intent =
+        AdminRecord { allowed: true, outcome: INTENT, version: None, detail: "", ..*record };
+    record_admin(audit, &intent).await
+}
+
 /// Records an administrative action, like [`record_decision`]: an error means an allowed
 /// action's record is not durable and the action must not be reported as done.
 pub async fn record_admin(audit: &AuditLog, record: &AdminRecord<'_>) -> Result<(), ApiError> {
-    crate::metrics::observe_admin(record);
+    // An action is counted once, by its outcome entry.
+    if record.outcome != INTENT {
+        crate::metrics::observe_admin(record);
+    }
     let json = serde_json::to_string(record).unwrap_or_default();
     tracing::info!(target: "keylatch::admin", action = %json, "admin action");
     match audit.append(admin_entry(record)).await {

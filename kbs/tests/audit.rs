@@ -90,17 +90,17 @@ fn concurrent_releases_each_get_one_distinct_verifiable_release_entry() {
 
     let export = LogExport::read_dir(&out).unwrap();
     let entries: Vec<&AuditEntry> = export.entries.iter().map(|e| &e.entry).collect();
-    // 2 admin entries from the fixture (resource put, policy set), then one attestation and
-    // one release per guest.
+    // 4 admin entries from the fixture (resource put and policy set, each an intent and its
+    // outcome), then one attestation and one release per guest.
     let admin = entries.iter().filter(|e| e.kind == EntryKind::Admin).count();
     let attest: Vec<_> = entries.iter().filter(|e| e.kind == EntryKind::Attestation).collect();
     let release: Vec<_> = entries.iter().filter(|e| e.kind == EntryKind::Release).collect();
     assert_eq!(
         (admin, attest.len(), release.len(), entries.len()),
-        (2, guests, guests, 2 + 2 * guests)
+        (4, guests, guests, 4 + 2 * guests)
     );
     let indices: BTreeSet<u64> = export.entries.iter().map(|e| e.index).collect();
-    assert_eq!(indices, (0..(2 + 2 * guests) as u64).collect());
+    assert_eq!(indices, (0..(4 + 2 * guests) as u64).collect());
     // Each release: allowed, the resource at version 1, a distinct VM (evidence digest) that
     // attested successfully, a simulated identity with its chip id or FMSPC, the policy.
     let attested: BTreeSet<&str> =

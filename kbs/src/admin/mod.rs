@@ -66,6 +66,20 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// Records that this caller is about to change `target` by `operation`
+    /// ([`crate::decision::record_intent`]); call it right before the store write.
+    pub async fn intent(&self, operation: &str, target: Option<&str>) -> Result<(), ApiError> {
+        let record = AdminRecord {
+            principal: &self.principal.name,
+            role: self.principal.role.as_str(),
+            operation,
+            target,
+            client: self.client.as_deref(),
+            ..AdminRecord::default()
+        };
+        crate::decision::record_intent(&self.audit, &record).await
+    }
+
     /// Checks the role and the path scope of a path-addressed call; returns the validated path.
     pub fn authorize_path(&self, roles: &[auth::Role], path: &str) -> Result<String, ApiError> {
         self.principal.require(roles)?;

@@ -31,6 +31,7 @@ pub async fn set(
         let text = value.to_string();
         Policy::parse(&text)
             .map_err(|e| ApiError::new(ErrorKind::BadRequest, format!("policy: {e}")))?;
+        caller.intent("policy.set", Some(&path)).await?;
         let (version, digest) = crate::cli::admin::store_policy(state.store.as_ref(), &path, &text)
             .await
             .map_err(|e| ApiError::unavailable("store", &e))?;

@@ -108,6 +108,7 @@ pub async fn publish(
             publisher: caller.principal.name.clone(),
             published: now.unix_timestamp(),
         };
+        caller.intent("reference-values.publish", Some(&name)).await?;
         match state.store.put_bundle(&row).await {
             Ok(()) => {}
             Err(StoreError::Conflict(_)) => {

@@ -60,6 +60,7 @@ pub async fn create(
             },
             now_s(),
         )?;
+        caller.intent("token.create", Some(&token.record.id)).await?;
         state.store.create_admin_token(&token.record).await.map_err(|e| store_error(&e))?;
         target = Some(token.record.id.clone());
         let mut answer = describe(&token.record);
@@ -94,6 +95,7 @@ pub async fn revoke(
 ) -> Response {
     let result = async {
         caller.principal.require(&[Role::Admin])?;
+        caller.intent("token.revoke", Some(&id)).await?;
         if !state.store.revoke_admin_token(&id, now_s()).await.map_err(|e| store_error(&e))? {
             return Err(ApiError::new(ErrorKind::NotFound, format!("no unrevoked token {id}")));
         }

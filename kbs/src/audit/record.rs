@@ -61,6 +61,7 @@ fn reasons(outcome: &str, detail: &str) -> Vec<String> {
 
 fn decision(allowed: bool, outcome: &str) -> Decision {
     match (allowed, outcome) {
+        (true, crate::decision::INTENT) => Decision::Intent,
         (true, _) => Decision::Allow,
         (false, "unavailable" | "internal") => Decision::Error,
         (false, _) => Decision::Deny,

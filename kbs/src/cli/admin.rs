@@ -135,20 +135,24 @@ pub async fn set_policy(
     text: &str,
 ) -> anyhow::Result<(u64, String)> {
     let path = parse_path(path).map_err(|e| anyhow::anyhow!("{}", e.detail))?;
+    let cli = crate::decision::AdminRecord {
+        principal: "cli",
+        role: "local",
+        operation: "policy.set",
+        target: Some(&path),
+        ..crate::decision::AdminRecord::default()
+    };
+    crate::decision::record_intent(audit, &cli).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     let (version, digest) = store_policy(store, &path, text).await?;
     let detail = format!("policy version {version} sha256 {digest}");
     crate::decision::record_admin(
         audit,
         &crate::decision::AdminRecord {
-            principal: "cli",
-            role: "local",
-            operation: "policy.set",
-            target: Some(&path),
             version: Some(version),
             allowed: true,
             outcome: "ok",
             detail: &detail,
-            client: None,
+            ..cli
         },
     )
     .await

@@ -8,7 +8,7 @@ use anyhow::Context as _;
 
 use crate::admin::auth::{mint, Role, TokenRequest};
 use crate::config::Config;
-use crate::decision::{record_admin, AdminRecord};
+use crate::decision::{record_admin, record_intent, AdminRecord};
 
 #[derive(Debug, clap::Args)]
 pub struct TokenCreateArgs {
@@ -52,21 +52,18 @@ pub async fn create(args: &TokenCreateArgs) -> anyhow::Result<()> {
         created_by: "cli".to_owned(),
     };
     let token = mint(&req, now).map_err(|e| anyhow::anyhow!("{}", e.detail))?;
+    let cli = AdminRecord {
+        principal: "cli",
+        role: "local",
+        operation: "token.create",
+        target: Some(&token.record.id),
+        ..AdminRecord::default()
+    };
+    record_intent(&audit, &cli).await?;
     store.create_admin_token(&token.record).await?;
-    record_admin(
-        &audit,
-        &AdminRecord {
-            principal: "cli",
-            role: "local",
-            operation: "token.create",
-            target: Some(&token.record.id),
-            allowed: true,
-            outcome: "ok",
-            detail: &format!("role {} name {}", args.role, token.record.name),
-            ..AdminRecord::default()
-        },
-    )
-    .await?;
+    let detail = format!("role {} name {}", args.role, token.record.name);
+    record_admin(&audit, &AdminRecord { allowed: true, outcome: "ok", detail: &detail, ..cli })
+        .await?;
     eprintln!(
         "created {} ({}, role {}); the token is shown once:",
         token.record.id, token.record.name, args.role

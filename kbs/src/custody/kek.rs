@@ -53,9 +53,9 @@ pub async fn kek_rotate(
     keystore: &Arc<dyn Keystore>,
     actor: Actor<'_>,
 ) -> Result<String, CustodyError> {
-    let result = on_keystore(keystore, |ks| ks.rotate_kek()).await;
+    let change = on_keystore(keystore, |ks| ks.rotate_kek());
     let target = keystore.describe().location;
-    audited(actor, "kek.rotate", &target, result, |id| (None, format!("new current KEK {id}")))
+    audited(actor, "kek.rotate", &target, change, |id| (None, format!("new current KEK {id}")))
         .await
 }
 
@@ -108,9 +108,9 @@ pub async fn kek_rewrap(
     actor: Actor<'_>,
     limit: Option<u64>,
 ) -> Result<RewrapReport, CustodyError> {
-    let result = rewrap_all(store, keystore, limit).await;
+    let change = rewrap_all(store, keystore, limit);
     let target = keystore.describe().location;
-    audited(actor, "kek.rewrap", &target, result, |r| {
+    audited(actor, "kek.rewrap", &target, change, |r| {
         (None, format!("{} re-wrapped, {} remaining", r.rewrapped, r.remaining))
     })
     .await
@@ -153,7 +153,7 @@ pub async fn kek_retire(
     actor: Actor<'_>,
     id: &str,
 ) -> Result<(), CustodyError> {
-    let result = async {
+    let change = async {
         let held = on_keystore(keystore, |ks| ks.kek_ids()).await?;
         if !held.iter().any(|h| h == id) {
             return Err(CustodyError::UnknownKek(id.to_owned()));
@@ -171,7 +171,6 @@ pub async fn kek_retire(
         }
         let owned = id.to_owned();
         on_keystore(keystore, move |ks| ks.retire_kek(&owned)).await
-    }
-    .await;
-    audited(actor, "kek.retire", id, result, |()| (None, "destroyed in the keystore".into())).await
+    };
+    audited(actor, "kek.retire", id, change, |()| (None, "destroyed in the keystore".into())).await
 }
