@@ -522,11 +522,13 @@ fn key_lifecycle_over_the_admin_api_byok_rotate_disable_enable_destroy() {
     assert_eq!(key3.len(), 48);
     let shown = custodian.call("GET", &path, None).unwrap();
     assert_eq!(shown["versions"].as_array().unwrap().len(), 3);
+    assert_eq!(shown["state"], "active");
 
-    // Disable: never released; enable: released again.
+    // Disable: never released (and shown so); enable: released again.
     custodian.call("PATCH", &path, Some(&json!({"state": "disabled"}))).unwrap();
     let (status, body) = agent_error(&b.fetch(b.source(SimTee::Snp), KeyKind::P256).unwrap_err());
     assert_eq!((status, body.error_type.as_str()), (403, "resource-disabled"));
+    assert_eq!(custodian.call("GET", &path, None).unwrap()["state"], "disabled");
     custodian
         .call(
             "PATCH",
@@ -535,6 +537,11 @@ fn key_lifecycle_over_the_admin_api_byok_rotate_disable_enable_destroy() {
         )
         .unwrap();
     assert_eq!(b.fetch(b.source(SimTee::Snp), KeyKind::P256).unwrap(), key3);
+    let shown = custodian.call("GET", &path, None).unwrap();
+    assert_eq!(
+        (&shown["state"], &shown["rotate_by"]),
+        (&json!("active"), &json!("2030-01-01T00:00:00Z"))
+    );
     refused(
         custodian.request("PATCH", &path, Some(&json!({"state": "paused"}))).unwrap(),
         400,

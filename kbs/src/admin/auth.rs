@@ -257,18 +257,12 @@ pub fn client_addr(parts: &Parts) -> Option<String> {
 }
 
 fn bearer(parts: &Parts) -> Result<&str, ApiError> {
-    let value = parts
-        .headers
-        .get(axum::http::header::AUTHORIZATION)
-        .ok_or_else(|| ApiError::new(ErrorKind::AdminUnauthenticated, "no Authorization header"))?;
-    value
-        .to_str()
-        .ok()
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .map(str::trim)
-        .ok_or_else(|| {
-            ApiError::new(ErrorKind::AdminUnauthenticated, "Authorization is not a Bearer token")
-        })
+    if !parts.headers.contains_key(axum::http::header::AUTHORIZATION) {
+        return Err(ApiError::new(ErrorKind::AdminUnauthenticated, "no Authorization header"));
+    }
+    crate::protocol::bearer_token(&parts.headers).ok_or_else(|| {
+        ApiError::new(ErrorKind::AdminUnauthenticated, "Authorization is not a Bearer token")
+    })
 }
 
 impl FromRequestParts<AppState> for Principal {

@@ -195,12 +195,17 @@ pub async fn show(
             return Err(ApiError::new(ErrorKind::NotFound, format!("no resource {path}")));
         }
         let policy = state.store.current_policy(&path).await.map_err(|e| store_error(&e))?;
+        let lifecycle = state.store.resource_lifecycle(&path).await.map_err(|e| store_error(&e))?;
         let mut body = summary(&path, &versions);
         if let Some(obj) = body.as_object_mut() {
             obj.insert(
                 "policy".into(),
                 policy.map_or(Value::Null, |p| json!({"version": p.version, "digest": p.digest})),
             );
+            if let Some(l) = lifecycle {
+                obj.insert("state".into(), l.state.as_str().into());
+                obj.insert("rotate_by".into(), l.rotate_by.map_or(Value::Null, rfc3339));
+            }
         }
         Ok(Done::ok(body))
     }

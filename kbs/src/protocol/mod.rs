@@ -64,6 +64,13 @@ async fn buffer_body(
     use axum::response::IntoResponse as _;
     let settings = &state.settings;
     let (parts, body) = req.into_parts();
+    // A declared length over the limit is refused before waiting for bytes that would be
+    // refused anyway (hyper sets the size hint from content-length).
+    let declared = axum::body::HttpBody::size_hint(&body).lower();
+    if usize::try_from(declared).map_or(true, |n| n > settings.max_body_bytes) {
+        return ApiError::new(ErrorKind::TooLarge, "request body exceeds the size limit")
+            .into_response();
+    }
     let limited = http_body_util::Limited::new(body, settings.max_body_bytes);
     let collected =
         tokio::time::timeout(settings.client_timeout, http_body_util::BodyExt::collect(limited))
@@ -106,6 +113,15 @@ pub fn json_body<T: DeserializeOwned>(
         // serde's message names the field and position, never more than a few input bytes.
         ApiError::new(ErrorKind::BadRequest, format!("{what} body: {e}"))
     })
+}
+
+/// The credentials of `Authorization: Bearer <token>` (the scheme matched case-insensitively,
+/// RFC 9110 §11.1), trimmed; `None` without the header or with another scheme.
+#[must_use]
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, credentials) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| credentials.trim())
 }
 
 /// The `kbs-session-id` cookie value, if any.

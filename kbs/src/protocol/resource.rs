@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::extract::rejection::PathRejection;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::HeaderMap;
 use axum::Extension;
@@ -59,12 +60,23 @@ struct Facts {
 /// recorded, the JWE is dropped unsent and the client gets 503 `unavailable`.
 pub async fn handle(
     State(state): State<AppState>,
-    Path(path): Path<String>,
+    path: Result<Path<String>, PathRejection>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let mut facts = Facts::default();
-    let result = release(&state, &path, &headers, &mut facts).await;
+    // A path that does not percent-decode to UTF-8 (`%ff`) is a malformed path like any other:
+    // the same `bad-request` body (not axum's plain-text rejection), and audited.
+    let (path, result) = match path {
+        Ok(Path(path)) => {
+            let result = release(&state, &path, &headers, &mut facts).await;
+            (path, result)
+        }
+        Err(_) => (
+            String::new(),
+            Err(ApiError::new(ErrorKind::BadRequest, "resource path is not percent-encoded UTF-8")),
+        ),
+    };
     let (allowed, outcome, detail) = match &result {
         Ok((_, rule)) => (true, rule.clone(), String::new()),
         Err(e) => (false, e.kind.type_id().to_owned(), e.detail.clone()),
@@ -114,12 +126,7 @@ pub async fn handle(
 
 /// The token: `Authorization: Bearer`, else the token of the cookie's attested session.
 async fn find_token(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
-    let bearer = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    if let Some(t) = bearer {
+    if let Some(t) = super::bearer_token(headers) {
         return Ok(t.to_owned());
     }
     let missing = || {
