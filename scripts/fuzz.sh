@@ -11,7 +11,7 @@ source scripts/lib.sh
 seconds="${1:-30}"; shift || true
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(snp_report snp_coco_evidence tdx_quote tdx_collateral certificate
-  kbs_request jwe signed_bundle checkpoint)
+  kbs_request jwe signed_bundle checkpoint audit_export broker_inputs)
 
 command -v cargo-fuzz >/dev/null 2>&1 || { step "installing cargo-fuzz"; cargo install --locked cargo-fuzz; }
 vectors="${KEYLATCH_VECTORS:-$(cd .. && pwd)/shared/vectors}"
@@ -31,6 +31,12 @@ seed() { # seed TARGET: copy matching vector files into the target's corpus
       printf '%s' '{"protected":"eyJhbGciOiJFQ0RILUVTK0EyNTZLVyIsImVuYyI6IkEyNTZHQ00ifQ","encrypted_key":"AAAA","iv":"AAAAAAAAAAAAAAAA","ciphertext":"AAAA","tag":"AAAAAAAAAAAAAAAAAAAAAA"}' > "$dir/jwe.json" ;;
     checkpoint)
       printf 'keylatch.fuzz/log\n5\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n\n\xe2\x80\x94 keylatch.fuzz/log AAAAAAAA\n' > "$dir/checkpoint.txt" ;;
+    audit_export)
+      printf '{"format":"keylatch-audit-export/1","start":{"size":0,"frontier":[]}}\xff{"entry":{"kind":"release","decision":"allow"},"index":0}\n\xff\xff[]' > "$dir/export.bin" ;;
+    broker_inputs)
+      printf '%s' 'eyJhbGciOiJFUzI1NiJ9.eyJpc3MiOiJrZXlsYXRjaCJ9.AAAA' > "$dir/token.txt"
+      printf '%s' 'default/disk-key/vm-1' > "$dir/path.txt"
+      printf '[[rules]]\nname = "sim"\ntees = ["snp", "tdx"]\nallow_simulated = true\n' > "$dir/policy.toml" ;;
     certificate) for f in "$vectors"/snp/*/*.der "$vectors"/roots/amd/*/*.pem; do cp "$f" "$dir/$(basename "$(dirname "$f")")-$(basename "$f")"; done ;;
   esac
 }

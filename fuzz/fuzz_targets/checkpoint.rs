@@ -2,18 +2,12 @@
 //! (possibly hostile) log directory.
 #![no_main]
 
-use std::sync::OnceLock;
+use keylatch_audit::{verify_checkpoint, NoteVerifierKey};
 
-use keylatch_audit::{verify_checkpoint, CheckpointSigner, NoteVerifierKey};
+#[path = "log_key.rs"]
+mod log_key;
 
-fn key() -> Option<&'static NoteVerifierKey> {
-    static KEY: OnceLock<Option<NoteVerifierKey>> = OnceLock::new();
-    KEY.get_or_init(|| {
-        let seed = zeroize::Zeroizing::new([7u8; 32]);
-        CheckpointSigner::from_seed("keylatch.fuzz/log", &seed).ok().map(|s| s.verifier_key().clone())
-    })
-    .as_ref()
-}
+use log_key::key;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     if let Some(key) = key() {
