@@ -142,6 +142,21 @@ pub async fn record_intent(audit: &AuditLog, record: &AdminRecord<'_>) -> Result
     record_admin(audit, &intent).await
 }
 
+/// Closes an intent the CLI recorded when the change then failed: the outcome entry
+/// (`unavailable`, with the cause) so the intent does not read as a broker stopped mid-change.
+/// Returns `error` to report. (A refused entry that cannot be written is logged by
+/// [`record_admin`], never an error.)
+pub async fn record_cli_failure(
+    audit: &AuditLog,
+    intent: &AdminRecord<'_>,
+    error: anyhow::Error,
+) -> anyhow::Error {
+    let detail = format!("{error:#}");
+    let failed = AdminRecord { allowed: false, outcome: "unavailable", detail: &detail, ..*intent };
+    let _ = record_admin(audit, &failed).await;
+    error
+}
+
 /// Records an administrative action, like [`record_decision`]: an error means an allowed
 /// action's record is not durable and the action must not be reported as done.
 pub async fn record_admin(audit: &AuditLog, record: &AdminRecord<'_>) -> Result<(), ApiError> {

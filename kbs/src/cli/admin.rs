@@ -135,6 +135,9 @@ pub async fn set_policy(
     text: &str,
 ) -> anyhow::Result<(u64, String)> {
     let path = parse_path(path).map_err(|e| anyhow::anyhow!("{}", e.detail))?;
+    // Validated before the intent, as the admin API does: a policy that does not parse is
+    // refused without anything being attempted.
+    Policy::parse(text)?;
     let cli = crate::decision::AdminRecord {
         principal: "cli",
         role: "local",
@@ -143,7 +146,10 @@ pub async fn set_policy(
         ..crate::decision::AdminRecord::default()
     };
     crate::decision::record_intent(audit, &cli).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-    let (version, digest) = store_policy(store, &path, text).await?;
+    let (version, digest) = match store_policy(store, &path, text).await {
+        Ok(stored) => stored,
+        Err(e) => return Err(crate::decision::record_cli_failure(audit, &cli, e).await),
+    };
     let detail = format!("policy version {version} sha256 {digest}");
     crate::decision::record_admin(
         audit,

@@ -60,7 +60,9 @@ pub async fn create(args: &TokenCreateArgs) -> anyhow::Result<()> {
         ..AdminRecord::default()
     };
     record_intent(&audit, &cli).await?;
-    store.create_admin_token(&token.record).await?;
+    if let Err(e) = store.create_admin_token(&token.record).await {
+        return Err(crate::decision::record_cli_failure(&audit, &cli, e.into()).await);
+    }
     let detail = format!("role {} name {}", args.role, token.record.name);
     record_admin(&audit, &AdminRecord { allowed: true, outcome: "ok", detail: &detail, ..cli })
         .await?;

@@ -63,13 +63,15 @@ async fn buffer_body(
 ) -> axum::response::Response {
     use axum::response::IntoResponse as _;
     let settings = &state.settings;
+    let too_large = || {
+        ApiError::new(ErrorKind::TooLarge, "request body exceeds the size limit").into_response()
+    };
     let (parts, body) = req.into_parts();
     // A declared length over the limit is refused before waiting for bytes that would be
     // refused anyway (hyper sets the size hint from content-length).
     let declared = axum::body::HttpBody::size_hint(&body).lower();
     if usize::try_from(declared).map_or(true, |n| n > settings.max_body_bytes) {
-        return ApiError::new(ErrorKind::TooLarge, "request body exceeds the size limit")
-            .into_response();
+        return too_large();
     }
     let limited = http_body_util::Limited::new(body, settings.max_body_bytes);
     let collected =
@@ -77,10 +79,7 @@ async fn buffer_body(
             .await;
     let bytes = match collected {
         Ok(Ok(collected)) => collected.to_bytes(),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-            return ApiError::new(ErrorKind::TooLarge, "request body exceeds the size limit")
-                .into_response();
-        }
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => return too_large(),
         Ok(Err(_)) => {
             return ApiError::new(ErrorKind::BadRequest, "request body could not be read")
                 .into_response();
