@@ -201,14 +201,6 @@ fn candidate_products(report: &verifier::snp::AttestationReport) -> Vec<SnpProdu
     }
 }
 
-fn kds_product(p: SnpProduct) -> &'static str {
-    match p {
-        SnpProduct::Milan => "Milan",
-        SnpProduct::Genoa => "Genoa",
-        SnpProduct::Turin => "Turin",
-    }
-}
-
 /// The KDS path of the VCEK `id` names.
 #[must_use]
 pub fn kds_path(id: &VcekId) -> String {
@@ -216,7 +208,7 @@ pub fn kds_path(id: &VcekId) -> String {
     let fmc = t.fmc.map(|f| format!("fmcSPL={f:02}&")).unwrap_or_default();
     format!(
         "/vcek/v1/{}/{}?{fmc}blSPL={:02}&teeSPL={:02}&snpSPL={:02}&ucodeSPL={:02}",
-        kds_product(id.product),
+        id.product.kds_name(),
         hex::encode(&id.hw_id),
         t.bootloader,
         t.tee,
