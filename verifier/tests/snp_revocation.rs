@@ -189,3 +189,26 @@ fn amd_crl_check_crl_names_the_product_of_its_ark() {
     let production = verifier::snp::SnpTrustAnchors::production().unwrap();
     assert_eq!(check_crl(&production, &current_crl(&[])).unwrap(), None);
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+    /// The fuzz target's entry point (`fuzz/fuzz_targets/amd_crl.rs`) and `check_crl` on
+    /// mutated and truncated sim CRLs: no panic, whatever the bytes.
+    #[test]
+    fn amd_crl_parser_never_panics_on_mutated_crls(
+        edits in proptest::collection::vec((proptest::prelude::any::<usize>(), proptest::prelude::any::<u8>()), 1..8),
+        cut in proptest::prelude::any::<usize>(),
+    ) {
+        static CRL: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+        let good = CRL.get_or_init(|| current_crl(&[&[2], &[0x7E]]).to_vec());
+        let mut bytes = good.clone();
+        for (at, value) in edits {
+            let i = at % bytes.len();
+            bytes[i] = value;
+        }
+        bytes.truncate(cut % (bytes.len() + 1));
+        verifier::fuzzing::amd_crl(&bytes);
+        let _ = check_crl(&sim_pki().anchors().unwrap(), &bytes);
+    }
+}
