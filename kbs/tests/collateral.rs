@@ -320,7 +320,10 @@ async fn certificate_table_in_evidence_is_preferred_over_everything() {
     assert_eq!(up.hits(), 0);
 
     // Even handed a wrong VCEK, the verifier uses the evidence's table and succeeds.
-    let hw = HardwareCollateral { snp: Some(SnpEndorsements::new(milan.vcek)), tdx: None };
+    let hw = HardwareCollateral {
+        snp: Some(SnpEndorsements::new(milan.vcek)),
+        ..HardwareCollateral::default()
+    };
     let verifiers = Verifiers::new(None, None, false, false).unwrap();
     let rd: [u8; 64] = {
         let report =

@@ -39,7 +39,8 @@ struct Offline {
 pub struct SnpSource {
     offline: Offline,
     kds_url: String,
-    upstream: Option<Upstream>,
+    /// AMD KDS, shared with [`super::snp_crl`] (one rate limit for the service).
+    upstream: Option<Arc<Upstream>>,
     memory: RwLock<HashMap<String, Arc<Vec<u8>>>>,
     store: Arc<dyn CollateralStore>,
     /// One fetch at a time: concurrent requests for the same chip wait and find it cached.
@@ -49,6 +50,7 @@ pub struct SnpSource {
 impl SnpSource {
     pub(super) fn new(
         config: &CollateralConfig,
+        upstream: Option<Arc<Upstream>>,
         store: Arc<dyn CollateralStore>,
     ) -> anyhow::Result<Self> {
         let offline = match &config.snp_cert_dir {
@@ -58,7 +60,7 @@ impl SnpSource {
         Ok(Self {
             offline,
             kds_url: config.kds_url.trim_end_matches('/').to_owned(),
-            upstream: config.fetch.then(|| Upstream::new(config)).transpose()?,
+            upstream,
             memory: RwLock::new(HashMap::new()),
             store,
             fetching: tokio::sync::Mutex::new(()),

@@ -182,6 +182,20 @@ impl SnpTrustAnchors {
         self.get(product).map(|p| p.ark.sha256())
     }
 
+    /// The product and kind of the trusted intermediate whose subject is the issuer named by
+    /// `signer` (DER or PEM), by name only (no signature is checked): which CRL a chain needs
+    /// before it is verified. `None` when no intermediate of these anchors has that name.
+    #[must_use]
+    pub fn issuer_named_by(&self, signer: &[u8]) -> Option<(SnpProduct, SnpSigningKey)> {
+        let cert = Certificate::from_pem_or_der("signer certificate", signer).ok()?;
+        self.products.iter().find_map(|pa| {
+            [SnpSigningKey::Vcek, SnpSigningKey::Vlek].into_iter().find_map(|kind| {
+                let issuer = pa.intermediate(kind)?;
+                (issuer.subject_der() == cert.issuer_der()).then_some((pa.product, kind))
+            })
+        })
+    }
+
     pub(crate) fn get(&self, product: SnpProduct) -> Option<&ProductAnchors> {
         self.products.iter().find(|p| p.product == product)
     }
