@@ -134,24 +134,20 @@ fn verify_fails_with_step_and_reason_for_the_tdx_vector_without_tcb_level() {
     assert_eq!(String::from_utf8_lossy(&out.stderr), "error: tcb: no TCB level applies\n");
 }
 
+/// `keylatch evidence verify` of the AWS VLEK vector at `at`, with `extra` arguments.
+fn verify_vlek(dir: &Path, at: &str, extra: &[&str]) -> Output {
+    let case = dir.join("snp/milan-v3-vlek");
+    let (report, vlek) = (case.join("report.bin"), case.join("vlek.der"));
+    let mut args = vec!["evidence", "verify", "--tee", "snp", "--at", at];
+    args.extend(["--evidence", report.to_str().unwrap(), "--endorsement", vlek.to_str().unwrap()]);
+    args.extend(extra);
+    keylatch(&args)
+}
+
 #[test]
 fn verify_reports_the_vlek_expired_one_second_after_not_after() {
     let Some(dir) = vectors() else { return };
-    let case = dir.join("snp/milan-v3-vlek");
-    let run = |at: &str| {
-        keylatch(&[
-            "evidence",
-            "verify",
-            "--tee",
-            "snp",
-            "--evidence",
-            case.join("report.bin").to_str().unwrap(),
-            "--endorsement",
-            case.join("vlek.der").to_str().unwrap(),
-            "--at",
-            at,
-        ])
-    };
+    let run = |at: &str| verify_vlek(&dir, at, &[]);
     assert!(run("2025-12-10T22:14:21Z").status.success());
     let out = run("2025-12-10T22:14:22Z");
     assert_eq!(out.status.code(), Some(1));
@@ -320,22 +316,9 @@ fn sim_debug_flag_sets_the_guest_debug_bit() {
 #[test]
 fn chain_still_accepts_an_extra_intermediate_checked_against_the_pinned_ark() {
     let Some(dir) = vectors() else { return };
-    let case = dir.join("snp/milan-v3-vlek");
     let run = |asvk: &str| {
-        keylatch(&[
-            "evidence",
-            "verify",
-            "--tee",
-            "snp",
-            "--evidence",
-            case.join("report.bin").to_str().unwrap(),
-            "--endorsement",
-            case.join("vlek.der").to_str().unwrap(),
-            "--chain",
-            dir.join(asvk).to_str().unwrap(),
-            "--at",
-            "2025-06-01T00:00:00Z",
-        ])
+        let path = dir.join(asvk);
+        verify_vlek(&dir, "2025-06-01T00:00:00Z", &["--chain", path.to_str().unwrap()])
     };
     assert_eq!(claims_of(&run("roots/amd/milan/asvk.pem"))["snp"]["signing_key"], "vlek");
     // An intermediate the pinned ARK did not issue is ignored, not trusted.
