@@ -320,6 +320,7 @@ impl Config {
         self.sim_pki.as_mut().map(fix);
         self.tdx_collateral.as_mut().map(fix);
         self.collateral.snp_cert_dir.as_mut().map(fix);
+        self.collateral.amd_crl_dir.as_mut().map(fix);
         self.keystore.kek_file.as_mut().map(fix);
         if let Some(pkcs11) = self.keystore.pkcs11.as_mut() {
             if let keylatch_keystore::pkcs11::PinSource::File(pin) = &mut pkcs11.pin {

@@ -13,7 +13,9 @@ use serde_json::Value;
 use sha2::{Digest as _, Sha256, Sha384, Sha512};
 use std::sync::Arc;
 
-use verifier::snp::{report_from_coco_evidence, SnpEndorsements, SnpTrustAnchors, SnpVerifier};
+use verifier::snp::{
+    report_from_coco_evidence, SnpEndorsements, SnpRevocation, SnpTrustAnchors, SnpVerifier,
+};
 use verifier::tdx::{TdxCollateral, TdxTrustAnchors, TdxVerifier};
 use verifier::{Claims, HexBytes, Now, Reason, Step, Tee, VerifyError};
 
@@ -33,6 +35,8 @@ pub struct Domain {
 pub struct HardwareCollateral {
     pub snp: Option<SnpEndorsements>,
     pub tdx: Option<Arc<TdxCollateral>>,
+    /// AMD CRLs (DER) for SNP chains; each domain applies those its ARKs issued.
+    pub snp_crls: Vec<Arc<[u8]>>,
 }
 
 /// All verifiers of the process.
@@ -42,6 +46,12 @@ pub struct Verifiers {
     pub sim: Option<Domain>,
     pub allow_simulated: bool,
     pub allow_sample: bool,
+    /// Hardware SNP chains need a current AMD CRL (`[collateral] amd_crl_check`); `new` leaves
+    /// it off, `AppState` sets it from the configuration. Simulated chains are checked
+    /// against the CRLs their ARK issued when any is given (they have no KDS).
+    pub amd_crl_required: bool,
+    /// Seconds an AMD CRL is accepted after its nextUpdate.
+    pub amd_crl_grace_s: u32,
 }
 
 impl Verifiers {
@@ -65,6 +75,8 @@ impl Verifiers {
             }),
             allow_simulated,
             allow_sample,
+            amd_crl_required: false,
+            amd_crl_grace_s: 0,
         })
     }
 
@@ -89,19 +101,33 @@ impl Verifiers {
         now: Now,
         hw: &HardwareCollateral,
     ) -> Result<Claims, ApiError> {
-        let none = HardwareCollateral::default();
+        // The simulation domain gets the CRLs only: its endorsements and collateral are its own.
+        let sim_collateral =
+            HardwareCollateral { snp_crls: hw.snp_crls.clone(), ..Default::default() };
+        let grace = self.amd_crl_grace_s;
         match tee {
             Tee::Sample => self.verify_sample(primary, expected),
             Tee::Snp | Tee::Tdx => {
-                let attempt = |d: &Domain, c| verify_in(d, tee, primary, expected, now, c);
+                let attempt = |d: &Domain, c: &HardwareCollateral, r: &SnpRevocation| {
+                    verify_in(d, tee, primary, expected, now, c, r)
+                };
                 if let Some(sim) = &self.sim {
-                    match attempt(sim, &none) {
+                    let revocation = SnpRevocation::when_given(hw.snp_crls.clone(), grace);
+                    match attempt(sim, &sim_collateral, &revocation) {
                         Ok(claims) if self.allow_simulated => return Ok(claims),
                         Ok(_) => return Err(simulated_refused()),
-                        Err(e) if e.step == Step::Parse => return Err(evidence_error(&e)),
+                        Err(e) if e.step == Step::Parse => return Err(evidence_error(tee, &e)),
+                        // The chain verified under the simulation PKI; its CRL refused it.
+                        Err(e) if is_revocation_failure(tee, &e) => {
+                            return Err(if self.allow_simulated {
+                                evidence_error(tee, &e)
+                            } else {
+                                simulated_refused()
+                            })
+                        }
                         Err(e) if e.step != Step::Chain && e.step != Step::Collateral => {
                             return Err(if self.allow_simulated {
-                                evidence_error(&e)
+                                evidence_error(tee, &e)
                             } else {
                                 simulated_refused()
                             })
@@ -109,7 +135,12 @@ impl Verifiers {
                         Err(_) => {}
                     }
                 }
-                attempt(&self.hardware, hw).map_err(|e| evidence_error(&e))
+                let revocation = if self.amd_crl_required {
+                    SnpRevocation::required(hw.snp_crls.clone(), grace)
+                } else {
+                    SnpRevocation::when_given(hw.snp_crls.clone(), grace)
+                };
+                attempt(&self.hardware, hw, &revocation).map_err(|e| evidence_error(tee, &e))
             }
         }
     }
@@ -152,6 +183,7 @@ fn verify_in(
     expected: &[u8; 64],
     now: Now,
     hw: &HardwareCollateral,
+    revocation: &SnpRevocation,
 ) -> Result<Claims, VerifyError> {
     let malformed = |what| VerifyError::new(Step::Parse, Reason::Malformed { what });
     match tee {
@@ -163,7 +195,7 @@ fn verify_in(
                     Step::Chain,
                     Reason::Missing { what: "VCEK or VLEK certificate in cert_chain" },
                 ))?;
-            d.snp.verify(&ev.report, &endorsements, Some(expected), now)
+            d.snp.verify_with_revocation(&ev.report, &endorsements, Some(expected), now, revocation)
         }
         Tee::Tdx => {
             let quote = primary
@@ -198,11 +230,20 @@ pub async fn verify_now(
         .map_err(|e| ApiError::internal("evidence verification", &e))?
 }
 
-fn evidence_error(e: &VerifyError) -> ApiError {
-    let kind = if e.step == Step::ReportData {
-        ErrorKind::ReportDataMismatch
-    } else {
-        ErrorKind::EvidenceInvalid
+/// An SNP chain refused by an AMD CRL (`chain: ... revoked`), or an AMD CRL that is stale,
+/// missing or badly signed (SNP's only collateral step).
+fn is_revocation_failure(tee: Tee, e: &VerifyError) -> bool {
+    tee == Tee::Snp && (e.step == Step::Collateral || matches!(e.reason, Reason::RevokedBy { .. }))
+}
+
+/// A verification failure as the client sees it. SNP's collateral step (an AMD CRL not to be
+/// had current and sound) is 503 `collateral-unavailable`: the evidence was not judged. A
+/// revoked chain is `evidence-invalid` (ERRORS.md).
+fn evidence_error(tee: Tee, e: &VerifyError) -> ApiError {
+    let kind = match e.step {
+        Step::ReportData => ErrorKind::ReportDataMismatch,
+        Step::Collateral if tee == Tee::Snp => ErrorKind::CollateralUnavailable,
+        _ => ErrorKind::EvidenceInvalid,
     };
     ApiError::new(kind, e.to_string())
 }

@@ -129,8 +129,10 @@ impl AppState {
                 "allow_sample = true: the UNSIGNED sample TEE is accepted where policies name it"
             );
         }
-        let verifiers = Verifiers::new(None, sim, config.allow_simulated, config.allow_sample)
+        let mut verifiers = Verifiers::new(None, sim, config.allow_simulated, config.allow_sample)
             .map_err(|e| anyhow::anyhow!("trust anchors: {e}"))?;
+        verifiers.amd_crl_required = config.collateral.amd_crl_check;
+        verifiers.amd_crl_grace_s = config.collateral.amd_crl_grace_s;
         let bundles = load_bundles(config, store.as_ref()).await?;
         let settings = Settings {
             session_lifetime_s: i64::try_from(config.session_lifetime_s).unwrap_or(i64::MAX),

@@ -313,14 +313,18 @@ async fn certificate_table_in_evidence_is_preferred_over_everything() {
     let certs = dir.path().join("snp-certs");
     std::fs::create_dir(&certs).unwrap();
     std::fs::write(certs.join("milan-vcek.der"), &milan.vcek).unwrap();
-    let cfg = CollateralConfig { snp_cert_dir: Some(certs), ..config(&base) };
+    // CRLs are another question (amd_crl_* tests below); this one is about the VCEK only.
+    let cfg = CollateralConfig { snp_cert_dir: Some(certs), amd_crl_check: false, ..config(&base) };
     let svc = CollateralService::new(&cfg, None, store(dir.path()).await).unwrap();
     let hw = svc.resolve(Tee::Snp, &evidence, at(&case)).await.unwrap();
     assert!(hw.snp.is_none(), "the evidence's own VCEK is used");
     assert_eq!(up.hits(), 0);
 
     // Even handed a wrong VCEK, the verifier uses the evidence's table and succeeds.
-    let hw = HardwareCollateral { snp: Some(SnpEndorsements::new(milan.vcek)), tdx: None };
+    let hw = HardwareCollateral {
+        snp: Some(SnpEndorsements::new(milan.vcek)),
+        ..HardwareCollateral::default()
+    };
     let verifiers = Verifiers::new(None, None, false, false).unwrap();
     let rd: [u8; 64] = {
         let report =
@@ -444,4 +448,62 @@ async fn tdx_pcs_5xx_gives_up_with_collateral_unavailable() {
     assert_eq!(err.kind, ErrorKind::CollateralUnavailable);
     assert!(err.detail.contains("HTTP 500"), "{}", err.detail);
     assert_eq!(up.hits(), 3);
+}
+
+fn genoa_coco_evidence(v: &Path) -> (Value, time::OffsetDateTime) {
+    let case = v.join("coco/snp-genoa-v3");
+    let evidence = serde_json::from_slice(&std::fs::read(case.join("evidence.json")).unwrap());
+    (evidence.unwrap(), at(&case))
+}
+
+/// Real Genoa evidence carrying its VCEK needs the Genoa CRL (the ASK's distribution point,
+/// `/vcek/v1/Genoa/crl`): KDS answering 500, KDS not listening, and KDS without it are each
+/// 503 `collateral-unavailable` on the path `attest` takes, before any verification.
+#[tokio::test]
+async fn amd_crl_kds_down_is_collateral_unavailable() {
+    let Some(v) = vectors() else { return };
+    let (evidence, now) = genoa_coco_evidence(&v);
+    let milan = milan_case(&v);
+    let dir = tempfile::tempdir().unwrap();
+
+    let up = snp_upstream(&milan, vec![Scripted::Status(500, None); 10]);
+    let base = serve(Arc::clone(&up)).await;
+    let svc = CollateralService::new(&config(&base), None, store(dir.path()).await).unwrap();
+    let err = svc.resolve(Tee::Snp, &evidence, now).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::CollateralUnavailable);
+    assert!(err.detail.starts_with("AMD Genoa CRL from AMD KDS: "), "{}", err.detail);
+    assert!(err.detail.contains("HTTP 500"), "{}", err.detail);
+    assert_eq!(up.hits(), 3, "max_retries = 2");
+
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let cfg = CollateralConfig { max_retries: 0, timeout_s: 2, ..config(&closed) };
+    let svc = CollateralService::new(&cfg, None, store(dir.path()).await).unwrap();
+    let err = svc.resolve(Tee::Snp, &evidence, now).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::CollateralUnavailable);
+    assert!(err.detail.starts_with("AMD Genoa CRL from AMD KDS: "), "{}", err.detail);
+
+    let up = snp_upstream(&milan, vec![]);
+    let base = serve(Arc::clone(&up)).await;
+    let svc = CollateralService::new(&config(&base), None, store(dir.path()).await).unwrap();
+    let err = svc.resolve(Tee::Snp, &evidence, now).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::CollateralUnavailable);
+    assert!(err.detail.contains(&format!("{base}/vcek/v1/Genoa/crl")), "{}", err.detail);
+}
+
+#[tokio::test]
+async fn amd_crl_with_fetching_disabled_and_no_offline_crl_is_collateral_unavailable() {
+    let Some(v) = vectors() else { return };
+    let (evidence, now) = genoa_coco_evidence(&v);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = CollateralConfig { fetch: false, ..config("http://127.0.0.1:9") };
+    let svc = CollateralService::new(&cfg, None, store(dir.path()).await).unwrap();
+    let err = svc.resolve(Tee::Snp, &evidence, now).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::CollateralUnavailable);
+    assert_eq!(
+        err.detail,
+        "no current AMD Genoa CRL (vcek chain) offline or cached, and fetching is disabled"
+    );
 }

@@ -122,7 +122,7 @@ fn every_config_key_is_documented_and_in_the_full_example() {
         }
     }
     // The top level's sections are keys too; the count pins that the scan saw them all.
-    assert_eq!(total, 58);
+    assert_eq!(total, 62);
     let config: Config = toml::from_str(&example_text()).unwrap();
     config.check().unwrap();
     assert_eq!(config.log.format, kbs::ops::log::LogFormat::Json);

@@ -82,10 +82,7 @@ fn verify_reproduces_every_expected_field_of_the_shared_vectors() {
         ("snp/milan-v2-virtee", &["--endorsement", "vcek.der"]),
         ("snp/milan-v2-go-sev-guest", &["--endorsement", "vcek.der"]),
         ("snp/genoa-v5-oak", &["--endorsement", "vcek.der"]),
-        (
-            "snp/milan-v3-vlek",
-            &["--endorsement", "vlek.der", "--chain", "../../roots/amd/milan/asvk.pem"],
-        ),
+        ("snp/milan-v3-vlek", &["--endorsement", "vlek.der"]),
         ("coco/snp-genoa-v3", &[]),
         ("tdx/v4-dcap-qvl", &["--collateral", "collateral.json"]),
     ];
@@ -137,26 +134,20 @@ fn verify_fails_with_step_and_reason_for_the_tdx_vector_without_tcb_level() {
     assert_eq!(String::from_utf8_lossy(&out.stderr), "error: tcb: no TCB level applies\n");
 }
 
+/// `keylatch evidence verify` of the AWS VLEK vector at `at`, with `extra` arguments.
+fn verify_vlek(dir: &Path, at: &str, extra: &[&str]) -> Output {
+    let case = dir.join("snp/milan-v3-vlek");
+    let (report, vlek) = (case.join("report.bin"), case.join("vlek.der"));
+    let mut args = vec!["evidence", "verify", "--tee", "snp", "--at", at];
+    args.extend(["--evidence", report.to_str().unwrap(), "--endorsement", vlek.to_str().unwrap()]);
+    args.extend(extra);
+    keylatch(&args)
+}
+
 #[test]
 fn verify_reports_the_vlek_expired_one_second_after_not_after() {
     let Some(dir) = vectors() else { return };
-    let case = dir.join("snp/milan-v3-vlek");
-    let run = |at: &str| {
-        keylatch(&[
-            "evidence",
-            "verify",
-            "--tee",
-            "snp",
-            "--evidence",
-            case.join("report.bin").to_str().unwrap(),
-            "--endorsement",
-            case.join("vlek.der").to_str().unwrap(),
-            "--chain",
-            dir.join("roots/amd/milan/asvk.pem").to_str().unwrap(),
-            "--at",
-            at,
-        ])
-    };
+    let run = |at: &str| verify_vlek(&dir, at, &[]);
     assert!(run("2025-12-10T22:14:21Z").status.success());
     let out = run("2025-12-10T22:14:22Z");
     assert_eq!(out.status.code(), Some(1));
@@ -320,4 +311,85 @@ fn sim_debug_flag_sets_the_guest_debug_bit() {
     ]));
     assert_eq!(claims["snp"]["policy"]["debug"], true);
     assert_eq!(claims["snp"]["policy"]["raw"], "0xb0000");
+}
+
+#[test]
+fn chain_still_accepts_an_extra_intermediate_checked_against_the_pinned_ark() {
+    let Some(dir) = vectors() else { return };
+    let run = |asvk: &str| {
+        let path = dir.join(asvk);
+        verify_vlek(&dir, "2025-06-01T00:00:00Z", &["--chain", path.to_str().unwrap()])
+    };
+    assert_eq!(claims_of(&run("roots/amd/milan/asvk.pem"))["snp"]["signing_key"], "vlek");
+    // An intermediate the pinned ARK did not issue is ignored, not trusted.
+    assert_eq!(claims_of(&run("roots/amd/genoa/asvk.pem"))["snp"]["signing_key"], "vlek");
+}
+
+/// `--crl` with CRLs of the simulation ARK: current and revoking nothing passes; revoking the
+/// VCEK fails at the chain step naming the CRL; stale fails at the collateral step.
+#[test]
+fn amd_crl_evidence_verify_with_crl_file() {
+    use verifier::sim::SimPki;
+    let tmp = tempfile::tempdir().unwrap();
+    let pki_dir = tmp.path().join("pki");
+    let pki_s = pki_dir.to_str().unwrap();
+    assert!(keylatch(&["sim", "init", "--out", pki_s]).status.success());
+    let out = tmp.path().join("r.bin");
+    let out_s = out.to_str().unwrap();
+    let minted = keylatch(&[
+        "sim",
+        "evidence",
+        "--tee",
+        "snp",
+        "--pki",
+        pki_s,
+        "--report-data",
+        "01",
+        "--out",
+        out_s,
+    ]);
+    assert!(minted.status.success(), "{}", String::from_utf8_lossy(&minted.stderr));
+    let pki = SimPki::from_files(|name| std::fs::read(pki_dir.join(name)).ok()).unwrap();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let write = |name: &str, revoked: &[&[u8]], window: (i64, i64)| {
+        let path = tmp.path().join(name);
+        std::fs::write(&path, pki.amd.crl(revoked, window, &mut rand_core::OsRng).unwrap())
+            .unwrap();
+        path.display().to_string()
+    };
+    let good = write("good.crl", &[], (now - 3600, now + 86_400));
+    let revoked = write("revoked.crl", &[&[0]], (now - 3600, now + 86_400));
+    let stale = write("stale.crl", &[], (now - 86_400, now - 3600));
+    let vcek = format!("{out_s}.vcek.der");
+    let verify = |crl: &str| {
+        keylatch(&[
+            "evidence",
+            "verify",
+            "--tee",
+            "snp",
+            "--evidence",
+            out_s,
+            "--endorsement",
+            &vcek,
+            "--sim-pki",
+            pki_s,
+            "--crl",
+            crl,
+        ])
+    };
+    assert_eq!(claims_of(&verify(&good))["simulated"], true);
+    let err = verify(&revoked);
+    assert_eq!(err.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&err.stderr).into_owned();
+    assert!(
+        text.starts_with("error: chain: VCEK certificate serial 00 is revoked by the AMD "),
+        "{text}"
+    );
+    let err = verify(&stale);
+    assert_eq!(err.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&err.stderr).into_owned();
+    assert!(
+        text.starts_with("error: collateral: AMD ") && text.contains(" CRL expired at "),
+        "{text}"
+    );
 }

@@ -66,6 +66,16 @@ impl SnpProduct {
         }
     }
 
+    /// The name as AMD writes it in KDS paths and certificate names ("Milan").
+    #[must_use]
+    pub fn kds_name(self) -> &'static str {
+        match self {
+            Self::Milan => "Milan",
+            Self::Genoa => "Genoa",
+            Self::Turin => "Turin",
+        }
+    }
+
     /// Parses a product name case-insensitively ("Milan", "genoa", ...).
     #[must_use]
     pub fn from_name(name: &str) -> Option<Self> {

@@ -83,6 +83,8 @@ pub enum Reason {
     UntrustedRoot { what: &'static str, sha256: String },
     /// A certificate is on its issuer's revocation list.
     Revoked { what: &'static str },
+    /// A certificate's serial number (hex) is listed by a CRL (named, with its thisUpdate).
+    RevokedBy { what: &'static str, serial: String, crl: &'static str, this_update: i64 },
     /// Two values that must be equal differ (hex or decimal renderings).
     Mismatch { what: &'static str, expected: String, actual: String },
     /// No entry of a list (TCB levels, products) applies.
@@ -132,6 +134,11 @@ impl fmt::Display for Reason {
                 write!(f, "{what} is not a pinned root (sha256 {sha256})")
             }
             Self::Revoked { what } => write!(f, "{what} is revoked"),
+            Self::RevokedBy { what, serial, crl, this_update } => write!(
+                f,
+                "{what} serial {serial} is revoked by the {crl} of {}",
+                unix_to_rfc3339(*this_update)
+            ),
             Self::Mismatch { what, expected, actual } => {
                 write!(f, "{what} mismatch: expected {expected}, got {actual}")
             }

@@ -26,3 +26,14 @@ pub fn tdx_collateral(data: &[u8]) {
 pub fn certificate(data: &[u8]) {
     let _ = crate::x509::Certificate::from_pem_or_der("certificate", data);
 }
+
+/// AMD CRL (DER): parsed and, when it names one of AMD's ARKs, signature-checked, as the
+/// broker does with CRLs from KDS or an offline directory.
+pub fn amd_crl(data: &[u8]) {
+    static ANCHORS: std::sync::OnceLock<Option<crate::snp::SnpTrustAnchors>> =
+        std::sync::OnceLock::new();
+    let _ = crate::x509::Crl::from_der("AMD CRL", data);
+    if let Some(anchors) = ANCHORS.get_or_init(|| crate::snp::SnpTrustAnchors::production().ok()) {
+        let _ = crate::snp::check_crl(anchors, data);
+    }
+}

@@ -398,10 +398,22 @@ impl Crl {
         self.signed.verify_with(what, &issuer.public_key)
     }
 
+    /// The DER of the issuer name.
+    #[must_use]
+    pub fn issuer_der(&self) -> &[u8] {
+        &self.issuer_der
+    }
+
+    /// True when `serial` (the DER content bytes of a serial number, as
+    /// [`Certificate::serial`] gives them) is listed, whoever issued the certificate.
+    #[must_use]
+    pub fn lists_serial(&self, serial: &[u8]) -> bool {
+        self.revoked_serials.iter().any(|s| s.as_slice() == serial)
+    }
+
     /// True when `cert` was issued by this CRL's issuer and its serial number is listed.
     #[must_use]
     pub fn revokes(&self, cert: &Certificate) -> bool {
-        cert.issuer_der == self.issuer_der
-            && self.revoked_serials.iter().any(|s| s.as_slice() == cert.serial.as_slice())
+        cert.issuer_der == self.issuer_der && self.lists_serial(&cert.serial)
     }
 }

@@ -16,7 +16,7 @@ use verifier::{Reason, Step};
 #[test]
 fn every_real_report_verifies_with_its_expected_claims() {
     let Some(dir) = vectors() else { return };
-    let verifier = SnpVerifier::new(production_anchors(&dir));
+    let verifier = SnpVerifier::new(production_anchors());
     for (case, signer) in REAL_CASES {
         let exp = expected(&dir, case);
         let report = read(&dir, &format!("{case}/report.bin"));
@@ -52,7 +52,7 @@ fn guest_components_evidence_rebuilds_the_signed_genoa_v3_report() {
     assert_eq!(evidence.certs.len(), 1);
     assert_eq!(evidence.certs[0].cert_type, CocoCertType::Vcek);
     let endorsements = evidence.endorsements().unwrap();
-    let verifier = SnpVerifier::new(production_anchors(&dir));
+    let verifier = SnpVerifier::new(production_anchors());
     let claims = verifier.verify(&evidence.report, &endorsements, None, at(&exp)).unwrap();
     assert_claims(&claims, &exp);
     // And the inverse: the report written back as JSON reads back to the same bytes.
@@ -77,7 +77,7 @@ fn real_reports_round_trip_through_the_guest_components_form() {
 fn debug_policy_report_verifies_and_says_debug() {
     let Some(dir) = vectors() else { return };
     let (report, e, now) = case_inputs(&dir, "snp/milan-v2-go-sev-guest", "vcek.der");
-    let claims = SnpVerifier::new(production_anchors(&dir)).verify(&report, &e, None, now).unwrap();
+    let claims = SnpVerifier::new(production_anchors()).verify(&report, &e, None, now).unwrap();
     let policy = claims.snp.unwrap().policy;
     assert!(policy.debug);
     assert_eq!(policy.raw, 0xb0000);
@@ -92,7 +92,7 @@ fn vlek_expires_one_second_after_not_after() {
     assert_eq!(not_after, 1_765_404_861); // 2025-12-10T22:14:21Z
     let t = |s| time::OffsetDateTime::from_unix_timestamp(s).unwrap();
     // Only the production anchors (the ASVK comes from the vector roots, read at test time).
-    let verifier = SnpVerifier::new(production_anchors(&dir));
+    let verifier = SnpVerifier::new(production_anchors());
     assert!(verifier.verify(&report, &e, None, t(not_after)).is_ok());
     let err = verifier.verify(&report, &e, None, t(not_after + 1)).unwrap_err();
     assert_eq!(
@@ -105,16 +105,61 @@ fn vlek_expires_one_second_after_not_after() {
 }
 
 #[test]
-fn vlek_verifies_with_its_asvk_in_the_endorsements_instead_of_the_anchors() {
+fn vlek_verifies_under_the_built_in_asvk_and_with_its_asvk_in_the_endorsements() {
     let Some(dir) = vectors() else { return };
     let (report, e, now) = case_inputs(&dir, "snp/milan-v3-vlek", "vlek.der");
     let bare = SnpVerifier::new(SnpTrustAnchors::production().unwrap());
-    assert_eq!(bare.verify(&report, &e, None, now).unwrap_err().step, Step::Chain);
+    assert!(bare.verify(&report, &e, None, now).is_ok());
     let with_asvk = e.clone().with_intermediate(read(&dir, "roots/amd/milan/asvk.pem"));
     assert!(bare.verify(&report, &with_asvk, None, now).is_ok());
-    // Another product's ASVK does not help.
-    let wrong = e.with_intermediate(read(&dir, "roots/amd/genoa/asvk.pem"));
-    assert_eq!(bare.verify(&report, &wrong, None, now).unwrap_err().step, Step::Chain);
+    // Without Milan's ARK no ASVK helps: Milan's needs that ARK, and Genoa's did not issue it.
+    let genoa_only =
+        SnpVerifier::new(SnpTrustAnchors::production().unwrap().only(&[SnpProduct::Genoa]));
+    for asvk in ["roots/amd/milan/asvk.pem", "roots/amd/genoa/asvk.pem"] {
+        let e = e.clone().with_intermediate(read(&dir, asvk));
+        assert_eq!(genoa_only.verify(&report, &e, None, now).unwrap_err().step, Step::Chain);
+    }
+}
+
+/// Every case under `snp/` and `coco/`, verified with exactly what its expected.json names
+/// (its evidence, its endorsement if any, its `at`) under the production anchors alone: valid
+/// cases give the expected claims, invalid ones fail at `failing_step`.
+#[test]
+fn every_vector_case_verifies_as_its_expected_json_says_with_production_anchors_only() {
+    let Some(dir) = vectors() else { return };
+    let verifier = SnpVerifier::new(SnpTrustAnchors::production().unwrap());
+    let mut seen = 0;
+    for group in ["snp", "coco"] {
+        let mut cases: Vec<_> =
+            std::fs::read_dir(dir.join(group)).unwrap().map(|e| e.unwrap().path()).collect();
+        cases.sort();
+        for case_dir in cases {
+            let case = format!("{group}/{}", case_dir.file_name().unwrap().to_str().unwrap());
+            let exp = expected(&dir, &case);
+            assert_eq!(exp["tee"], "snp", "{case}");
+            let evidence = read(&dir, &format!("{case}/{}", exp["evidence"].as_str().unwrap()));
+            let (report, endorsements) = if let Some(file) = exp.get("endorsement") {
+                let signer = read(&dir, &format!("{case}/{}", file.as_str().unwrap()));
+                (evidence, SnpEndorsements::new(signer))
+            } else {
+                let coco = report_from_coco_evidence(&evidence).unwrap();
+                let e = coco.endorsements().unwrap();
+                (coco.report, e)
+            };
+            let outcome = verifier.verify(&report, &endorsements, None, at(&exp));
+            match exp["expect"].as_str().unwrap() {
+                "valid" => assert_claims(&outcome.unwrap_or_else(|e| panic!("{case}: {e}")), &exp),
+                "invalid" => assert_eq!(
+                    outcome.unwrap_err().step.as_str(),
+                    exp["failing_step"].as_str().unwrap(),
+                    "{case}"
+                ),
+                other => panic!("{case}: expect {other}"),
+            }
+            seen += 1;
+        }
+    }
+    assert!(seen >= 5, "only {seen} cases");
 }
 
 #[test]
@@ -146,7 +191,7 @@ fn every_truncated_prefix_of_every_real_report_fails_to_parse() {
 #[test]
 fn every_bit_flip_in_the_signed_region_or_signature_of_any_real_report_fails_verification() {
     let Some(dir) = vectors() else { return };
-    let verifier = SnpVerifier::new(production_anchors(&dir));
+    let verifier = SnpVerifier::new(production_anchors());
     let mut flips = 0usize;
     for (case, signer) in REAL_CASES {
         let (report, e, now) = case_inputs(&dir, case, signer);
@@ -191,7 +236,7 @@ fn milan_report_fails_with_genoa_anchors_only() {
 #[test]
 fn another_reports_vcek_fails() {
     let Some(dir) = vectors() else { return };
-    let verifier = SnpVerifier::new(production_anchors(&dir));
+    let verifier = SnpVerifier::new(production_anchors());
     let (report, _, now) = case_inputs(&dir, "snp/milan-v2-virtee", "vcek.der");
     let other = SnpEndorsements::new(read(&dir, "snp/milan-v2-go-sev-guest/vcek.der"));
     // Same product, different chip and TCB: the TCB extensions differ first.
@@ -209,7 +254,7 @@ fn another_reports_vcek_fails() {
 #[test]
 fn tampered_vcek_fails_at_the_chain_step() {
     let Some(dir) = vectors() else { return };
-    let verifier = SnpVerifier::new(production_anchors(&dir));
+    let verifier = SnpVerifier::new(production_anchors());
     let (report, e, now) = case_inputs(&dir, "snp/milan-v2-virtee", "vcek.der");
     // Flip one byte inside the TBS: in the subject public key, and in the blSPL extension.
     let cert = &e.signer;
@@ -239,7 +284,7 @@ fn real_evidence_fails_under_simulation_anchors() {
 fn wrong_report_data_fails_at_the_report_data_step() {
     let Some(dir) = vectors() else { return };
     let (report, e, now) = case_inputs(&dir, "snp/genoa-v5-oak", "vcek.der");
-    let verifier = SnpVerifier::new(production_anchors(&dir));
+    let verifier = SnpVerifier::new(production_anchors());
     let actual: [u8; 64] = report[0x50..0x90].try_into().unwrap();
     assert!(verifier.verify(&report, &e, Some(&actual), now).is_ok());
     let mut wrong = actual;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use base64::Engine as _;
-use verifier::snp::{SnpEndorsements, SnpTrustAnchors, SnpVerifier};
+use verifier::snp::{SnpEndorsements, SnpRevocation, SnpTrustAnchors, SnpVerifier};
 use verifier::tdx::{TdxCollateral, TdxTrustAnchors, TdxVerifier};
 use verifier::{Claims, Now, VerifyError};
 
@@ -26,9 +26,16 @@ pub struct VerifyArgs {
     /// carries the VCEK.
     #[arg(long)]
     pub endorsement: Option<PathBuf>,
-    /// SNP: extra intermediate certificates (DER or PEM), e.g. the ASVK for a VLEK.
+    /// SNP: extra intermediate certificates (DER or PEM), checked against the pinned ARK. AMD's
+    /// ASKs and ASVKs are built in; this is for others (e.g. a newer ASK).
     #[arg(long)]
     pub chain: Vec<PathBuf>,
+    /// SNP: AMD CRL(s) (DER or PEM, as KDS serves `vcek|vlek/v1/{product}/crl`) to check the
+    /// chain against. With it, a revoked ASK/ASVK/VCEK/VLEK fails at the chain step and a CRL
+    /// that is not current at `--at` (or has no CRL for the product) fails at the collateral
+    /// step. Without it, revocation is not checked.
+    #[arg(long)]
+    pub crl: Vec<PathBuf>,
     /// TDX: the collateral in Intel PCS JSON layout (TCB info, QE identity, CRLs, chains).
     #[arg(long)]
     pub collateral: Option<PathBuf>,
@@ -61,7 +68,25 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<Result<Claims, VerifyError>> {
                 Err(Failure::Verify(e)) => return Ok(Err(e)),
                 Err(Failure::Usage(e)) => return Err(e),
             };
-            Ok(SnpVerifier::new(anchors).verify(&report, &endorsements, expected.as_ref(), now))
+            let verifier = SnpVerifier::new(anchors);
+            if args.crl.is_empty() {
+                return Ok(verifier.verify(&report, &endorsements, expected.as_ref(), now));
+            }
+            let mut crls = Vec::new();
+            for path in &args.crl {
+                let bytes = read(path)?;
+                let der = crate::collateral::der_from_any(&bytes)
+                    .with_context(|| format!("{}: not a DER or PEM CRL", path.display()))?;
+                crls.push(der.into());
+            }
+            let revocation = SnpRevocation::required(crls, 0);
+            Ok(verifier.verify_with_revocation(
+                &report,
+                &endorsements,
+                expected.as_ref(),
+                now,
+                &revocation,
+            ))
         }
         TeeArg::Tdx => {
             let anchors = match &sim {

@@ -322,6 +322,10 @@ enabled = true
 # backoff_initial_ms = 500           # doubled per retry; a Retry-After header wins
 # max_backoff_s = 60                 # a longer Retry-After gives up at once
 # timeout_s = 10                     # per HTTP request
+# amd_crl_check = true               # SNP hardware chains need a current AMD CRL (KDS vcek|vlek/v1/{{product}}/crl)
+# amd_crl_grace_s = 86400            # accepted this long after the CRL's nextUpdate
+# amd_crl_dir = "amd-crls"           # offline AMD CRLs, preferred while current
+# amd_crl_file = "{{kind}}-{{product}}.crl"   # their names: kind vcek|vlek, product Milan|Genoa|Turin
 "#,
         origin = crate::config::DEFAULT_AUDIT_ORIGIN
     )

@@ -40,6 +40,16 @@ pub struct CollateralConfig {
     pub max_backoff_s: u64,
     /// Timeout of one HTTP request, seconds.
     pub timeout_s: u64,
+    /// Check AMD's CRLs (KDS `vcek|vlek/v1/{product}/crl`) for SEV-SNP hardware chains; when on,
+    /// evidence whose CRL cannot be had current is answered 503 `collateral-unavailable`.
+    pub amd_crl_check: bool,
+    /// Seconds an AMD CRL is still accepted after its `nextUpdate`.
+    pub amd_crl_grace_s: u32,
+    /// Offline AMD CRLs (DER or PEM), read at start; used before the caches and KDS.
+    pub amd_crl_dir: Option<PathBuf>,
+    /// File name of each CRL in `amd_crl_dir`: `{kind}` becomes `vcek` or `vlek`, `{product}`
+    /// becomes `Milan`, `Genoa` or `Turin` (as in the KDS path).
+    pub amd_crl_file: String,
 }
 
 impl Default for CollateralConfig {
@@ -55,6 +65,10 @@ impl Default for CollateralConfig {
             backoff_initial_ms: 500,
             max_backoff_s: 60,
             timeout_s: 10,
+            amd_crl_check: true,
+            amd_crl_grace_s: 86_400,
+            amd_crl_dir: None,
+            amd_crl_file: "{kind}-{product}.crl".to_owned(),
         }
     }
 }
@@ -81,6 +95,9 @@ impl CollateralConfig {
         }
         if self.timeout_s == 0 {
             anyhow::bail!("[collateral] timeout_s must be positive");
+        }
+        if !self.amd_crl_file.contains("{product}") || !self.amd_crl_file.contains("{kind}") {
+            anyhow::bail!("[collateral] amd_crl_file must contain {{kind}} and {{product}}");
         }
         Ok(())
     }

@@ -9,6 +9,9 @@
 //!   assembled into [`verifier::tdx::TdxCollateral`] and cached until its earliest
 //!   `nextUpdate`; expired collateral is never handed to the verifier while fresh collateral
 //!   can be fetched.
+//! - AMD CRLs ([`snp_crl`]): for SEV-SNP hardware chains, the product's CRL from the offline
+//!   directory (`amd_crl_dir`), the caches, or AMD KDS, handed to the verifier with every
+//!   offline CRL; none current to be had is 503 like any missing collateral.
 //! - [`http`]: rate limit, backoff with `Retry-After`, bounded retries, timeouts.
 //! - [`store`]: the `collateral` table.
 //!
@@ -23,6 +26,7 @@
 pub mod config;
 pub mod http;
 pub mod snp;
+pub mod snp_crl;
 pub mod store;
 pub mod tdx;
 
@@ -41,6 +45,7 @@ use crate::evidence::HardwareCollateral;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     SnpVcek,
+    AmdCrl,
     Tdx,
 }
 
@@ -49,6 +54,7 @@ impl Kind {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::SnpVcek => "snp-vcek",
+            Self::AmdCrl => "amd-crl",
             Self::Tdx => "tdx",
         }
     }
@@ -97,6 +103,7 @@ pub fn unavailable(detail: impl Into<String>) -> ApiError {
 #[derive(Debug)]
 pub struct CollateralService {
     snp: snp::SnpSource,
+    amd_crl: snp_crl::AmdCrlSource,
     tdx: tdx::TdxSource,
 }
 
@@ -108,8 +115,10 @@ impl CollateralService {
         store: Arc<dyn CollateralStore>,
     ) -> anyhow::Result<Self> {
         config.check()?;
+        let kds = config.fetch.then(|| http::Upstream::new(config).map(Arc::new)).transpose()?;
         Ok(Self {
-            snp: snp::SnpSource::new(config, Arc::clone(&store))?,
+            snp: snp::SnpSource::new(config, kds.clone(), Arc::clone(&store))?,
+            amd_crl: snp_crl::AmdCrlSource::new(config, kds, Arc::clone(&store))?,
             tdx: tdx::TdxSource::new(config, tdx_offline, store)?,
         })
     }
@@ -124,11 +133,21 @@ impl CollateralService {
     ) -> Result<HardwareCollateral, ApiError> {
         match tee {
             Tee::Snp => {
-                Ok(HardwareCollateral { snp: self.snp.endorsements(primary).await?, tdx: None })
+                let snp = self.snp.endorsements(primary).await?;
+                let signer = match &snp {
+                    Some(e) => Some(e.signer.clone()),
+                    None => evidence_signer(primary),
+                };
+                let snp_crls = match signer {
+                    Some(s) => self.amd_crl.for_signer(&s, now.unix_timestamp()).await?,
+                    None => Vec::new(),
+                };
+                Ok(HardwareCollateral { snp, tdx: None, snp_crls })
             }
             Tee::Tdx => Ok(HardwareCollateral {
                 snp: None,
                 tdx: self.tdx.collateral(primary, now.unix_timestamp()).await?,
+                snp_crls: Vec::new(),
             }),
             Tee::Sample => Ok(HardwareCollateral::default()),
         }
@@ -140,6 +159,12 @@ impl CollateralService {
         &self.snp
     }
 
+    /// The AMD CRL side (for tests and tools).
+    #[must_use]
+    pub fn amd_crl(&self) -> &snp_crl::AmdCrlSource {
+        &self.amd_crl
+    }
+
     /// The TDX side (for tests and tools).
     #[must_use]
     pub fn tdx(&self) -> &tdx::TdxSource {
@@ -147,9 +172,17 @@ impl CollateralService {
     }
 }
 
+/// The VCEK or VLEK that guest-components SNP evidence carries, if any.
+fn evidence_signer(primary: &Value) -> Option<Vec<u8>> {
+    let json = serde_json::to_vec(primary).ok()?;
+    let ev = verifier::snp::report_from_coco_evidence(&json).ok()?;
+    ev.signer().map(<[u8]>::to_vec)
+}
+
 /// Decodes a CRL or certificate body that may be DER, PEM or hex text (PCCS serves the root
 /// CA CRL as hex).
-pub(crate) fn der_from_any(body: &[u8]) -> Option<Vec<u8>> {
+#[must_use]
+pub fn der_from_any(body: &[u8]) -> Option<Vec<u8>> {
     use base64::Engine as _;
     if body.first() == Some(&0x30) {
         return Some(body.to_vec());

@@ -39,7 +39,8 @@ struct Offline {
 pub struct SnpSource {
     offline: Offline,
     kds_url: String,
-    upstream: Option<Upstream>,
+    /// AMD KDS, shared with [`super::snp_crl`] (one rate limit for the service).
+    upstream: Option<Arc<Upstream>>,
     memory: RwLock<HashMap<String, Arc<Vec<u8>>>>,
     store: Arc<dyn CollateralStore>,
     /// One fetch at a time: concurrent requests for the same chip wait and find it cached.
@@ -49,6 +50,7 @@ pub struct SnpSource {
 impl SnpSource {
     pub(super) fn new(
         config: &CollateralConfig,
+        upstream: Option<Arc<Upstream>>,
         store: Arc<dyn CollateralStore>,
     ) -> anyhow::Result<Self> {
         let offline = match &config.snp_cert_dir {
@@ -58,7 +60,7 @@ impl SnpSource {
         Ok(Self {
             offline,
             kds_url: config.kds_url.trim_end_matches('/').to_owned(),
-            upstream: config.fetch.then(|| Upstream::new(config)).transpose()?,
+            upstream,
             memory: RwLock::new(HashMap::new()),
             store,
             fetching: tokio::sync::Mutex::new(()),
@@ -201,14 +203,6 @@ fn candidate_products(report: &verifier::snp::AttestationReport) -> Vec<SnpProdu
     }
 }
 
-fn kds_product(p: SnpProduct) -> &'static str {
-    match p {
-        SnpProduct::Milan => "Milan",
-        SnpProduct::Genoa => "Genoa",
-        SnpProduct::Turin => "Turin",
-    }
-}
-
 /// The KDS path of the VCEK `id` names.
 #[must_use]
 pub fn kds_path(id: &VcekId) -> String {
@@ -216,7 +210,7 @@ pub fn kds_path(id: &VcekId) -> String {
     let fmc = t.fmc.map(|f| format!("fmcSPL={f:02}&")).unwrap_or_default();
     format!(
         "/vcek/v1/{}/{}?{fmc}blSPL={:02}&teeSPL={:02}&snpSPL={:02}&ucodeSPL={:02}",
-        kds_product(id.product),
+        id.product.kds_name(),
         hex::encode(&id.hw_id),
         t.bootloader,
         t.tee,

@@ -223,6 +223,45 @@ impl SimAmdPki {
         &self.asvk.cert_der
     }
 
+    /// A CRL as AMD KDS serves one (`vcek/v1/{product}/crl`): X.509 v2, issued and signed
+    /// (RSASSA-PSS SHA-384) by the sim ARK, listing `revoked` serial numbers (DER content
+    /// bytes, as [`Certificate::serial`] gives them; the sim ASK's is `[2]`, the ASVK's `[3]`,
+    /// every VCEK's and VLEK's `[0]`), valid from `this_update` to `next_update` (Unix
+    /// seconds). Returns the DER.
+    pub fn crl(
+        &self,
+        revoked: &[&[u8]],
+        (this_update, next_update): (i64, i64),
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<Vec<u8>, SimSnpError> {
+        use x509_cert::crl::{CertificateList, RevokedCert, TbsCertList};
+        let enc = |_| SimSnpError::Encoding("CRL");
+        let entries = revoked
+            .iter()
+            .map(|serial| {
+                Ok(RevokedCert {
+                    serial_number: SerialNumber::new(serial).map_err(enc)?,
+                    revocation_date: x509_time(this_update)?,
+                    crl_entry_extensions: None,
+                })
+            })
+            .collect::<Result<Vec<_>, SimSnpError>>()?;
+        let algorithm = pss_algorithm(&self.ark.key)?;
+        let tbs = TbsCertList {
+            version: Version::V2,
+            signature: algorithm.clone(),
+            issuer: self.ark.name.clone(),
+            this_update: x509_time(this_update)?,
+            next_update: Some(x509_time(next_update)?),
+            revoked_certificates: (!entries.is_empty()).then_some(entries),
+            crl_extensions: None,
+        };
+        let signature = pss_sign(rng, &self.ark.key, &tbs.to_der().map_err(enc)?)?;
+        CertificateList { tbs_cert_list: tbs, signature_algorithm: algorithm, signature }
+            .to_der()
+            .map_err(enc)
+    }
+
     /// The PKI as files: `amd-{ark,ask,asvk}.pem` certificates and `amd-{ark,ask,asvk,vlek}-key.pem`
     /// PKCS#8 keys. The caller writes them (keys with mode 0600).
     pub fn to_files(&self) -> Result<Vec<(String, Vec<u8>)>, SimSnpError> {
@@ -501,10 +540,7 @@ fn sign_cert(
     extensions: Vec<Extension>,
 ) -> Result<Vec<u8>, SimSnpError> {
     let enc = |_| SimSnpError::Encoding("certificate");
-    let signer = rsa::pss::SigningKey::<Sha384>::new_with_salt_len(issuer_key.clone(), 48);
-    let algorithm = signer
-        .signature_algorithm_identifier()
-        .map_err(|_| SimSnpError::Encoding("PSS parameters"))?;
+    let algorithm = pss_algorithm(issuer_key)?;
     let tbs = TbsCertificate {
         version: Version::V3,
         serial_number: SerialNumber::new(&[serial]).map_err(enc)?,
@@ -517,14 +553,30 @@ fn sign_cert(
         subject_unique_id: None,
         extensions: (!extensions.is_empty()).then_some(extensions),
     };
-    let tbs_der = tbs.to_der().map_err(enc)?;
-    let sig = signer.sign_with_rng(rng, &tbs_der);
-    let cert = X509Certificate {
-        tbs_certificate: tbs,
-        signature_algorithm: algorithm,
-        signature: BitString::from_bytes(&sig.to_bytes()).map_err(enc)?,
-    };
+    let signature = pss_sign(rng, issuer_key, &tbs.to_der().map_err(enc)?)?;
+    let cert = X509Certificate { tbs_certificate: tbs, signature_algorithm: algorithm, signature };
     cert.to_der().map_err(enc)
+}
+
+fn pss_signer(key: &rsa::RsaPrivateKey) -> rsa::pss::SigningKey<Sha384> {
+    rsa::pss::SigningKey::<Sha384>::new_with_salt_len(key.clone(), 48)
+}
+
+/// The AlgorithmIdentifier of RSASSA-PSS SHA-384, MGF1-SHA-384, salt 48.
+fn pss_algorithm(key: &rsa::RsaPrivateKey) -> Result<spki::AlgorithmIdentifierOwned, SimSnpError> {
+    pss_signer(key)
+        .signature_algorithm_identifier()
+        .map_err(|_| SimSnpError::Encoding("PSS parameters"))
+}
+
+/// RSASSA-PSS SHA-384 (salt 48) over `tbs_der`, as the BIT STRING of a certificate or CRL.
+fn pss_sign(
+    rng: &mut impl CryptoRngCore,
+    key: &rsa::RsaPrivateKey,
+    tbs_der: &[u8],
+) -> Result<BitString, SimSnpError> {
+    let sig = pss_signer(key).sign_with_rng(rng, tbs_der);
+    BitString::from_bytes(&sig.to_bytes()).map_err(|_| SimSnpError::Encoding("signature"))
 }
 
 fn load_ca(

@@ -29,6 +29,17 @@ pub const TURIN_ARK_SHA256: [u8; 32] = [
     0xca, 0xfa, 0x5d, 0x05, 0xef, 0x41, 0x93, 0xb2, 0xde, 0xd9, 0xdd, 0x9c, 0x73, 0xdd, 0x3f, 0x6a,
 ];
 
+// AMD's ASVKs (the "SEV-VLEK-<product>" intermediates that sign VLEKs), as AMD KDS publishes them
+// at `https://kdsintf.amd.com/vlek/v1/{Milan,Genoa,Turin}/cert_chain` (the first certificate of
+// each chain; the second is the ARK). They are not trusted because they are here: `production()`
+// checks each against the product's pinned ARK (RSASSA-PSS SHA-384) before using it.
+/// AMD's Milan ASVK (PEM), from `vlek/v1/Milan/cert_chain`.
+pub const MILAN_ASVK_PEM: &[u8] = include_bytes!("asvk/milan.pem");
+/// AMD's Genoa ASVK (PEM), from `vlek/v1/Genoa/cert_chain`.
+pub const GENOA_ASVK_PEM: &[u8] = include_bytes!("asvk/genoa.pem");
+/// AMD's Turin ASVK (PEM), from `vlek/v1/Turin/cert_chain`.
+pub const TURIN_ASVK_PEM: &[u8] = include_bytes!("asvk/turin.pem");
+
 /// The pinned production ARK fingerprint of a product.
 #[must_use]
 pub fn production_ark_sha256(product: SnpProduct) -> &'static [u8; 32] {
@@ -67,21 +78,28 @@ pub struct SnpTrustAnchors {
 
 impl SnpTrustAnchors {
     /// AMD's production roots: the ARK and ASK of Milan, Genoa and Turin as shipped in the
-    /// `sev` crate, each ARK checked against its pinned fingerprint. ASVKs are not shipped
-    /// there; add them with [`with_intermediate`](Self::with_intermediate) or pass them in
-    /// the endorsements.
+    /// `sev` crate, and the ASVKs (VLEK signers) embedded in this crate ([`MILAN_ASVK_PEM`]
+    /// and its siblings). Each ARK is checked against its pinned fingerprint and each ASK and
+    /// ASVK against that ARK, here, at construction: an embedded certificate the pinned ARK did
+    /// not issue makes this fail.
     pub fn production() -> Result<Self, VerifyError> {
         use sev::certs::snp::builtin::{genoa, milan, turin};
         let shipped = [
-            (SnpProduct::Milan, milan::ARK, milan::ASK),
-            (SnpProduct::Genoa, genoa::ARK, genoa::ASK),
-            (SnpProduct::Turin, turin::ARK, turin::ASK),
+            (SnpProduct::Milan, milan::ARK, milan::ASK, MILAN_ASVK_PEM),
+            (SnpProduct::Genoa, genoa::ARK, genoa::ASK, GENOA_ASVK_PEM),
+            (SnpProduct::Turin, turin::ARK, turin::ASK, TURIN_ASVK_PEM),
         ];
         let mut products = Vec::with_capacity(shipped.len());
-        for (product, ark_pem, ask_pem) in shipped {
+        for (product, ark_pem, ask_pem, asvk_pem) in shipped {
             let ark = pinned_ark(ark_pem, production_ark_sha256(product)).at(Step::Chain)?;
-            let ask = issued_by_ark(&ark, ask_pem, "ASK certificate").at(Step::Chain)?;
-            products.push(ProductAnchors { product, ark, ask: Some(ask), asvk: None });
+            let sev_signer = issued_by_ark(&ark, ask_pem, "ASK certificate").at(Step::Chain)?;
+            let vlek_signer = issued_by_ark(&ark, asvk_pem, "ASVK certificate").at(Step::Chain)?;
+            products.push(ProductAnchors {
+                product,
+                ark,
+                ask: Some(sev_signer),
+                asvk: Some(vlek_signer),
+            });
         }
         Ok(Self { simulated: false, products })
     }
@@ -164,6 +182,20 @@ impl SnpTrustAnchors {
         self.get(product).map(|p| p.ark.sha256())
     }
 
+    /// The product and kind of the trusted intermediate whose subject is the issuer named by
+    /// `signer` (DER or PEM), by name only (no signature is checked): which CRL a chain needs
+    /// before it is verified. `None` when no intermediate of these anchors has that name.
+    #[must_use]
+    pub fn issuer_named_by(&self, signer: &[u8]) -> Option<(SnpProduct, SnpSigningKey)> {
+        let cert = Certificate::from_pem_or_der("signer certificate", signer).ok()?;
+        self.products.iter().find_map(|pa| {
+            [SnpSigningKey::Vcek, SnpSigningKey::Vlek].into_iter().find_map(|kind| {
+                let issuer = pa.intermediate(kind)?;
+                (issuer.subject_der() == cert.issuer_der()).then_some((pa.product, kind))
+            })
+        })
+    }
+
     pub(crate) fn get(&self, product: SnpProduct) -> Option<&ProductAnchors> {
         self.products.iter().find(|p| p.product == product)
     }
@@ -204,7 +236,13 @@ mod tests {
         assert!(!anchors.is_simulated());
         for product in SnpProduct::ALL {
             assert_eq!(anchors.ark_sha256(product), Some(production_ark_sha256(product)));
-            assert!(anchors.get(product).unwrap().ask.is_some());
+            let pa = anchors.get(product).unwrap();
+            assert!(pa.ask.is_some());
+            // The embedded ASVK is the product's VLEK signer, checked against the pinned ARK.
+            let asvk = pa.asvk.as_ref().unwrap();
+            assert_eq!(asvk.issuer_der(), pa.ark.subject_der());
+            let cn = super::super::amd_ext::common_name(asvk).unwrap();
+            assert_eq!(cn, format!("SEV-VLEK-{}", product.kds_name()));
         }
     }
 

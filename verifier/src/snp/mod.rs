@@ -9,7 +9,8 @@
 //! - [`coco`]: guest-components' `{attestation_report, cert_chain}` form;
 //! - [`endorsement_id`]: which VCEK a report needs, what a certificate was issued for;
 //! - `amd_ext`: AMD's X.509 extensions (TCB SPLs, `hwID`, `productName`);
-//! - [`normalize`]: report → [`SnpClaims`](crate::claims::SnpClaims).
+//! - [`normalize`]: report → [`SnpClaims`](crate::claims::SnpClaims);
+//! - [`revocation`]: AMD's ARK-signed CRLs applied to a verified chain.
 
 pub(crate) mod amd_ext;
 pub mod anchors;
@@ -17,6 +18,7 @@ pub mod coco;
 pub mod endorsement_id;
 pub mod normalize;
 pub mod report;
+pub mod revocation;
 pub mod verify;
 
 pub use anchors::{SnpTrustAnchors, GENOA_ARK_SHA256, MILAN_ARK_SHA256, TURIN_ARK_SHA256};
@@ -25,4 +27,5 @@ pub use coco::{
 };
 pub use endorsement_id::{EndorsementId, VcekId};
 pub use report::{parse_report, AttestationReport, KeyInfo, RawTcb, REPORT_LEN, SIGNED_LEN};
+pub use revocation::{check_crl, crl_name, SnpRevocation};
 pub use verify::{SnpEndorsements, SnpVerifier};

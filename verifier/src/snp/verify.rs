@@ -4,11 +4,14 @@
 //! 2. verify the signer chain: VCEK ← ASK ← ARK or VLEK ← ASVK ← ARK, the ARK pinned, the kind
 //!    agreeing with the report's `SIGNING_KEY` ([`Step::Chain`], cached, see below);
 //! 3. every certificate of that chain is valid at `now` ([`Step::Chain`]);
-//! 4. the product named by the report's CPUID (v3+) is the chain's product ([`Step::Chain`]);
-//! 5. the signer's TCB extensions equal `REPORTED_TCB` ([`Step::Tcb`]);
-//! 6. a VCEK's `hwID` equals `CHIP_ID` ([`Step::ChipId`]);
-//! 7. the ECDSA P-384 signature over bytes `0x000..0x2A0` verifies ([`Step::Signature`]);
-//! 8. `REPORT_DATA` is what the caller expected ([`Step::ReportData`]).
+//! 4. with [`SnpVerifier::verify_with_revocation`]: AMD's CRL for the product is sound and
+//!    current ([`Step::Collateral`]) and revokes no certificate of the chain ([`Step::Chain`]),
+//!    see [`revocation`](super::revocation);
+//! 5. the product named by the report's CPUID (v3+) is the chain's product ([`Step::Chain`]);
+//! 6. the signer's TCB extensions equal `REPORTED_TCB` ([`Step::Tcb`]);
+//! 7. a VCEK's `hwID` equals `CHIP_ID` ([`Step::ChipId`]);
+//! 8. the ECDSA P-384 signature over bytes `0x000..0x2A0` verifies ([`Step::Signature`]);
+//! 9. `REPORT_DATA` is what the caller expected ([`Step::ReportData`]).
 //!
 //! Masked `CHIP_ID` (all zero): accepted only from a VLEK, which is not bound to a chip and
 //! has no `hwID`. A VCEK is per chip; a VCEK-signed report must name the chip the VCEK was
@@ -34,6 +37,7 @@ use super::amd_ext;
 use super::anchors::{issued_by_ark, ProductAnchors, SnpTrustAnchors};
 use super::normalize::snp_claims;
 use super::report::{parse_report, AttestationReport, SIGNED_LEN};
+use super::revocation::{ChainSerials, CrlCache, SnpRevocation};
 
 /// How many verified signer chains are remembered before the cache is cleared.
 const CACHE_LIMIT: usize = 1024;
@@ -68,6 +72,9 @@ struct VerifiedSigner {
     product: SnpProduct,
     tcb: SnpTcb,
     hw_id: Option<Vec<u8>>,
+    /// Serial numbers of the signer and of its ASK/ASVK, for revocation.
+    signer_serial: Vec<u8>,
+    issuer_serial: Vec<u8>,
     not_before: (i64, &'static str),
     not_after: (i64, &'static str),
 }
@@ -78,12 +85,13 @@ struct VerifiedSigner {
 pub struct SnpVerifier {
     anchors: SnpTrustAnchors,
     cache: RwLock<HashMap<[u8; 32], Arc<VerifiedSigner>>>,
+    crls: CrlCache,
 }
 
 impl SnpVerifier {
     #[must_use]
     pub fn new(anchors: SnpTrustAnchors) -> Self {
-        Self { anchors, cache: RwLock::new(HashMap::new()) }
+        Self { anchors, cache: RwLock::new(HashMap::new()), crls: CrlCache::default() }
     }
 
     #[must_use]
@@ -91,7 +99,8 @@ impl SnpVerifier {
         &self.anchors
     }
 
-    /// Verifies `report` (the 1184 bytes) endorsed by `endorsements` at `now`.
+    /// Verifies `report` (the 1184 bytes) endorsed by `endorsements` at `now`, without
+    /// consulting AMD's CRLs (step 4 skipped): for offline use where no CRL is at hand.
     pub fn verify(
         &self,
         report: &[u8],
@@ -99,15 +108,47 @@ impl SnpVerifier {
         expected_report_data: Option<&[u8; 64]>,
         now: Now,
     ) -> Result<Claims, VerifyError> {
+        self.verify_steps(report, endorsements, expected_report_data, now, None)
+    }
+
+    /// [`verify`](Self::verify) with step 4: the chain is checked against `revocation`'s CRLs.
+    pub fn verify_with_revocation(
+        &self,
+        report: &[u8],
+        endorsements: &SnpEndorsements,
+        expected_report_data: Option<&[u8; 64]>,
+        now: Now,
+        revocation: &SnpRevocation,
+    ) -> Result<Claims, VerifyError> {
+        self.verify_steps(report, endorsements, expected_report_data, now, Some(revocation))
+    }
+
+    fn verify_steps(
+        &self,
+        report: &[u8],
+        endorsements: &SnpEndorsements,
+        expected_report_data: Option<&[u8; 64]>,
+        now: Now,
+        revocation: Option<&SnpRevocation>,
+    ) -> Result<Claims, VerifyError> {
         let parsed = parse_report(report)?; // 1
         let signer = self.signer_chain(&parsed, endorsements)?; // 2
         check_validity(&signer, now.unix_timestamp())?; // 3
-        let product = check_product(&parsed, &signer)?; // 4
+        if let Some(revocation) = revocation {
+            let chain = ChainSerials {
+                product: signer.product,
+                intermediate: (issuer_what(signer.kind), &signer.issuer_serial),
+                signer: (signer_what(signer.kind), &signer.signer_serial),
+            };
+            self.crls.check(&self.anchors, &chain, revocation, now.unix_timestamp())?;
+            // 4
+        }
+        let product = check_product(&parsed, &signer)?; // 5
         let tcbs = parsed.tcbs(product).at(Step::Parse)?;
-        check_tcb(tcbs.reported, signer.tcb)?; // 5
-        check_chip_id(&parsed, &signer, product)?; // 6
-        check_signature(report, &parsed, &signer.key)?; // 7
-        check_report_data(&parsed, expected_report_data)?; // 8
+        check_tcb(tcbs.reported, signer.tcb)?; // 6
+        check_chip_id(&parsed, &signer, product)?; // 7
+        check_signature(report, &parsed, &signer.key)?; // 8
+        check_report_data(&parsed, expected_report_data)?; // 9
         Ok(Claims {
             tee: Tee::Snp,
             simulated: self.anchors.is_simulated(),
@@ -161,6 +202,13 @@ fn signer_what(kind: SnpSigningKey) -> &'static str {
     match kind {
         SnpSigningKey::Vcek => "VCEK certificate",
         SnpSigningKey::Vlek => "VLEK certificate",
+    }
+}
+
+fn issuer_what(kind: SnpSigningKey) -> &'static str {
+    match kind {
+        SnpSigningKey::Vcek => "ASK certificate",
+        SnpSigningKey::Vlek => "ASVK certificate",
     }
 }
 
@@ -261,11 +309,7 @@ fn signer_facts(
         _ => {}
     }
     let tcb = amd_ext::cert_tcb(signer, pa.product).at(Step::Tcb)?;
-    let issuer_what = match kind {
-        SnpSigningKey::Vcek => "ASK certificate",
-        SnpSigningKey::Vlek => "ASVK certificate",
-    };
-    let chain = [(signer, what), (issuer, issuer_what), (&pa.ark, "ARK certificate")];
+    let chain = [(signer, what), (issuer, issuer_what(kind)), (&pa.ark, "ARK certificate")];
     let not_before = chain
         .iter()
         .map(|(c, w)| (c.not_before(), *w))
@@ -276,7 +320,17 @@ fn signer_facts(
         .map(|(c, w)| (c.not_after(), *w))
         .min_by_key(|(t, _)| *t)
         .unwrap_or((i64::MIN, what));
-    Ok(VerifiedSigner { key: *key, kind, product: pa.product, tcb, hw_id, not_before, not_after })
+    Ok(VerifiedSigner {
+        key: *key,
+        kind,
+        product: pa.product,
+        tcb,
+        hw_id,
+        signer_serial: signer.serial().to_vec(),
+        issuer_serial: issuer.serial().to_vec(),
+        not_before,
+        not_after,
+    })
 }
 
 /// Step 3: every certificate of the chain is valid at `now`.

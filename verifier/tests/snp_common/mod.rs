@@ -51,14 +51,9 @@ pub const REAL_CASES: [(&str, &str); 4] = [
     ("snp/genoa-v5-oak", "vcek.der"),
 ];
 
-/// Production anchors plus the ASVKs from the vector roots (not shipped in `sev`).
-pub fn production_anchors(dir: &std::path::Path) -> verifier::snp::SnpTrustAnchors {
-    let mut a = verifier::snp::SnpTrustAnchors::production().unwrap();
-    for p in SnpProduct::ALL {
-        let asvk = read(dir, &format!("roots/amd/{}/asvk.pem", p.as_str()));
-        a = a.with_intermediate(p, SnpSigningKey::Vlek, &asvk).unwrap();
-    }
-    a
+/// AMD's production anchors as shipped (ARKs pinned; ASKs and ASVKs built in).
+pub fn production_anchors() -> verifier::snp::SnpTrustAnchors {
+    verifier::snp::SnpTrustAnchors::production().unwrap()
 }
 
 fn hex_of(v: &Value) -> String {
