@@ -1,6 +1,7 @@
 //! Evidence checking for `attest`: the verifiers (built once per process, their chain and
 //! collateral caches shared by every request), the choice of trust anchors, the unsigned
-//! `sample` TEE, and the init-data digest check.
+//! `sample` TEE, and the init-data digest check. TDX evidence may carry the CCEL event log
+//! (`cc_eventlog`); the verifier then replays it against the quote's RTMRs.
 //!
 //! Anchors: when a simulation PKI is configured, evidence is first tried under it; evidence
 //! whose chain verifies there is simulated, and is refused by name unless `allow_simulated`.
@@ -16,7 +17,7 @@ use std::sync::Arc;
 use verifier::snp::{
     report_from_coco_evidence, SnpEndorsements, SnpRevocation, SnpTrustAnchors, SnpVerifier,
 };
-use verifier::tdx::{TdxCollateral, TdxTrustAnchors, TdxVerifier};
+use verifier::tdx::{tdx_from_coco_evidence, TdxCollateral, TdxTrustAnchors, TdxVerifier};
 use verifier::{Claims, HexBytes, Now, Reason, Step, Tee, VerifyError};
 
 use crate::error::{ApiError, ErrorKind};
@@ -198,17 +199,20 @@ fn verify_in(
             d.snp.verify_with_revocation(&ev.report, &endorsements, Some(expected), now, revocation)
         }
         Tee::Tdx => {
-            let quote = primary
-                .get("quote")
-                .and_then(Value::as_str)
-                .and_then(|q| STANDARD.decode(q).ok())
-                .ok_or(malformed("TDX evidence quote (base64)"))?;
+            let json = serde_json::to_vec(primary).map_err(|_| malformed("TDX evidence JSON"))?;
+            let ev = tdx_from_coco_evidence(&json)?;
             let collateral =
                 hw.tdx.as_deref().or(d.tdx_collateral.as_ref()).ok_or(VerifyError::new(
                     Step::Collateral,
                     Reason::Missing { what: "TDX collateral (tdx_collateral is not configured)" },
                 ))?;
-            d.tdx.verify(&quote, collateral, Some(expected), now)
+            d.tdx.verify_with_event_log(
+                &ev.quote,
+                ev.cc_eventlog.as_deref(),
+                collateral,
+                Some(expected),
+                now,
+            )
         }
         Tee::Sample => Err(malformed("sample evidence")),
     }

@@ -8,7 +8,9 @@
 //!   `tdx.td_attributes.debug`) needs it — the only way to release to a debug guest;
 //! - `bundles`: every named reference-value bundle appraised the evidence as accepted;
 //! - `claims`: constraints on claim paths (`snp.reported_tcb.microcode`, `tdx.rtmr[2]`), each
-//!   with exactly one of `equals`, `in`, `min`, `max`.
+//!   with at least one of `equals`, `in`, `all_in`, `min`, `max`. `all_in` is for list claims:
+//!   every element must be listed (`tdx.advisory_ids` `all_in ["INTEL-SA-00615"]` allows those
+//!   advisories and no others; an empty claim list passes).
 //!
 //! A denial lists why each rule failed. A policy's digest is SHA-256 over its canonical JSON
 //! (RFC 8785), so the same policy written in TOML or JSON has one digest.
@@ -52,6 +54,9 @@ pub struct ClaimConstraint {
     pub equals: Option<Value>,
     #[serde(default, rename = "in", skip_serializing_if = "Option::is_none")]
     pub one_of: Option<Vec<Value>>,
+    /// The claim is a list and every element of it is one of these.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub all_in: Option<Vec<Value>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -104,11 +109,16 @@ impl Policy {
                 return Err(PolicyError(format!("rule {}: unknown tee {t:?}", i + 1)));
             }
             for c in &rule.claims {
-                let set =
-                    [c.equals.is_some(), c.one_of.is_some(), c.min.is_some(), c.max.is_some()];
+                let set = [
+                    c.equals.is_some(),
+                    c.one_of.is_some(),
+                    c.all_in.is_some(),
+                    c.min.is_some(),
+                    c.max.is_some(),
+                ];
                 if set.iter().filter(|s| **s).count() == 0 {
                     return Err(PolicyError(format!(
-                        "rule {}: claim {:?} needs equals, in, min or max",
+                        "rule {}: claim {:?} needs equals, in, all_in, min or max",
                         i + 1,
                         c.claim
                     )));
@@ -229,6 +239,21 @@ impl ClaimConstraint {
                 ));
             }
         }
+        if let Some(set) = &self.all_in {
+            let Some(items) = actual.as_array() else {
+                return Err(format!("{} is not a list: {}", self.claim, show(actual)));
+            };
+            let extra: Vec<String> = items.iter().filter(|i| !set.contains(i)).map(show).collect();
+            if !extra.is_empty() {
+                let set: Vec<String> = set.iter().map(show).collect();
+                return Err(format!(
+                    "{} expected only [{}] got [{}] not allowed",
+                    self.claim,
+                    set.join(", "),
+                    extra.join(", ")
+                ));
+            }
+        }
         if self.min.is_some() || self.max.is_some() {
             let Some(n) = actual.as_i64() else {
                 return Err(format!("{} is not an integer: {}", self.claim, show(actual)));
@@ -326,6 +351,46 @@ mod tests {
             Decision::Deny {
                 reasons: vec!["prod: bundle \"web\" mismatches: snp.measurement expected one of [aa] got bb; snp.reported_tcb.microcode expected >= 21 got 20".into()]
             }
+        );
+    }
+
+    #[test]
+    fn tdx_tcb_constraints_name_the_rule_that_failed() {
+        let p = Policy::parse(
+            r#"[[rules]]
+name = "tdx-prod"
+tees = ["tdx"]
+[[rules.claims]]
+claim = "tdx.tcb_evaluation_data_number"
+min = 18
+[[rules.claims]]
+claim = "tdx.tcb_status"
+in = ["UpToDate", "SWHardeningNeeded"]
+[[rules.claims]]
+claim = "tdx.advisory_ids"
+all_in = ["INTEL-SA-00615"]
+"#,
+        )
+        .unwrap();
+        let a = json!([]);
+        let e = json!({"tee": "tdx", "simulated": false, "tdx": {
+            "td_attributes": {"debug": false}, "tcb_evaluation_data_number": 17,
+            "tcb_status": "OutOfDate", "advisory_ids": ["INTEL-SA-00615", "INTEL-SA-00837"]}});
+        assert_eq!(
+            p.evaluate(Subject { evidence: &e, appraisals: &a }),
+            Decision::Deny {
+                reasons: vec!["tdx-prod: tdx.tcb_evaluation_data_number expected >= 18 got 17; \
+                    tdx.tcb_status expected one of [\"UpToDate\", \"SWHardeningNeeded\"] got \"OutOfDate\"; \
+                    tdx.advisory_ids expected only [\"INTEL-SA-00615\"] got [\"INTEL-SA-00837\"] not allowed"
+                    .into()]
+            }
+        );
+        let e = json!({"tee": "tdx", "simulated": false, "tdx": {
+            "td_attributes": {"debug": false}, "tcb_evaluation_data_number": 18,
+            "tcb_status": "SWHardeningNeeded", "advisory_ids": ["INTEL-SA-00615"]}});
+        assert_eq!(
+            p.evaluate(Subject { evidence: &e, appraisals: &a }),
+            Decision::Allow { rule: "tdx-prod".into() }
         );
     }
 

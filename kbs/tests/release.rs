@@ -112,3 +112,54 @@ fn jwcrypto_decrypts_a_broker_jwe_for_an_rsa_tee_pubkey() {
     let out = python(DECRYPT, &input).unwrap();
     assert_eq!(out.trim(), hex::encode(SECRET));
 }
+
+/// A policy that names what the TD's event log measured: the sim kernel and command line.
+fn event_log_policy() -> String {
+    use sha2::Digest as _;
+    let kernel = hex::encode(sha2::Sha384::digest(verifier::sim::ccel::SIM_KERNEL));
+    format!(
+        "[[rules]]\nname = \"booted\"\ntees = [\"tdx\"]\nallow_simulated = true\n\
+         [[rules.claims]]\nclaim = \"tdx.event_log.kernel_sha384\"\nequals = \"{kernel}\"\n\
+         [[rules.claims]]\nclaim = \"tdx.event_log.cmdline\"\nequals = \"{}\"\n\
+         [[rules.claims]]\nclaim = \"tdx.event_log.secure_boot\"\nequals = true\n",
+        verifier::sim::ccel::SIM_CMDLINE
+    )
+}
+
+#[test]
+fn ccel_simulated_tdx_guest_with_event_log_releases_and_a_tampered_log_is_refused_naming_the_rtmr()
+{
+    use keylatch_agent::evidence::sim::SimSource;
+    use verifier::sim::ccel::{event_log, SimEvent};
+    let broker = Broker::start(|c| c, &event_log_policy());
+    let log = event_log(&SimEvent::direct_grub_boot(), 4096);
+    let with_log = std::sync::Arc::new(
+        SimSource::load(SimTee::Tdx, &broker.sim_dir(), None).unwrap().with_event_log(log.clone()),
+    );
+    assert_eq!(broker.fetch(with_log.clone(), KeyKind::P256).unwrap(), SECRET);
+
+    // Without a log the claims the policy names are absent: denied.
+    let err = broker.fetch(broker.source(SimTee::Tdx), KeyKind::P256).unwrap_err();
+    let (status, body) = common::agent_error(&err);
+    assert_eq!(status, 403, "{}", body.detail);
+    assert!(body.detail.contains("claim tdx.event_log.kernel_sha384 absent"), "{}", body.detail);
+
+    // A log whose kernel event was swapped after the quote was made: evidence invalid, RTMR2.
+    let raw = Raw::auth(&broker, "tdx");
+    let mut events = SimEvent::direct_grub_boot();
+    events[5] = SimEvent::new(2, 0x0d, b"another kernel", b"/vmlinuz\0".to_vec());
+    let forged = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(event_log(&events, 4096))
+    };
+    let body =
+        raw.body(with_log.as_ref(), &raw.nonce, &raw.nonce, |e| e["cc_eventlog"] = forged.into());
+    let reply = raw.attest(&body);
+    let err = common::error_of(&reply, 401);
+    assert_eq!(err.error_type, "evidence-invalid");
+    assert!(
+        err.detail.starts_with("event-log: RTMR2 (event log replay) mismatch"),
+        "{}",
+        err.detail
+    );
+}

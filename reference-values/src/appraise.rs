@@ -8,10 +8,10 @@ use std::fmt::Display;
 use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
-use verifier::claims::{SnpClaims, SnpSigningKey, SnpTcb, TcbStatus, TdxClaims};
+use verifier::claims::{EventLogClaims, SnpClaims, SnpSigningKey, SnpTcb, TcbStatus, TdxClaims};
 use verifier::{Claims, HexBytes, Tee};
 
-use crate::bundle::{Bundle, SnpMinTcb, SnpReference, TdxReference};
+use crate::bundle::{Bundle, EventLogReference, SnpMinTcb, SnpReference, TdxReference};
 
 /// One expectation the evidence did not meet.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -156,6 +156,51 @@ fn appraise_tdx(out: &mut Findings, c: &TdxClaims, r: &TdxReference) {
         };
         out.miss("tdx.advisory_ids", expected, format!("[{}]", c.advisory_ids.join(", ")));
     }
+    out.at_least(
+        "tdx.tcb_evaluation_data_number",
+        r.min_tcb_evaluation_data_number,
+        c.tcb_evaluation_data_number,
+    );
+    if let Some(want) = &r.event_log {
+        match &c.event_log {
+            Some(log) => appraise_event_log(out, log, want),
+            None => out.miss("tdx.event_log", "a replayed event log (cc_eventlog)", "absent"),
+        }
+    }
+}
+
+fn appraise_event_log(out: &mut Findings, c: &EventLogClaims, r: &EventLogReference) {
+    let hex48 = HexBytes::<48>::to_hex;
+    out.one_of_present(
+        "tdx.event_log.kernel_sha384",
+        r.kernel_sha384.as_deref(),
+        c.kernel_sha384.as_ref(),
+        hex48,
+    );
+    out.one_of_present(
+        "tdx.event_log.initrd_sha384",
+        r.initrd_sha384.as_deref(),
+        c.initrd_sha384.as_ref(),
+        hex48,
+    );
+    out.one_of_present(
+        "tdx.event_log.cmdline",
+        r.cmdline.as_deref(),
+        c.cmdline.as_ref(),
+        String::clone,
+    );
+    out.one_of_present(
+        "tdx.event_log.cmdline_sha384",
+        r.cmdline_sha384.as_deref(),
+        c.cmdline_sha384.as_ref(),
+        hex48,
+    );
+    if let Some(want) = r.secure_boot {
+        if c.secure_boot != Some(want) {
+            let actual = c.secure_boot.map_or_else(|| "absent".to_owned(), |b| b.to_string());
+            out.miss("tdx.event_log.secure_boot", want.to_string(), actual);
+        }
+    }
 }
 
 #[allow(clippy::trivially_copy_pass_by_ref)] // reason: shaped to fit `Findings::one_of`
@@ -199,6 +244,21 @@ impl Findings {
             if !allowed.contains(actual) {
                 self.miss(field, one_of_text(allowed, &show), show(actual));
             }
+        }
+    }
+
+    /// [`Findings::one_of`] for a claim the evidence may lack: absent misses any constraint.
+    fn one_of_present<T: PartialEq>(
+        &mut self,
+        field: &str,
+        allowed: Option<&[T]>,
+        actual: Option<&T>,
+        show: impl Fn(&T) -> String,
+    ) {
+        match (allowed, actual) {
+            (Some(allowed), None) => self.miss(field, one_of_text(allowed, &show), "absent"),
+            (allowed, Some(actual)) => self.one_of(field, allowed, actual, show),
+            (None, None) => {}
         }
     }
 

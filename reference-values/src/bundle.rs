@@ -167,6 +167,34 @@ pub struct TdxReference {
     /// Intel advisories the platform may be affected by. Default none: any advisory rejects.
     #[serde(default)]
     pub accepted_advisory_ids: Vec<String>,
+    /// Minimum `tcbEvaluationDataNumber` of the collateral the TCB was judged by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_tcb_evaluation_data_number: Option<u32>,
+    /// What the TD's event log must show; present means evidence without a log is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_log: Option<EventLogReference>,
+}
+
+/// Expectations on the replayed TDX event log (`tdx.event_log` claims). List-valued fields are
+/// "one of"; `None` is no constraint.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventLogReference {
+    /// Allowed kernel digests (SHA-384 of the kernel file grub loaded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_sha384: Option<Vec<HexBytes<48>>>,
+    /// Allowed initrd digests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initrd_sha384: Option<Vec<HexBytes<48>>>,
+    /// Allowed kernel command lines, exactly as measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cmdline: Option<Vec<String>>,
+    /// Allowed command-line event digests (for boots whose log carries no command-line text).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cmdline_sha384: Option<Vec<HexBytes<48>>>,
+    /// Require the measured `SecureBoot` variable to be on (true) or off (false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secure_boot: Option<bool>,
 }
 
 /// `TD_ATTRIBUTES` requirements. Default: debug forbidden.
@@ -281,6 +309,12 @@ impl TdxReference {
         non_empty("tdx.xfam", self.xfam.as_deref())?;
         if self.accepted_tcb_statuses.is_empty() {
             return Err(invalid("tdx.accepted_tcb_statuses", EMPTY_LIST));
+        }
+        if let Some(log) = &self.event_log {
+            non_empty("tdx.event_log.kernel_sha384", log.kernel_sha384.as_deref())?;
+            non_empty("tdx.event_log.initrd_sha384", log.initrd_sha384.as_deref())?;
+            non_empty("tdx.event_log.cmdline", log.cmdline.as_deref())?;
+            non_empty("tdx.event_log.cmdline_sha384", log.cmdline_sha384.as_deref())?;
         }
         Ok(())
     }

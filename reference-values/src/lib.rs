@@ -16,7 +16,7 @@ pub mod measure;
 pub mod signed;
 
 pub use appraise::{appraise, Appraisal, Mismatch};
-pub use bundle::{Bundle, FormatError, SnpReference, TdxReference};
+pub use bundle::{Bundle, EventLogReference, FormatError, SnpReference, TdxReference};
 pub use canonical::CanonicalError;
 pub use keys::{AuthorKeys, AuthorPublicKey, AuthorSigningKey, KeyError, KeyId};
 pub use signed::{

@@ -95,6 +95,8 @@ fn matching_tdx(c: &TdxClaims) -> TdxReference {
         min_tee_tcb_svn: Some(c.tee_tcb_svn),
         accepted_tcb_statuses: vec![c.tcb_status],
         accepted_advisory_ids: c.advisory_ids.clone(),
+        min_tcb_evaluation_data_number: Some(c.tcb_evaluation_data_number),
+        event_log: None,
     }
 }
 
@@ -283,6 +285,8 @@ fn matching_tdx_default() -> TdxReference {
         min_tee_tcb_svn: None,
         accepted_tcb_statuses: vec![TcbStatus::UpToDate],
         accepted_advisory_ids: Vec::new(),
+        min_tcb_evaluation_data_number: None,
+        event_log: None,
     }
 }
 
@@ -527,4 +531,51 @@ fn rejects_sample_tee_and_claims_missing_their_tee_section() {
     assert_eq!(appraise(&claims, &bundle, now).mismatches, vec![miss("snp", "present", "absent")]);
     claims.tee = verifier::Tee::Sample;
     assert_eq!(appraise(&claims, &bundle, now).mismatches, vec![miss("tee", "snp", "sample")]);
+}
+
+#[test]
+fn rejects_tcb_evaluation_number_below_the_minimum_naming_it() {
+    let Some(cases) = valid_cases() else { return };
+    let case = cases.iter().find(|c| c.name == "tdx/v4-dcap-qvl").unwrap();
+    let mut claims = claims_of(case);
+    let now = at(case);
+    claims.tdx.as_mut().unwrap().tcb_evaluation_data_number = 17;
+    let mut bundle = matching_bundle(&claims, now);
+    bundle.tdx.as_mut().unwrap().min_tcb_evaluation_data_number = Some(18);
+    assert_eq!(
+        appraise(&claims, &bundle, now).mismatches,
+        vec![miss("tdx.tcb_evaluation_data_number", ">= 18", "17")]
+    );
+}
+
+#[test]
+fn ccel_event_log_expectations_name_kernel_cmdline_and_a_missing_log() {
+    use reference_values::EventLogReference;
+    use verifier::sim::ccel::{event_log, rtmrs, SimEvent, SIM_CMDLINE};
+    let Some(cases) = valid_cases() else { return };
+    let case = cases.iter().find(|c| c.name == "tdx/v4-dcap-qvl").unwrap();
+    let mut claims = claims_of(case);
+    let now = at(case);
+    let mut bundle = matching_bundle(&claims, now);
+    let want = EventLogReference {
+        kernel_sha384: Some(vec![HexBytes([0x11; 48])]),
+        cmdline: Some(vec![SIM_CMDLINE.to_owned()]),
+        secure_boot: Some(true),
+        ..EventLogReference::default()
+    };
+    bundle.tdx.as_mut().unwrap().event_log = Some(want);
+    assert_eq!(
+        appraise(&claims, &bundle, now).mismatches,
+        vec![miss("tdx.event_log", "a replayed event log (cc_eventlog)", "absent")]
+    );
+    let log = event_log(&SimEvent::direct_grub_boot(), 0);
+    let measured = verifier::tdx::eventlog::check_event_log(&log, &rtmrs(&log).unwrap()).unwrap();
+    let kernel = measured.kernel_sha384.unwrap();
+    claims.tdx.as_mut().unwrap().event_log = Some(measured);
+    assert_eq!(
+        appraise(&claims, &bundle, now).mismatches,
+        vec![miss("tdx.event_log.kernel_sha384", HexBytes([0x11; 48]).to_hex(), kernel.to_hex())]
+    );
+    bundle.tdx.as_mut().unwrap().event_log.as_mut().unwrap().kernel_sha384 = Some(vec![kernel]);
+    assert!(appraise(&claims, &bundle, now).is_accepted());
 }

@@ -4,6 +4,8 @@
 //! verifier in this crate after every check passed (or by the broker for the unsigned `sample`
 //! TEE, which says so in `tee`).
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::HexBytes;
@@ -281,12 +283,66 @@ pub struct TdxClaims {
     pub mr_service_td: Option<HexBytes<48>>,
     /// Platform TCB status from the TCB info collateral (combined with the QE's).
     pub tcb_status: TcbStatus,
-    /// Intel security advisories that apply to the matched TCB level.
+    /// Intel security advisories that apply: the matched platform level's, the TDX module
+    /// level's and the QE level's, merged, sorted, without duplicates.
     pub advisory_ids: Vec<String>,
+    /// `tcbDate` of the matched platform TCB level (RFC 3339, as in Intel's TCB info).
+    pub tcb_date: String,
+    /// `tcbEvaluationDataNumber` of the TCB info the quote was evaluated against: Intel raises
+    /// it with every TCB recovery, so a minimum says "judged by data at least this recent".
+    pub tcb_evaluation_data_number: u32,
     /// The platform's FMSPC (from the PCK certificate): its identity for audit.
     pub fmspc: HexBytes<6>,
     /// The PCE SVN from the PCK certificate.
     pub pce_svn: u16,
+    /// What the TD's event log (CCEL) says was measured; present only when the evidence
+    /// carried a log and replaying it gave exactly the quote's RTMRs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_log: Option<EventLogClaims>,
+}
+
+/// What a replayed TDX event log says was measured (`tdx.event_log` in the claims). The
+/// digests are bound to the quote by the replay; see `verifier::tdx::eventlog` for which
+/// fields come from event data and when that data is trusted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventLogClaims {
+    /// Every event extended into an RTMR, in log order.
+    pub events: Vec<MeasuredEvent>,
+    /// The kernel file grub loaded (the file event after a `grub_cmd: linux ...`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_sha384: Option<HexBytes<48>>,
+    /// The first initrd (grub's file event after `grub_cmd: initrd ...`, or the Linux EFI
+    /// stub's tagged initrd event).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initrd_sha384: Option<HexBytes<48>>,
+    /// The kernel command line, when the log carries it as text its digest covers (grub's
+    /// `kernel_cmdline:` event).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cmdline: Option<String>,
+    /// Digest of the command line event (grub's, or the Linux EFI stub's load options).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cmdline_sha384: Option<HexBytes<48>>,
+    /// EFI configuration and boot variables (`SecureBoot`, `PK`, `KEK`, `db`, `dbx`,
+    /// `BootOrder`, ...) by name, each the SHA-384 of its `UEFI_VARIABLE_DATA`. A name
+    /// measured twice with different digests is left out.
+    pub efi_variables: BTreeMap<String, HexBytes<48>>,
+    /// The value of the `SecureBoot` variable as measured (1 = enabled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secure_boot: Option<bool>,
+}
+
+/// One measured event of a TDX event log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MeasuredEvent {
+    /// 0..3.
+    pub rtmr: u8,
+    /// The TCG event type name (`EV_IPL`, `EV_EFI_VARIABLE_DRIVER_CONFIG`, ...) or its number.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// The SHA-384 digest extended into the RTMR.
+    pub digest: HexBytes<48>,
+    /// What the log says the event is (informational; not covered by the digest in general).
+    pub description: String,
 }
 
 /// Serde for a u64 as a `0x`-prefixed lowercase hex string, as policies are written by people.

@@ -28,6 +28,8 @@ pub enum Step {
     QeIdentity,
     /// REPORT_DATA differs from what the caller expected (nonce and key binding).
     ReportData,
+    /// The TDX event log (CCEL) is malformed, or replaying it does not give the quote's RTMRs.
+    EventLog,
 }
 
 impl Step {
@@ -43,6 +45,7 @@ impl Step {
             Self::Collateral => "collateral",
             Self::QeIdentity => "qe-identity",
             Self::ReportData => "report-data",
+            Self::EventLog => "event-log",
         }
     }
 }

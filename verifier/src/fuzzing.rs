@@ -17,6 +17,16 @@ pub fn tdx_quote(data: &[u8]) {
     let _ = crate::tdx::parse_quote(data);
 }
 
+/// TDX event log (CCEL), parsed and replayed against all-zero RTMRs (so the claims code runs
+/// too whenever the replay happens to match).
+pub fn tdx_event_log(data: &[u8]) {
+    let _ = crate::tdx::eventlog::check_event_log(data, &[[0; 48]; 4]);
+    if let Ok(log) = crate::tdx::eventlog::parse_event_log(data) {
+        let rtmr = crate::tdx::eventlog::replay(&log);
+        let _ = crate::tdx::eventlog::check_event_log(data, &rtmr);
+    }
+}
+
 /// TDX collateral JSON (Intel PCS layout).
 pub fn tdx_collateral(data: &[u8]) {
     let _ = crate::tdx::TdxCollateral::from_json(data);

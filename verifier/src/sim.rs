@@ -5,10 +5,12 @@
 //! accept simulated evidence, and simulation anchors never accept hardware evidence.
 //!
 //! [`snp`] owns the AMD side (ARK, ASK, ASVK, VCEKs minted per chip and TCB, a VLEK), [`tdx`]
-//! the Intel side (root CA, PCK CA, PCK leaf, TCB signing key, signed collateral). This module
+//! the Intel side (root CA, PCK CA, PCK leaf, TCB signing key, signed collateral), [`ccel`] a
+//! TD's event log and the RTMRs that go with it. This module
 //! joins them into one PKI that is saved as a directory of PEM files by the caller (the crate
 //! does no I/O itself).
 
+pub mod ccel;
 pub mod snp;
 pub mod tdx;
 

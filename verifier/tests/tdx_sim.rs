@@ -132,6 +132,27 @@ fn out_of_date_quoting_enclave_converges_into_platform_status() {
 }
 
 #[test]
+fn platform_module_and_qe_advisories_merge_sorted_with_level_date_and_evaluation_number() {
+    let s = sim();
+    let spec = SimTdxQuote { tee_tcb_svn: svn(4, 2), qe_isv_svn: 3, ..SimTdxQuote::default() };
+    let c = s.verify(&spec).unwrap();
+    assert_eq!(
+        status(&c),
+        (
+            TcbStatus::OutOfDate,
+            vec![
+                SIM_ADVISORY_OUT_OF_DATE.to_owned(),
+                SIM_ADVISORY_MODULE.to_owned(),
+                SIM_ADVISORY_QE.to_owned()
+            ]
+        )
+    );
+    let t = c.tdx.unwrap();
+    assert_eq!(t.tcb_date, "2024-03-13T00:00:00Z");
+    assert_eq!(t.tcb_evaluation_data_number, 1);
+}
+
+#[test]
 fn quoting_enclave_below_every_level_fails_qe_identity() {
     let s = sim();
     let e = s.verify(&SimTdxQuote { qe_isv_svn: 1, ..SimTdxQuote::default() }).unwrap_err();

@@ -93,6 +93,10 @@ fn v4_quote_verifies_up_to_date_with_exact_claims() {
     assert!(!t.td_attributes.pks && !t.td_attributes.kl && !t.td_attributes.perfmon);
     assert_eq!(t.tcb_status, TcbStatus::UpToDate);
     assert!(t.advisory_ids.is_empty());
+    // The matched level and evaluation number of this collateral's TCB info.
+    assert_eq!(t.tcb_date, "2024-03-13T00:00:00Z");
+    assert_eq!(t.tcb_evaluation_data_number, 17);
+    assert_eq!(t.event_log, None);
     assert_eq!(c.expected["tcb_status"], "UpToDate");
     assert_eq!(c.expected["advisory_ids"], serde_json::json!([]));
     assert_eq!(t.fmspc.to_hex(), "b0c06f000000");

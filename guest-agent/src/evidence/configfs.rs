@@ -97,7 +97,7 @@ impl EvidenceSource for ConfigfsTsm {
         }
         match r.provider {
             Provider::SevGuest => snp_evidence(&r.outblob, r.auxblob.as_deref()),
-            Provider::TdxGuest => Ok(tdx_evidence(&r.outblob)),
+            Provider::TdxGuest => Ok(tdx_evidence(&r.outblob, None)),
         }
     }
 
@@ -137,10 +137,11 @@ pub(crate) fn snp_evidence(
 }
 
 /// guest-components' TDX evidence (no CC event log).
-pub(crate) fn tdx_evidence(quote: &[u8]) -> serde_json::Value {
+pub(crate) fn tdx_evidence(quote: &[u8], cc_eventlog: Option<&[u8]>) -> serde_json::Value {
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
     serde_json::json!({
-        "cc_eventlog": null,
-        "quote": base64::engine::general_purpose::STANDARD.encode(quote),
+        "cc_eventlog": cc_eventlog.map(b64),
+        "quote": b64(quote),
     })
 }
 

@@ -28,6 +28,8 @@ pub struct SimSource {
     init_digest: Option<Vec<u8>>,
     /// SNP MEASUREMENT / TDX MRTD to claim; the simulator's default image when `None`.
     measurement: Option<[u8; 48]>,
+    /// TDX: a CCEL event log to send; the quote's RTMRs are its replay.
+    event_log: Option<Vec<u8>>,
     dir: String,
 }
 
@@ -46,7 +48,14 @@ impl SimSource {
         let pki = SimPki::from_files(|name| std::fs::read(dir.join(name)).ok())
             .map_err(|e| AgentError::Local(format!("simulation PKI at {}: {e}", dir.display())))?;
         let init_digest = init_data.map(init_data_digest).transpose()?;
-        Ok(Self { tee, pki, init_digest, measurement: None, dir: dir.display().to_string() })
+        Ok(Self {
+            tee,
+            pki,
+            init_digest,
+            measurement: None,
+            event_log: None,
+            dir: dir.display().to_string(),
+        })
     }
 
     /// Claims `measurement` (SNP MEASUREMENT or TDX MRTD) instead of the default image's, to
@@ -54,6 +63,14 @@ impl SimSource {
     #[must_use]
     pub fn with_measurement(mut self, measurement: [u8; 48]) -> Self {
         self.measurement = Some(measurement);
+        self
+    }
+
+    /// TDX: sends `log` as `cc_eventlog` and quotes the RTMRs its replay gives, as a TD whose
+    /// firmware and bootloader measured what the log says.
+    #[must_use]
+    pub fn with_event_log(mut self, log: Vec<u8>) -> Self {
+        self.event_log = Some(log);
         self
     }
 }
@@ -115,10 +132,16 @@ impl EvidenceSource for SimSource {
             }
             SimTee::Tdx => {
                 let default = SimTdxQuote::default();
+                let rtmr = match &self.event_log {
+                    Some(log) => verifier::sim::ccel::rtmrs(log)
+                        .map_err(|e| AgentError::Evidence(format!("simulated event log: {e}")))?,
+                    None => default.rtmr,
+                };
                 let spec = SimTdxQuote {
                     report_data: *report_data,
                     mr_config_id: fit::<48>(digest),
                     mr_td: self.measurement.unwrap_or(default.mr_td),
+                    rtmr,
                     ..default
                 };
                 let quote = self
@@ -126,7 +149,7 @@ impl EvidenceSource for SimSource {
                     .intel
                     .mint(&spec, &mut OsRng)
                     .map_err(|e| AgentError::Evidence(format!("simulated TDX quote: {e}")))?;
-                Ok(tdx_evidence(&quote))
+                Ok(tdx_evidence(&quote, self.event_log.as_deref()))
             }
         }
     }

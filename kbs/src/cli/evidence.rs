@@ -5,7 +5,6 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use base64::Engine as _;
 use verifier::snp::{SnpEndorsements, SnpRevocation, SnpTrustAnchors, SnpVerifier};
 use verifier::tdx::{TdxCollateral, TdxTrustAnchors, TdxVerifier};
 use verifier::{Claims, Now, VerifyError};
@@ -18,7 +17,8 @@ pub struct VerifyArgs {
     #[arg(long, value_enum)]
     pub tee: TeeArg,
     /// The evidence: a raw SNP report (1184 bytes) or guest-components SNP evidence JSON; a raw
-    /// TDX quote or guest-components TDX evidence JSON (`{"quote": base64, ...}`).
+    /// TDX quote or guest-components TDX evidence JSON (`{"quote": base64, "cc_eventlog":
+    /// base64}`; a `cc_eventlog` is replayed against the quote's RTMRs).
     #[arg(long)]
     pub evidence: PathBuf,
     /// SNP: the VCEK or VLEK (DER or PEM). A PEM file may carry more certificates after it
@@ -98,8 +98,17 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<Result<Claims, VerifyError>> {
                 Ok(c) => c,
                 Err(e) => return Ok(Err(e)),
             };
-            let quote = tdx_quote_bytes(&evidence)?;
-            Ok(TdxVerifier::new(anchors).verify(&quote, &collateral, expected.as_ref(), now))
+            let (quote, event_log) = match tdx_evidence(&evidence) {
+                Ok(parts) => parts,
+                Err(e) => return Ok(Err(e)),
+            };
+            Ok(TdxVerifier::new(anchors).verify_with_event_log(
+                &quote,
+                event_log.as_deref(),
+                &collateral,
+                expected.as_ref(),
+                now,
+            ))
         }
     }
 }
@@ -153,22 +162,14 @@ fn split_certificates(bytes: &[u8]) -> Result<Vec<Vec<u8>>, VerifyError> {
     Ok(vec![bytes.to_vec()])
 }
 
-/// guest-components' TDX evidence: the quote, base64 (the event log is not read here).
-#[derive(serde::Deserialize)]
-struct TdxEvidence {
-    quote: String,
-}
-
-/// A raw quote, or the `quote` member (base64) of guest-components TDX evidence JSON.
-fn tdx_quote_bytes(evidence: &[u8]) -> anyhow::Result<Vec<u8>> {
+/// A raw quote (no event log), or guest-components TDX evidence JSON (quote and, when sent,
+/// the `cc_eventlog` the verifier replays).
+fn tdx_evidence(evidence: &[u8]) -> Result<(Vec<u8>, Option<Vec<u8>>), VerifyError> {
     if !looks_like_json(evidence) {
-        return Ok(evidence.to_vec());
+        return Ok((evidence.to_vec(), None));
     }
-    let parsed: TdxEvidence =
-        serde_json::from_slice(evidence).context("TDX evidence JSON needs a \"quote\" member")?;
-    base64::engine::general_purpose::STANDARD
-        .decode(parsed.quote.trim())
-        .context("the \"quote\" member is not base64")
+    let ev = verifier::tdx::tdx_from_coco_evidence(evidence)?;
+    Ok((ev.quote, ev.cc_eventlog))
 }
 
 fn looks_like_json(bytes: &[u8]) -> bool {

@@ -217,5 +217,12 @@ fn tdx_claims(e: &Value) -> TdxClaims {
             .collect(),
         fmspc: HexBytes::default(),
         pce_svn: 0,
+        // Not in every expected.json yet: absent reads as "no date" and evaluation number 0.
+        tcb_date: e.get("tcb_date").and_then(Value::as_str).unwrap_or_default().to_owned(),
+        tcb_evaluation_data_number: e
+            .get("tcb_evaluation_data_number")
+            .and_then(Value::as_u64)
+            .map_or(0, |n| u32::try_from(n).unwrap()),
+        event_log: None,
     }
 }

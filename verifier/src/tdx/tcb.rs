@@ -20,6 +20,12 @@
 //!   too; an out-of-date launch TCB with a current TCB that is not out of date becomes
 //!   `TDRelaunchAdvised` (QVL's `checkForRelaunch`).
 //! - `Revoked` (launch or current) and "no level applies" are failures, never a status.
+//!
+//! The verdict also carries the matched platform level's `tcbDate` and the TCB info's
+//! `tcbEvaluationDataNumber`, so a policy can require "evaluated against data at least this
+//! recent". Advisory IDs are the union of the platform level's, the TDX module level's and the
+//! QE level's, as Intel's QVL and dcap-qvl merge them (`TcbStatusWithAdvisory::merge` appends
+//! the IDs not yet present); ours are then sorted, so equal verdicts print and digest alike.
 
 use serde::Deserialize;
 
@@ -36,6 +42,8 @@ pub(crate) struct TcbInfo {
     pub(crate) next_update: i64,
     pub(crate) fmspc: [u8; 6],
     pub(crate) pce_id: [u8; 2],
+    /// Intel's TCB evaluation data number: increases with every TCB recovery.
+    pub(crate) tcb_evaluation_data_number: u32,
     pub(crate) tdx_module: ModuleIdentity,
     pub(crate) module_identities: Vec<ModuleIdentity>,
     /// Highest first (see the module docs).
@@ -48,6 +56,8 @@ pub(crate) struct PlatformLevel {
     pub(crate) pce_svn: u16,
     pub(crate) tdx: [u8; 16],
     pub(crate) status: TcbStatus,
+    /// `tcbDate`, RFC 3339 as Intel writes it (validated to parse).
+    pub(crate) tcb_date: String,
     pub(crate) advisory_ids: Vec<String>,
 }
 
@@ -79,7 +89,11 @@ pub(crate) struct QeLevel {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct TcbVerdict {
     pub(crate) status: TcbStatus,
+    /// Sorted, without duplicates.
     pub(crate) advisory_ids: Vec<String>,
+    /// The matched platform level's `tcbDate` (the launch TCB's for TDX 1.5).
+    pub(crate) tcb_date: String,
+    pub(crate) tcb_evaluation_data_number: u32,
 }
 
 /// Statuses Intel's QVL accepts in platform TCB levels.
@@ -105,6 +119,7 @@ struct TcbInfoJson {
     next_update: String,
     fmspc: String,
     pce_id: String,
+    tcb_evaluation_data_number: u32,
     tdx_module: ModuleJson,
     #[serde(default)]
     tdx_module_identities: Vec<ModuleJson>,
@@ -141,6 +156,7 @@ struct ModuleTcbJson {
 #[serde(rename_all = "camelCase")]
 struct LevelJson {
     tcb: LevelTcbJson,
+    tcb_date: String,
     tcb_status: String,
     #[serde(rename = "advisoryIDs", default)]
     advisory_ids: Vec<String>,
@@ -211,6 +227,10 @@ impl TcbInfo {
                     pce_svn: l.tcb.pcesvn,
                     tdx: components("TCB level tdxtcbcomponents", &l.tcb.tdxtcbcomponents)?,
                     status: parse_status("TCB level", &l.tcb_status, PLATFORM_STATUSES)?,
+                    tcb_date: {
+                        parse_date("TCB level tcbDate", &l.tcb_date)?;
+                        l.tcb_date
+                    },
                     advisory_ids: l.advisory_ids,
                 })
             })
@@ -221,6 +241,7 @@ impl TcbInfo {
             next_update: parse_date("TCB info nextUpdate", &j.next_update)?,
             fmspc: hex_array("TCB info fmspc", &j.fmspc)?,
             pce_id: hex_array("TCB info pceId", &j.pce_id)?,
+            tcb_evaluation_data_number: j.tcb_evaluation_data_number,
             tdx_module: module_identity(j.tdx_module)?,
             module_identities: j
                 .tdx_module_identities
@@ -317,7 +338,12 @@ fn platform_verdict(
                 && tee_tcb_svn.iter().zip(&l.tdx).skip(skip).all(|(have, need)| have >= need)
         })
         .ok_or(Reason::NoMatch { what: "TCB level" })?;
-    let mut verdict = TcbVerdict { status: level.status, advisory_ids: level.advisory_ids.clone() };
+    let mut verdict = TcbVerdict {
+        status: level.status,
+        advisory_ids: level.advisory_ids.clone(),
+        tcb_date: level.tcb_date.clone(),
+        tcb_evaluation_data_number: info.tcb_evaluation_data_number,
+    };
     if let Some(identity) = info.module_identity(tee_tcb_svn[1])? {
         let module = identity
             .levels
@@ -395,6 +421,8 @@ pub(crate) fn evaluate(
     if verdict.status == TcbStatus::Revoked {
         return Err(Reason::Revoked { what: "platform TCB" });
     }
+    verdict.advisory_ids.sort_unstable();
+    verdict.advisory_ids.dedup();
     Ok(verdict)
 }
 

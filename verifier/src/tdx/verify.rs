@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 
 use super::anchors::TdxTrustAnchors;
 use super::collateral::{verify_collateral, verify_raw_with, TdxCollateral, VerifiedCollateral};
+use super::eventlog;
 use super::pck::{verify_pck_chain, VerifiedPck};
 use super::quote::{parse_quote, QeReport, Quote};
 use super::tcb::{self, QeLevel};
@@ -72,9 +73,25 @@ impl TdxVerifier {
     /// 7. quote signature by the attestation key ([`Step::Signature`]);
     /// 8. TCB ([`Step::Tcb`]);
     /// 9. `REPORT_DATA` ([`Step::ReportData`]).
+    ///
+    /// RTMRs stay opaque values; [`TdxVerifier::verify_with_event_log`] also replays a log.
     pub fn verify(
         &self,
         quote: &[u8],
+        collateral: &TdxCollateral,
+        expected_report_data: Option<&[u8; 64]>,
+        now: Now,
+    ) -> Result<Claims, VerifyError> {
+        self.verify_with_event_log(quote, None, collateral, expected_report_data, now)
+    }
+
+    /// [`TdxVerifier::verify`], then, when `event_log` (the CCEL bytes) is given, step 10:
+    /// parse the log, replay it into RTMR0-3 and require exactly the quote's RTMRs
+    /// ([`Step::EventLog`], naming the RTMR); the claims then carry `tdx.event_log`.
+    pub fn verify_with_event_log(
+        &self,
+        quote: &[u8],
+        event_log: Option<&[u8]>,
         collateral: &TdxCollateral,
         expected_report_data: Option<&[u8; 64]>,
         now: Now,
@@ -90,7 +107,13 @@ impl TdxVerifier {
         let verdict =
             tcb::evaluate(&col.tcb_info, &pck.ext, &parsed.report, qe_level).at(Step::Tcb)?;
         check_report_data(&parsed, expected_report_data)?;
-        Ok(claims(quote, parsed, &pck, verdict, self.anchors.is_simulated()))
+        let event_log =
+            event_log.map(|log| eventlog::check_event_log(log, &parsed.report.rtmr)).transpose()?;
+        let mut claims = claims(quote, parsed, &pck, verdict, self.anchors.is_simulated());
+        if let Some(tdx) = claims.tdx.as_mut() {
+            tdx.event_log = event_log;
+        }
+        Ok(claims)
     }
 
     fn verified_collateral(
@@ -312,8 +335,11 @@ fn claims(
             mr_service_td: r.mr_service_td.map(HexBytes),
             tcb_status: verdict.status,
             advisory_ids: verdict.advisory_ids,
+            tcb_date: verdict.tcb_date,
+            tcb_evaluation_data_number: verdict.tcb_evaluation_data_number,
             fmspc: HexBytes(pck.ext.fmspc),
             pce_svn: pck.ext.pce_svn,
+            event_log: None,
         }),
     }
 }
