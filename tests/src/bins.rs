@@ -11,7 +11,7 @@ use std::time::SystemTime;
 
 use anyhow::{bail, Context as _};
 
-/// The broker binary (package `kbs`).
+/// The broker binary (package `keylatch`, directory `cli/`).
 pub const KEYLATCH: &str = "keylatch";
 /// The guest agent binary (package `guest-agent`).
 pub const AGENT: &str = "keylatch-agent";
@@ -23,12 +23,12 @@ fn package_dir(bin: &str) -> &'static str {
     match bin {
         AGENT => "guest-agent",
         REFVAL => "reference-values",
-        _ => "kbs",
+        _ => "cli",
     }
 }
 
 const BUILD_HINT: &str =
-    "run `cargo build -p kbs -p guest-agent -p reference-values --bins` first \
+    "run `cargo build -p keylatch -p guest-agent -p reference-values --bins` first \
      (`cargo nextest run --workspace` and scripts/test.sh build them)";
 
 /// The path of a built binary, checked to exist and to be newer than its sources.
