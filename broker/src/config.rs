@@ -8,6 +8,9 @@ use anyhow::{bail, Context as _};
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
+mod collateral;
+pub use collateral::CollateralConfig;
+
 /// Default lifetime of a challenge session (seconds).
 pub const DEFAULT_SESSION_LIFETIME_S: u64 = 300;
 /// Default lifetime of an attestation token (seconds).
@@ -59,7 +62,7 @@ pub struct Config {
     pub tdx_collateral: Option<PathBuf>,
     /// Where collateral missing from evidence comes from (offline, AMD KDS, Intel PCS/PCCS).
     #[serde(default)]
-    pub collateral: crate::collateral::CollateralConfig,
+    pub collateral: CollateralConfig,
     /// Largest request body accepted (bytes).
     #[serde(default = "default_body")]
     pub max_body_bytes: usize,
@@ -117,11 +120,18 @@ impl Default for AuditConfig {
     }
 }
 
+/// Checkpoint signing settings (`[audit]` in the configuration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Schedule {
+    pub every_entries: u64,
+    pub every_seconds: u64,
+}
+
 impl AuditConfig {
     /// The checkpoint schedule.
     #[must_use]
-    pub fn schedule(&self) -> crate::audit::Schedule {
-        crate::audit::Schedule {
+    pub fn schedule(&self) -> Schedule {
+        Schedule {
             every_entries: self.checkpoint_every_entries,
             every_seconds: self.checkpoint_every_seconds,
         }
@@ -170,8 +180,11 @@ impl LifecycleConfig {
     }
 }
 
+/// Default warning window before a rotate-by date (`[lifecycle] rotation_warning_days`).
+pub const DEFAULT_ROTATION_WARNING_DAYS: u32 = 30;
+
 fn default_warning_days() -> u32 {
-    crate::custody::DEFAULT_ROTATION_WARNING_DAYS
+    DEFAULT_ROTATION_WARNING_DAYS
 }
 
 fn default_client_timeout() -> u64 {

@@ -48,8 +48,7 @@ const DAY_S: i64 = 86_400;
 const GCM_TAG_LEN: usize = 16;
 /// Largest key `generate` makes (bytes).
 pub const MAX_GENERATED_LEN: usize = 4096;
-/// Default warning window before a rotate-by date (`[lifecycle] rotation_warning_days`).
-pub const DEFAULT_ROTATION_WARNING_DAYS: u32 = 30;
+pub use crate::config::DEFAULT_ROTATION_WARNING_DAYS;
 
 /// Who acts. The CLI is [`Actor::CLI`]; the admin API passes its authenticated principal.
 #[derive(Debug, Clone, Copy)]

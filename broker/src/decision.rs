@@ -6,70 +6,11 @@
 //! (503 `unavailable`), and the caller must not let it take effect — the resource handler sends
 //! no JWE, the attest handler no token, an admin call reports failure. A **refusal** stays the
 //! refusal it was: the failed append is logged and `Ok` returned.
-// reason: serde's derive hands `session_digest` a `&Option<&str>` (code we cannot change).
-#![allow(clippy::ref_option_ref)]
-
-use keylatch_audit::entry::{BundleRef, VmIdentity};
-use serde::Serialize;
+pub use crate::audit::record::{Action, AdminRecord, Appraised, DecisionRecord, INTENT};
 
 use crate::audit::record::{admin_entry, decision_entry};
 use crate::audit::AuditLog;
 use crate::error::{ApiError, ErrorKind};
-
-/// What was decided.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Action {
-    /// A challenge was issued.
-    Auth,
-    /// Evidence was appraised and a token issued (or refused).
-    Attest,
-    /// A resource was released (or refused).
-    Release,
-    /// An operator, custodian, policy author or auditor acted (or was refused).
-    Admin,
-}
-
-/// A reference-value bundle appraised, and whether it accepted the claims.
-#[derive(Debug, Clone, Serialize)]
-pub struct Appraised {
-    pub bundle: BundleRef,
-    pub accepted: bool,
-}
-
-/// One decision, as the audit entry will hold it. Never contains secret bytes.
-#[derive(Debug, Clone, Serialize)]
-pub struct DecisionRecord<'a> {
-    pub action: Action,
-    pub allowed: bool,
-    /// The request id of the broker's logs (`None`: one is generated).
-    pub request_id: Option<&'a str>,
-    /// The client's address as the server saw it.
-    pub client: Option<&'a str>,
-    /// `snp`, `tdx`, `sample`.
-    pub tee: Option<&'a str>,
-    pub simulated: Option<bool>,
-    /// The VM's verified identity (chip id / FMSPC, measurement / MRTD), when known.
-    pub vm: Option<VmIdentity>,
-    /// The challenge session. Its id is the `kbs-session-id` cookie, which authorizes resource
-    /// requests after attestation: it is written only as a digest (see [`session_digest`]).
-    #[serde(serialize_with = "session_digest")]
-    pub session: Option<&'a str>,
-    /// The token's `jti`.
-    pub token_jti: Option<&'a str>,
-    /// Hex SHA-256 of the evidence.
-    pub evidence_sha256: Option<&'a str>,
-    pub resource: Option<&'a str>,
-    pub resource_version: Option<u64>,
-    pub policy_version: Option<u64>,
-    pub policy_digest: Option<&'a str>,
-    /// Bundles appraised.
-    pub bundles: Vec<Appraised>,
-    /// The error type, or the allowing rule.
-    pub outcome: &'a str,
-    /// Why (denial reasons, failed step).
-    pub detail: &'a str,
-}
 
 fn audit_failed(e: &dyn std::fmt::Display) -> ApiError {
     tracing::error!(error = %e, "audit log could not be written");
@@ -79,13 +20,19 @@ fn audit_failed(e: &dyn std::fmt::Display) -> ApiError {
     )
 }
 
+/// An error type id as a bounded metrics label value: a stable type, or `other`.
+fn error_label(outcome: &str) -> &'static str {
+    ErrorKind::ALL.iter().map(|k| k.type_id()).find(|t| *t == outcome).unwrap_or("other")
+}
+
 /// Records `record` in the log and the audit log. Returns an error when an allowed decision
 /// could not be made durable; callers must not release a resource (or issue a token) then.
 pub async fn record_decision(
     audit: &AuditLog,
     record: &DecisionRecord<'_>,
 ) -> Result<(), ApiError> {
-    crate::metrics::observe_decision(record);
+    let denied = (!record.allowed).then(|| error_label(record.outcome));
+    crate::metrics::observe_decision(record.action.as_str(), record.tee, denied);
     let json = serde_json::to_string(record).unwrap_or_default();
     if record.allowed {
         tracing::info!(target: "keylatch::decision", decision = %json, "decision");
@@ -102,33 +49,6 @@ pub async fn record_decision(
         }
     }
 }
-
-/// One administrative action (allowed or refused), as the audit entry will hold it. Never
-/// contains key material, tokens or token hashes.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct AdminRecord<'a> {
-    /// The principal's name (`cli` for commands that work on the store directly).
-    pub principal: &'a str,
-    /// `admin`, `key-custodian`, `policy-author`, `auditor` (or `local` for the CLI).
-    pub role: &'a str,
-    /// What was attempted, `<object>.<verb>`: `resource.put`, `resource.destroy`,
-    /// `policy.set`, `reference-values.publish`, `token.create`, `audit.read`, ...
-    pub operation: &'a str,
-    /// The object acted on: a resource path, a bundle name, a token id.
-    pub target: Option<&'a str>,
-    /// The version created or acted on, when there is one.
-    pub version: Option<u64>,
-    pub allowed: bool,
-    /// The error type when refused, else `ok`.
-    pub outcome: &'a str,
-    /// Why (refusal reason) or what changed; never secret bytes.
-    pub detail: &'a str,
-    /// The client's address (`None` for the CLI).
-    pub client: Option<&'a str>,
-}
-
-/// The outcome of an intent entry ([`record_intent`]).
-pub const INTENT: &str = "intent";
 
 /// Records, BEFORE a change reaches the store, that `record`'s principal is about to make it
 /// (outcome [`INTENT`], no version, no detail). With the entry written after the change this
@@ -162,7 +82,7 @@ pub async fn record_cli_failure(
 pub async fn record_admin(audit: &AuditLog, record: &AdminRecord<'_>) -> Result<(), ApiError> {
     // An action is counted once, by its outcome entry.
     if record.outcome != INTENT {
-        crate::metrics::observe_admin(record);
+        crate::metrics::observe_admin(record.allowed);
     }
     let json = serde_json::to_string(record).unwrap_or_default();
     tracing::info!(target: "keylatch::admin", action = %json, "admin action");
@@ -176,50 +96,13 @@ pub async fn record_admin(audit: &AuditLog, record: &AdminRecord<'_>) -> Result<
     }
 }
 
-/// Serializes a session id as `sha256:` and the first 16 hex digits of its SHA-256: enough to
-/// correlate log lines of one handshake, useless as a cookie.
-#[allow(clippy::ref_option, clippy::ref_option_ref)] // reason: serde's `serialize_with` passes `&Option<T>`
-fn session_digest<S: serde::Serializer>(id: &Option<&str>, s: S) -> Result<S::Ok, S::Error> {
-    use sha2::Digest as _;
-    match id {
-        Some(id) => {
-            let digest = hex::encode(sha2::Sha256::digest(id.as_bytes()));
-            s.serialize_str(&format!("sha256:{}", digest.get(..16).unwrap_or_default()))
-        }
-        None => s.serialize_none(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use sha2::Digest as _;
-
     use super::*;
 
     #[test]
-    fn session_ids_are_logged_only_as_a_digest() {
-        let record = DecisionRecord {
-            action: Action::Attest,
-            allowed: true,
-            request_id: None,
-            client: None,
-            tee: None,
-            simulated: None,
-            vm: None,
-            session: Some("3f1c2a9e-session-cookie"),
-            token_jti: None,
-            evidence_sha256: None,
-            resource: None,
-            resource_version: None,
-            policy_version: None,
-            policy_digest: None,
-            bundles: Vec::new(),
-            outcome: "token-issued",
-            detail: "",
-        };
-        let json = serde_json::to_string(&record).unwrap();
-        assert!(!json.contains("3f1c2a9e-session-cookie"), "{json}");
-        let digest = hex::encode(sha2::Sha256::digest(b"3f1c2a9e-session-cookie"));
-        assert!(json.contains(&format!("\"session\":\"sha256:{}\"", &digest[..16])), "{json}");
+    fn maps_unknown_error_types_to_other() {
+        assert_eq!(error_label("policy-denied"), "policy-denied");
+        assert_eq!(error_label("rule-7"), "other");
     }
 }

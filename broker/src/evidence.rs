@@ -13,10 +13,11 @@ use serde_json::Value;
 use sha2::{Digest as _, Sha256, Sha384, Sha512};
 use std::sync::Arc;
 
-use verifier::snp::{report_from_coco_evidence, SnpEndorsements, SnpTrustAnchors, SnpVerifier};
+use verifier::snp::{report_from_coco_evidence, SnpTrustAnchors, SnpVerifier};
 use verifier::tdx::{TdxCollateral, TdxTrustAnchors, TdxVerifier};
 use verifier::{Claims, HexBytes, Now, Reason, Step, Tee, VerifyError};
 
+use crate::collateral::HardwareCollateral;
 use crate::error::{ApiError, ErrorKind};
 
 /// Verifiers for one trust domain (hardware or simulation).
@@ -25,14 +26,6 @@ pub struct Domain {
     pub snp: SnpVerifier,
     pub tdx: TdxVerifier,
     pub tdx_collateral: Option<TdxCollateral>,
-}
-
-/// Collateral found for hardware evidence by [`crate::collateral`] (the simulation domain
-/// never uses it). SNP endorsements carried by the evidence take precedence over `snp`.
-#[derive(Debug, Clone, Default)]
-pub struct HardwareCollateral {
-    pub snp: Option<SnpEndorsements>,
-    pub tdx: Option<Arc<TdxCollateral>>,
 }
 
 /// All verifiers of the process.

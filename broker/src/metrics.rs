@@ -3,8 +3,9 @@
 //!
 //! The registry is process-global (a `LazyLock`), not a field of `AppState`. The events it
 //! counts happen in places that have no state at hand and should not grow one: the decision
-//! hook ([`crate::decision::record_decision`] takes only the record), the error constructors
-//! ([`crate::error::ApiError::unavailable`]) and the collateral fetcher. Threading a handle
+//! hook (`crate::decision::record_decision` takes only the record), the error constructors
+//! (`crate::error::ApiError::unavailable`) and the collateral fetcher. This module is the
+//! bottom layer: it takes label values, never the broker's types. Threading a handle
 //! through each would change every signature for a counter. One process serves one broker, so
 //! one registry is exact; the cost is that tests asserting values must each run in their own
 //! process (nextest does; `cargo test` threads would share counts).
@@ -21,9 +22,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-
-use crate::decision::{Action, AdminRecord, DecisionRecord};
-use crate::error::ErrorKind;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DecisionLabels {
@@ -161,35 +159,21 @@ fn tee_label(tee: Option<&str>) -> &'static str {
     }
 }
 
-/// An error type id as a bounded label value.
-fn error_label(outcome: &str) -> &'static str {
-    ErrorKind::ALL.iter().map(|k| k.type_id()).find(|t| *t == outcome).unwrap_or("other")
-}
-
-fn action_label(action: Action) -> &'static str {
-    match action {
-        Action::Auth => "auth",
-        Action::Attest => "attest",
-        Action::Release => "release",
-        Action::Admin => "admin",
-    }
-}
-
-/// Counts one VM decision (called by [`crate::decision::record_decision`] only).
-pub fn observe_decision(record: &DecisionRecord<'_>) {
-    let action = action_label(record.action);
-    let outcome = if record.allowed { "allowed" } else { "denied" };
-    let tee = tee_label(record.tee);
+/// Counts one VM decision (called by `crate::decision::record_decision` only): `action` is
+/// `auth`, `attest` or `release`; `denied` is the refusal's error type, already one of the
+/// stable type ids or `other` (so the label set stays bounded).
+pub fn observe_decision(action: &'static str, tee: Option<&str>, denied: Option<&'static str>) {
+    let outcome = if denied.is_none() { "allowed" } else { "denied" };
+    let tee = tee_label(tee);
     metrics().decisions.get_or_create(&DecisionLabels { action, tee, outcome }).inc();
-    if !record.allowed {
-        let r#type = error_label(record.outcome);
+    if let Some(r#type) = denied {
         metrics().denials.get_or_create(&DenialLabels { action, r#type }).inc();
     }
 }
 
-/// Counts one administrative action (called by [`crate::decision::record_admin`] only).
-pub fn observe_admin(record: &AdminRecord<'_>) {
-    let outcome = if record.allowed { "allowed" } else { "denied" };
+/// Counts one administrative action (called by `crate::decision::record_admin` only).
+pub fn observe_admin(allowed: bool) {
+    let outcome = if allowed { "allowed" } else { "denied" };
     metrics().admin.get_or_create(&AdminLabels { outcome }).inc();
 }
 
@@ -246,11 +230,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn maps_unknown_tees_and_error_types_to_other() {
+    fn maps_unknown_tees_to_other() {
         assert_eq!(tee_label(Some("snp")), "snp");
         assert_eq!(tee_label(Some("az-snp-vtpm")), "other");
         assert_eq!(tee_label(None), "none");
-        assert_eq!(error_label("policy-denied"), "policy-denied");
-        assert_eq!(error_label("rule-7"), "other");
     }
 }

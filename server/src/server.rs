@@ -1,20 +1,15 @@
-//! Serving: the rustls configuration (ring provider, TLS 1.2/1.3), and [`serve`], the accept
+//! Serving: [`serve`], the accept
 //! loop that runs the router over HTTPS (or plain HTTP when configured) until `shutdown`
 //! resolves, then lets in-flight requests finish (bounded by [`DRAIN_TIMEOUT`]). Each request
 //! carries the peer address as an `axum::extract::ConnectInfo<SocketAddr>` extension. Tests
 //! call [`serve`] on a `127.0.0.1:0` listener.
 
 use std::future::Future;
-use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use rustls_pki_types::pem::PemObject as _;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
 use tower_service::Service as _;
 
@@ -22,26 +17,6 @@ use crate::state::AppState;
 
 /// How long in-flight requests may run after shutdown was asked for.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Builds the rustls server configuration from PEM files.
-pub fn tls_config(cert: &Path, key: &Path) -> anyhow::Result<rustls::ServerConfig> {
-    keylatch_broker::files::check_private(key)?;
-    let certs = CertificateDer::pem_file_iter(cert)
-        .with_context(|| format!("reading {}", cert.display()))?
-        .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("{}: not PEM certificates", cert.display()))?;
-    let key = PrivateKeyDer::from_pem_file(key)
-        .with_context(|| format!("{}: not a PEM private key", key.display()))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .context("TLS protocol versions")?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .context("TLS certificate and key")?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(config)
-}
 
 /// Serves the broker on `listener` until `shutdown` resolves.
 pub async fn serve(
@@ -54,7 +29,7 @@ pub async fn serve(
     // (hyper also closes an idle keep-alive connection after it); the body has its own
     // deadline in `protocol::buffer_body`.
     let client_timeout = state.settings.client_timeout;
-    let router = crate::protocol::router(state);
+    let router = crate::router::router(state);
     let graceful = GracefulShutdown::new();
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(client_timeout);

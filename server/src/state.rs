@@ -32,7 +32,7 @@ impl AppState {
                 );
                 None
             }
-            (Some(t), false) => Some(Arc::new(crate::server::tls_config(&t.cert, &t.key)?)),
+            (Some(t), false) => Some(Arc::new(crate::tls::tls_config(&t.cert, &t.key)?)),
             (None, false) => bail!("[tls] is required unless insecure_http = true"),
         };
         let fetcher: Arc<dyn CollateralFetcher> =

@@ -12,10 +12,11 @@ use std::sync::{Arc, Mutex};
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use keylatch_broker::collateral::HardwareCollateral;
 use keylatch_broker::collateral::{
     CollateralConfig, CollateralFetcher, CollateralService, CollateralStore,
 };
-use keylatch_broker::evidence::{HardwareCollateral, Verifiers};
+use keylatch_broker::evidence::Verifiers;
 use keylatch_broker::store::SqliteStore;
 use keylatch_broker::ErrorKind;
 use serde_json::Value;
@@ -155,8 +156,8 @@ fn config(base: &str) -> CollateralConfig {
 }
 
 /// The edge's collateral fetcher for `config`, as the server wires it in.
-fn fetcher(config: &CollateralConfig) -> Option<Arc<dyn CollateralFetcher>> {
-    Some(Arc::new(keylatch_server::fetch::UreqFetcher::new(config)))
+fn fetcher(config: &CollateralConfig) -> Arc<dyn CollateralFetcher> {
+    Arc::new(keylatch_server::fetch::UreqFetcher::new(config))
 }
 
 async fn store(dir: &Path) -> Arc<dyn CollateralStore> {
@@ -209,9 +210,13 @@ async fn vcek_is_fetched_from_kds_once_then_served_from_cache_and_store() {
     let base = serve(Arc::clone(&up)).await;
     let dir = tempfile::tempdir().unwrap();
     let db = store(dir.path()).await;
-    let svc =
-        CollateralService::new(&config(&base), None, Arc::clone(&db), fetcher(&config(&base)))
-            .unwrap();
+    let svc = CollateralService::new(
+        &config(&base),
+        None,
+        Arc::clone(&db),
+        Some(fetcher(&config(&base))),
+    )
+    .unwrap();
 
     let first = svc.snp().for_report(&c.report).await.unwrap();
     assert_eq!(first.signer, c.vcek);
@@ -221,7 +226,8 @@ async fn vcek_is_fetched_from_kds_once_then_served_from_cache_and_store() {
     assert_eq!(up.hits(), 1, "second lookup is a memory hit");
 
     // A restarted broker (new service, same database) finds it in the store.
-    let svc2 = CollateralService::new(&config(&base), None, db, fetcher(&config(&base))).unwrap();
+    let svc2 =
+        CollateralService::new(&config(&base), None, db, Some(fetcher(&config(&base)))).unwrap();
     assert_eq!(svc2.snp().for_report(&c.report).await.unwrap(), first);
     assert_eq!(up.hits(), 1, "store hit: no request");
 
@@ -245,7 +251,7 @@ async fn kds_429_with_retry_after_is_waited_out_then_succeeds() {
         &config(&base),
         None,
         store(dir.path()).await,
-        fetcher(&config(&base)),
+        Some(fetcher(&config(&base))),
     )
     .unwrap();
     let e = svc.snp().for_report(&c.report).await.unwrap();
@@ -265,7 +271,7 @@ async fn kds_5xx_is_retried_a_bounded_number_of_times_then_collateral_unavailabl
         &config(&base),
         None,
         store(dir.path()).await,
-        fetcher(&config(&base)),
+        Some(fetcher(&config(&base))),
     )
     .unwrap();
     let err = svc.snp().for_report(&c.report).await.unwrap_err();
@@ -287,7 +293,7 @@ async fn retry_after_beyond_max_backoff_gives_up_at_once() {
         &config(&base),
         None,
         store(dir.path()).await,
-        fetcher(&config(&base)),
+        Some(fetcher(&config(&base))),
     )
     .unwrap();
     let err = svc.snp().for_report(&c.report).await.unwrap_err();
@@ -307,7 +313,8 @@ async fn offline_snp_directory_is_preferred_over_kds() {
     std::fs::create_dir(&certs).unwrap();
     std::fs::write(certs.join("milan-vcek.der"), &c.vcek).unwrap();
     let cfg = CollateralConfig { snp_cert_dir: Some(certs), ..config(&base) };
-    let svc = CollateralService::new(&cfg, None, store(dir.path()).await, fetcher(&cfg)).unwrap();
+    let svc =
+        CollateralService::new(&cfg, None, store(dir.path()).await, Some(fetcher(&cfg))).unwrap();
     let e = svc.snp().for_report(&c.report).await.unwrap();
     assert_eq!(e.signer, c.vcek);
     assert_eq!(up.hits(), 0);
@@ -320,7 +327,8 @@ async fn missing_vcek_with_fetching_disabled_is_collateral_unavailable() {
     let c = milan_case(&v);
     let dir = tempfile::tempdir().unwrap();
     let cfg = CollateralConfig { fetch: false, ..config("http://127.0.0.1:9") };
-    let svc = CollateralService::new(&cfg, None, store(dir.path()).await, fetcher(&cfg)).unwrap();
+    let svc =
+        CollateralService::new(&cfg, None, store(dir.path()).await, Some(fetcher(&cfg))).unwrap();
     let err = svc.snp().for_report(&c.report).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::CollateralUnavailable);
     assert!(err.detail.contains("fetching is disabled"), "{}", err.detail);
@@ -341,7 +349,8 @@ async fn certificate_table_in_evidence_is_preferred_over_everything() {
     std::fs::create_dir(&certs).unwrap();
     std::fs::write(certs.join("milan-vcek.der"), &milan.vcek).unwrap();
     let cfg = CollateralConfig { snp_cert_dir: Some(certs), ..config(&base) };
-    let svc = CollateralService::new(&cfg, None, store(dir.path()).await, fetcher(&cfg)).unwrap();
+    let svc =
+        CollateralService::new(&cfg, None, store(dir.path()).await, Some(fetcher(&cfg))).unwrap();
     let hw = svc.resolve(Tee::Snp, &evidence, at(&case)).await.unwrap();
     assert!(hw.snp.is_none(), "the evidence's own VCEK is used");
     assert_eq!(up.hits(), 0);
@@ -398,9 +407,13 @@ async fn tdx_collateral_is_fetched_from_pcs_assembled_cached_and_verifies_the_qu
     let base = serve(Arc::clone(&up)).await;
     let dir = tempfile::tempdir().unwrap();
     let db = store(dir.path()).await;
-    let svc =
-        CollateralService::new(&config(&base), None, Arc::clone(&db), fetcher(&config(&base)))
-            .unwrap();
+    let svc = CollateralService::new(
+        &config(&base),
+        None,
+        Arc::clone(&db),
+        Some(fetcher(&config(&base))),
+    )
+    .unwrap();
     let now = c.at.unix_timestamp();
     let col = svc.tdx().for_quote(&c.quote, now).await.unwrap().unwrap();
     assert_eq!(up.hits(), 4, "PCK CRL, TCB info, QE identity, root CA CRL");
@@ -412,7 +425,8 @@ async fn tdx_collateral_is_fetched_from_pcs_assembled_cached_and_verifies_the_qu
 
     svc.tdx().for_quote(&c.quote, now).await.unwrap().unwrap();
     assert_eq!(up.hits(), 4, "memory hit");
-    let svc2 = CollateralService::new(&config(&base), None, db, fetcher(&config(&base))).unwrap();
+    let svc2 =
+        CollateralService::new(&config(&base), None, db, Some(fetcher(&config(&base)))).unwrap();
     let from_store = svc2.tdx().for_quote(&c.quote, now).await.unwrap().unwrap();
     assert_eq!(from_store.digest(), recorded.digest());
     assert_eq!(up.hits(), 4, "store hit");
@@ -429,7 +443,7 @@ async fn tdx_collateral_past_next_update_is_refetched_and_never_used_stale() {
         &config(&base),
         None,
         store(dir.path()).await,
-        fetcher(&config(&base)),
+        Some(fetcher(&config(&base))),
     )
     .unwrap();
     let col = svc.tdx().for_quote(&c.quote, c.at.unix_timestamp()).await.unwrap().unwrap();
@@ -462,7 +476,7 @@ async fn offline_tdx_collateral_is_preferred_over_pcs() {
             &config(&base),
             Some(&source),
             store(dir.path()).await,
-            fetcher(&config(&base)),
+            Some(fetcher(&config(&base))),
         )
         .unwrap();
         let col = svc.tdx().for_quote(&c.quote, c.at.unix_timestamp()).await.unwrap().unwrap();
@@ -483,7 +497,7 @@ async fn tdx_pcs_5xx_gives_up_with_collateral_unavailable() {
         &config(&base),
         None,
         store(dir.path()).await,
-        fetcher(&config(&base)),
+        Some(fetcher(&config(&base))),
     )
     .unwrap();
     let err = svc.tdx().for_quote(&c.quote, c.at.unix_timestamp()).await.unwrap_err();

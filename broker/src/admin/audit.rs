@@ -49,7 +49,7 @@ fn authorize(caller: &Caller) -> Result<(), ApiError> {
 
 pub async fn summary(state: &Broker, caller: &Caller) -> Result<Done, ApiError> {
     let result = async {
-        authorize(&caller)?;
+        authorize(caller)?;
         let size = state.store.audit_size().await.map_err(|e| store_error(&e))?;
         let checkpoints = state.store.audit_checkpoints().await.map_err(|e| store_error(&e))?.len();
         Ok(Done::ok(json!({"size": size, "checkpoints": checkpoints})))
@@ -60,7 +60,7 @@ pub async fn summary(state: &Broker, caller: &Caller) -> Result<Done, ApiError> 
 
 pub async fn checkpoints(state: &Broker, caller: &Caller) -> Result<Done, ApiError> {
     let result = async {
-        authorize(&caller)?;
+        authorize(caller)?;
         let rows = state.store.audit_checkpoints().await.map_err(|e| store_error(&e))?;
         let items: Vec<Value> =
             rows.into_iter().map(|c| json!({"size": c.size, "note": c.note})).collect();
@@ -83,7 +83,7 @@ pub async fn entries(
     q: Result<Range, ApiError>,
 ) -> Result<Done, ApiError> {
     let result = async {
-        authorize(&caller)?;
+        authorize(caller)?;
         let Range { start, end } = q?;
         let jsonl =
             export::entries_jsonl(state.store.as_ref(), start, end).await.map_err(read_error)?;
@@ -109,7 +109,7 @@ pub async fn inclusion(
     q: Result<InclusionQuery, ApiError>,
 ) -> Result<Done, ApiError> {
     let result = async {
-        authorize(&caller)?;
+        authorize(caller)?;
         let InclusionQuery { index, size } = q?;
         let proof = export::inclusion(&state.store, index, size).await.map_err(read_error)?;
         Ok(Done::ok(serde_json::to_value(proof).map_err(|e| ApiError::internal("proof", &e))?))
@@ -131,7 +131,7 @@ pub async fn consistency(
     q: Result<ConsistencyQuery, ApiError>,
 ) -> Result<Done, ApiError> {
     let result = async {
-        authorize(&caller)?;
+        authorize(caller)?;
         let ConsistencyQuery { first, second } = q?;
         let proof = export::consistency(&state.store, first, second).await.map_err(read_error)?;
         let hashes: Vec<String> = proof.hashes.iter().map(keylatch_audit::Hash::to_hex).collect();
@@ -169,7 +169,7 @@ pub async fn search(
     q: Result<SearchQuery, ApiError>,
 ) -> Result<Done, ApiError> {
     let result = async {
-        authorize(&caller)?;
+        authorize(caller)?;
         let q = q?;
         let entry_query = EntryQuery {
             resource: q.resource,

@@ -21,7 +21,7 @@ pub async fn set(
     body: Result<&[u8], ApiError>,
 ) -> Result<Done, ApiError> {
     let result = async {
-        let path = caller.authorize_path(&[Role::KeyCustodian], &path)?;
+        let path = caller.authorize_path(&[Role::KeyCustodian], path)?;
         let value: Value = json_body(body?, "policy")?;
         let text = value.to_string();
         Policy::parse(&text)
@@ -48,7 +48,7 @@ pub async fn get(
     query: Result<Option<u64>, ApiError>,
 ) -> Result<Done, ApiError> {
     let result = async {
-        let path = caller.authorize_path(&[Role::KeyCustodian, Role::Auditor], &path)?;
+        let path = caller.authorize_path(&[Role::KeyCustodian, Role::Auditor], path)?;
         let version = query?;
         let stored = state
             .store

@@ -64,7 +64,7 @@ pub async fn publish(
 ) -> Result<Done, ApiError> {
     let result = async {
         caller.principal.require(&[Role::PolicyAuthor])?;
-        let trust = state.bundles.trust(&name).ok_or_else(|| {
+        let trust = state.bundles.trust(name).ok_or_else(|| {
             ApiError::new(ErrorKind::NotFound, format!("no reference values configured as {name}"))
         })?;
         let body: PublishBody = json_body(body?, "reference values")?;
@@ -84,7 +84,7 @@ pub async fn publish(
         let now = time::OffsetDateTime::now_utc();
         let verified = check_replacement(None, &signed, trust, now).map_err(|e| refusal(&e))?;
         let bundle = verified.bundle();
-        let stored = state.store.bundle_versions(&name).await.map_err(|e| store_error(&e))?;
+        let stored = state.store.bundle_versions(name).await.map_err(|e| store_error(&e))?;
         if let Some(newest) = stored.first() {
             if bundle.version <= newest.version {
                 return Err(refusal(&BundleError::VersionNotGreater {
@@ -103,7 +103,7 @@ pub async fn publish(
             publisher: caller.principal.name.clone(),
             published: now.unix_timestamp(),
         };
-        caller.intent("reference-values.publish", Some(&name)).await?;
+        caller.intent("reference-values.publish", Some(name)).await?;
         match state.store.put_bundle(&row).await {
             Ok(()) => {}
             Err(StoreError::Conflict(_)) => {
@@ -159,10 +159,10 @@ pub async fn list(state: &Broker, caller: &Caller) -> Result<Done, ApiError> {
 pub async fn show(state: &Broker, caller: &Caller, name: &str) -> Result<Done, ApiError> {
     let result = async {
         caller.principal.require(&[Role::PolicyAuthor, Role::Auditor])?;
-        let trust = state.bundles.trust(&name).ok_or_else(|| {
+        let trust = state.bundles.trust(name).ok_or_else(|| {
             ApiError::new(ErrorKind::NotFound, format!("no reference values configured as {name}"))
         })?;
-        let rows = state.store.bundle_versions(&name).await.map_err(|e| store_error(&e))?;
+        let rows = state.store.bundle_versions(name).await.map_err(|e| store_error(&e))?;
         let bundle = rows
             .first()
             .and_then(|b| SignedBundle::from_bytes(&b.signed).ok())

@@ -112,7 +112,7 @@ pub async fn put(
     body: Result<&[u8], ApiError>,
 ) -> Result<Done, ApiError> {
     let result = async {
-        let path = caller.authorize_path(&[Role::KeyCustodian], &path)?;
+        let path = caller.authorize_path(&[Role::KeyCustodian], path)?;
         let body: PutBody = json_body(body?, "resource")?;
         let (material, what) = match (&body.value, body.generate, &body.wrapped) {
             (None, None, Some(w)) => {
@@ -152,7 +152,7 @@ pub async fn put(
             }
         };
         drop(body);
-        let version = seal_new_version(&state, &caller, &path, material).await?;
+        let version = seal_new_version(state, caller, &path, material).await?;
         Ok(Done {
             created: true,
             body: json!({"path": path, "version": version}),
@@ -180,7 +180,7 @@ pub async fn list(state: &Broker, caller: &Caller) -> Result<Done, ApiError> {
 
 pub async fn show(state: &Broker, caller: &Caller, path: &str) -> Result<Done, ApiError> {
     let result = async {
-        let path = caller.authorize_path(&[Role::KeyCustodian, Role::Auditor], &path)?;
+        let path = caller.authorize_path(&[Role::KeyCustodian, Role::Auditor], path)?;
         let rows = state.store.list_resource_versions().await.map_err(|e| store_error(&e))?;
         let versions: Vec<_> = rows.into_iter().filter(|r| r.path == path).collect();
         if versions.is_empty() {
@@ -207,8 +207,8 @@ pub async fn show(state: &Broker, caller: &Caller, path: &str) -> Result<Done, A
 
 pub async fn delete(state: &Broker, caller: &Caller, path: &str) -> Result<Done, ApiError> {
     let result = async {
-        let path = caller.authorize_path(&[Role::KeyCustodian], &path)?;
-        let n = destroy(&state, &caller, &path).await?;
+        let path = caller.authorize_path(&[Role::KeyCustodian], path)?;
+        let n = destroy(state, caller, &path).await?;
         if n == 0 {
             return Err(ApiError::new(ErrorKind::NotFound, format!("no resource {path}")));
         }
@@ -241,7 +241,7 @@ pub async fn patch(
     body: Result<&[u8], ApiError>,
 ) -> Result<Done, ApiError> {
     let result = async {
-        let path = caller.authorize_path(&[Role::KeyCustodian], &path)?;
+        let path = caller.authorize_path(&[Role::KeyCustodian], path)?;
         let body: PatchBody = json_body(body?, "resource")?;
         if body.state.is_none() && body.rotate_by.is_none() && !body.clear_rotate_by {
             return Err(ApiError::new(
@@ -285,17 +285,17 @@ pub async fn patch(
         let mut changed = Vec::new();
         match enable {
             Some(false) => {
-                custody::disable(store, actor(&caller), now_s(), &path).await?;
+                custody::disable(store, actor(caller), now_s(), &path).await?;
                 changed.push("disabled".to_owned());
             }
             Some(true) => {
-                custody::enable(store, actor(&caller), now_s(), &path).await?;
+                custody::enable(store, actor(caller), now_s(), &path).await?;
                 changed.push("enabled".to_owned());
             }
             None => {}
         }
         if let Some(period) = period {
-            custody::set_cryptoperiod(store, actor(&caller), now_s(), &path, period).await?;
+            custody::set_cryptoperiod(store, actor(caller), now_s(), &path, period).await?;
             changed.push("rotate_by".to_owned());
         }
         let detail = changed.join(", ");

@@ -87,8 +87,8 @@ pub async fn list(state: &Broker, caller: &Caller) -> Result<Done, ApiError> {
 pub async fn revoke(state: &Broker, caller: &Caller, id: &str) -> Result<Done, ApiError> {
     let result = async {
         caller.principal.require(&[Role::Admin])?;
-        caller.intent("token.revoke", Some(&id)).await?;
-        if !state.store.revoke_admin_token(&id, now_s()).await.map_err(|e| store_error(&e))? {
+        caller.intent("token.revoke", Some(id)).await?;
+        if !state.store.revoke_admin_token(id, now_s()).await.map_err(|e| store_error(&e))? {
             return Err(ApiError::new(ErrorKind::NotFound, format!("no unrevoked token {id}")));
         }
         Ok(Done::ok(json!({"id": id, "revoked": true})))

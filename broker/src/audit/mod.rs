@@ -24,19 +24,13 @@ use keylatch_audit::{AuditEntry, CheckpointSchedule, CheckpointSigner, NoteVerif
 use crate::store::{Store, StoreError};
 pub use sealer::Sealer;
 
-/// Checkpoint signing settings (`[audit]` in the configuration).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Schedule {
-    pub every_entries: u64,
-    pub every_seconds: u64,
-}
+pub use crate::config::Schedule;
 
-impl Schedule {
-    fn to_crate(self) -> CheckpointSchedule {
-        CheckpointSchedule {
-            every_entries: self.every_entries,
-            every: time::Duration::seconds(i64::try_from(self.every_seconds).unwrap_or(i64::MAX)),
-        }
+/// The audit crate's form of a [`Schedule`].
+fn to_crate(schedule: Schedule) -> CheckpointSchedule {
+    CheckpointSchedule {
+        every_entries: schedule.every_entries,
+        every: time::Duration::seconds(i64::try_from(schedule.every_seconds).unwrap_or(i64::MAX)),
     }
 }
 
@@ -57,7 +51,7 @@ impl AuditLog {
     /// also signs a due checkpoint every `every_seconds` when the log is quiet.
     #[must_use]
     pub fn start(store: Arc<dyn Store>, signer: CheckpointSigner, schedule: Schedule) -> Self {
-        let sealer = Arc::new(Sealer::new(signer, schedule.to_crate()));
+        let sealer = Arc::new(Sealer::new(signer, to_crate(schedule)));
         let tick = Duration::from_secs(schedule.every_seconds.max(1));
         let tx = writer::spawn(Arc::clone(&store), Arc::clone(&sealer), tick);
         Self(Arc::new(Inner { store, sealer, writer: Some(tx) }))
@@ -67,7 +61,7 @@ impl AuditLog {
     /// working on the store while a server may run too (the store's lock orders them).
     #[must_use]
     pub fn direct(store: Arc<dyn Store>, signer: CheckpointSigner, schedule: Schedule) -> Self {
-        let sealer = Arc::new(Sealer::new(signer, schedule.to_crate()));
+        let sealer = Arc::new(Sealer::new(signer, to_crate(schedule)));
         Self(Arc::new(Inner { store, sealer, writer: None }))
     }
 

@@ -1,7 +1,11 @@
 //! Decision and admin records turned into audit entries. Only identities, digests and
 //! decisions cross over: records carry no key material, tokens, cookies or nonces, and the
 //! session id and token `jti` stay in the broker's logs (they would let a reader correlate with
-//! secrets-bearing stores, and identify nothing an auditor needs).
+//! secrets-bearing stores, and identify nothing an auditor needs). The record types
+//! ([`DecisionRecord`], [`AdminRecord`]) are defined here; `crate::decision` is the hook that
+//! fills them in, logs, counts and appends.
+// reason: serde's derive hands `session_digest` a `&Option<&str>` (code we cannot change).
+#![allow(clippy::ref_option_ref)]
 
 use keylatch_audit::entry::{
     Actor, AdminIdentity, BundleRef, Decision, EntryKind, PolicyRef, ResourceRef, VmIdentity,
@@ -10,7 +14,116 @@ use keylatch_audit::AuditEntry;
 use rand_core::{OsRng, RngCore as _};
 use serde_json::Value;
 
-use crate::decision::{Action, AdminRecord, DecisionRecord};
+use serde::Serialize;
+
+/// What was decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// A challenge was issued.
+    Auth,
+    /// Evidence was appraised and a token issued (or refused).
+    Attest,
+    /// A resource was released (or refused).
+    Release,
+    /// An operator, custodian, policy author or auditor acted (or was refused).
+    Admin,
+}
+
+impl Action {
+    /// The stable name (as serialized).
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auth => "auth",
+            Self::Attest => "attest",
+            Self::Release => "release",
+            Self::Admin => "admin",
+        }
+    }
+}
+
+/// A reference-value bundle appraised, and whether it accepted the claims.
+#[derive(Debug, Clone, Serialize)]
+pub struct Appraised {
+    pub bundle: BundleRef,
+    pub accepted: bool,
+}
+
+/// One decision, as the audit entry will hold it. Never contains secret bytes.
+#[derive(Debug, Clone, Serialize)]
+pub struct DecisionRecord<'a> {
+    pub action: Action,
+    pub allowed: bool,
+    /// The request id of the broker's logs (`None`: one is generated).
+    pub request_id: Option<&'a str>,
+    /// The client's address as the server saw it.
+    pub client: Option<&'a str>,
+    /// `snp`, `tdx`, `sample`.
+    pub tee: Option<&'a str>,
+    pub simulated: Option<bool>,
+    /// The VM's verified identity (chip id / FMSPC, measurement / MRTD), when known.
+    pub vm: Option<VmIdentity>,
+    /// The challenge session. Its id is the `kbs-session-id` cookie, which authorizes resource
+    /// requests after attestation: it is written only as a digest (see [`session_digest`]).
+    #[serde(serialize_with = "session_digest")]
+    pub session: Option<&'a str>,
+    /// The token's `jti`.
+    pub token_jti: Option<&'a str>,
+    /// Hex SHA-256 of the evidence.
+    pub evidence_sha256: Option<&'a str>,
+    pub resource: Option<&'a str>,
+    pub resource_version: Option<u64>,
+    pub policy_version: Option<u64>,
+    pub policy_digest: Option<&'a str>,
+    /// Bundles appraised.
+    pub bundles: Vec<Appraised>,
+    /// The error type, or the allowing rule.
+    pub outcome: &'a str,
+    /// Why (denial reasons, failed step).
+    pub detail: &'a str,
+}
+
+/// One administrative action (allowed or refused), as the audit entry will hold it. Never
+/// contains key material, tokens or token hashes.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AdminRecord<'a> {
+    /// The principal's name (`cli` for commands that work on the store directly).
+    pub principal: &'a str,
+    /// `admin`, `key-custodian`, `policy-author`, `auditor` (or `local` for the CLI).
+    pub role: &'a str,
+    /// What was attempted, `<object>.<verb>`: `resource.put`, `resource.destroy`,
+    /// `policy.set`, `reference-values.publish`, `token.create`, `audit.read`, ...
+    pub operation: &'a str,
+    /// The object acted on: a resource path, a bundle name, a token id.
+    pub target: Option<&'a str>,
+    /// The version created or acted on, when there is one.
+    pub version: Option<u64>,
+    pub allowed: bool,
+    /// The error type when refused, else `ok`.
+    pub outcome: &'a str,
+    /// Why (refusal reason) or what changed; never secret bytes.
+    pub detail: &'a str,
+    /// The client's address (`None` for the CLI).
+    pub client: Option<&'a str>,
+}
+
+/// The outcome of an intent entry (`crate::decision::record_intent`).
+pub const INTENT: &str = "intent";
+
+/// Serializes a session id as `sha256:` and the first 16 hex digits of its SHA-256: enough to
+/// correlate log lines of one handshake, useless as a cookie.
+#[allow(clippy::ref_option, clippy::ref_option_ref)] // reason: serde's `serialize_with` passes `&Option<T>`
+fn session_digest<S: serde::Serializer>(id: &Option<&str>, s: S) -> Result<S::Ok, S::Error> {
+    use sha2::Digest as _;
+    match id {
+        Some(id) => {
+            let digest = hex::encode(sha2::Sha256::digest(id.as_bytes()));
+            s.serialize_str(&format!("sha256:{}", digest.get(..16).unwrap_or_default()))
+        }
+        None => s.serialize_none(),
+    }
+}
 
 /// A fresh request id (until every request carries one from the server's middleware).
 #[must_use]
@@ -61,7 +174,7 @@ fn reasons(outcome: &str, detail: &str) -> Vec<String> {
 
 fn decision(allowed: bool, outcome: &str) -> Decision {
     match (allowed, outcome) {
-        (true, crate::decision::INTENT) => Decision::Intent,
+        (true, INTENT) => Decision::Intent,
         (true, _) => Decision::Allow,
         (false, "unavailable" | "internal") => Decision::Error,
         (false, _) => Decision::Deny,
@@ -131,5 +244,39 @@ pub fn admin_entry(r: &AdminRecord<'_>) -> AuditEntry {
         bundle: None,
         policy: None,
         client_address: r.client.map(str::to_owned),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sha2::Digest as _;
+
+    use super::*;
+
+    #[test]
+    fn session_ids_are_logged_only_as_a_digest() {
+        let record = DecisionRecord {
+            action: Action::Attest,
+            allowed: true,
+            request_id: None,
+            client: None,
+            tee: None,
+            simulated: None,
+            vm: None,
+            session: Some("3f1c2a9e-session-cookie"),
+            token_jti: None,
+            evidence_sha256: None,
+            resource: None,
+            resource_version: None,
+            policy_version: None,
+            policy_digest: None,
+            bundles: Vec::new(),
+            outcome: "token-issued",
+            detail: "",
+        };
+        let json = serde_json::to_string(&record).unwrap();
+        assert!(!json.contains("3f1c2a9e-session-cookie"), "{json}");
+        let digest = hex::encode(sha2::Sha256::digest(b"3f1c2a9e-session-cookie"));
+        assert!(json.contains(&format!("\"session\":\"sha256:{}\"", &digest[..16])), "{json}");
     }
 }

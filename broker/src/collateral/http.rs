@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use super::config::CollateralConfig;
+use crate::config::CollateralConfig;
 
 /// Why a GET gave no usable response.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -11,7 +11,7 @@
 //!   can be fetched.
 //! - [`http`]: rate limit, backoff with `Retry-After`, bounded retries; one attempt is a
 //!   [`CollateralFetcher`] the HTTP edge supplies.
-//! - [`store`]: the `collateral` table.
+//! - the `collateral` table is the store's ([`crate::store::collateral`]).
 //!
 //! Failure: when collateral is needed and cannot be had, the client gets 503 with type
 //! `collateral-unavailable` ([`ErrorKind::CollateralUnavailable`]): the evidence was not judged,
@@ -21,10 +21,8 @@
 //! Simulated evidence never causes a fetch: TDX quotes are fetched for only when their PCK
 //! chain ends in Intel's production root, and SNP evidence carries its (simulated) VCEK.
 
-pub mod config;
 pub mod http;
 pub mod snp;
-pub mod store;
 pub mod tdx;
 
 use std::sync::Arc;
@@ -32,12 +30,19 @@ use std::sync::Arc;
 use serde_json::Value;
 use verifier::{Now, Tee};
 
-pub use config::CollateralConfig;
+pub use crate::config::CollateralConfig;
+pub use crate::store::collateral::{CachedCollateral, CollateralStore};
 pub use http::{BoxFuture, CollateralFetcher, Fetched, TransportError};
-pub use store::{CachedCollateral, CollateralStore};
 
 use crate::error::{ApiError, ErrorKind};
-use crate::evidence::HardwareCollateral;
+
+/// Collateral found for hardware evidence (the simulation domain never uses it). SNP
+/// endorsements carried by the evidence take precedence over `snp`.
+#[derive(Debug, Clone, Default)]
+pub struct HardwareCollateral {
+    pub snp: Option<verifier::snp::SnpEndorsements>,
+    pub tdx: Option<Arc<verifier::tdx::TdxCollateral>>,
+}
 
 /// Which kind of collateral an event is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

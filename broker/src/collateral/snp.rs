@@ -18,9 +18,9 @@ use verifier::snp::{
 };
 
 use super::http::{CollateralFetcher, FetchError, Upstream};
-use super::store::{CachedCollateral, CollateralStore};
 use super::{der_from_any, on_fetch_error, on_hit, unavailable, CollateralConfig, Kind, Source};
 use crate::error::ApiError;
+use crate::store::collateral::{CachedCollateral, CollateralStore};
 
 /// How many VCEKs the memory cache keeps before it is cleared.
 const MEMORY_LIMIT: usize = 4096;

@@ -26,9 +26,9 @@ use serde_json::Value;
 use verifier::tdx::{CollateralNeed, TdxCollateral, TdxCollateralParts, TdxTrustAnchors};
 
 use super::http::{CollateralFetcher, FetchError, Fetched, Upstream};
-use super::store::{CachedCollateral, CollateralStore};
 use super::{der_from_any, on_fetch_error, on_hit, unavailable, CollateralConfig, Kind, Source};
 use crate::error::ApiError;
+use crate::store::collateral::{CachedCollateral, CollateralStore};
 
 /// How many (FMSPC, CA) collaterals the memory cache keeps before it is cleared.
 const MEMORY_LIMIT: usize = 256;

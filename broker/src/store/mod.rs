@@ -19,6 +19,7 @@
 
 pub mod admin;
 pub mod audit;
+pub mod collateral;
 pub mod lifecycle;
 pub mod postgres;
 pub mod sqlite;
@@ -159,7 +160,7 @@ pub struct StoredPolicy {
 
 /// The broker's persistent state.
 pub trait Store:
-    AdminStore + AuditStore + crate::collateral::CollateralStore + Send + Sync + std::fmt::Debug
+    AdminStore + AuditStore + collateral::CollateralStore + Send + Sync + std::fmt::Debug
 {
     fn create_session(&self, session: &Session) -> StoreFuture<'_, ()>;
 

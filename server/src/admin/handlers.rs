@@ -1,14 +1,43 @@
-//! The admin route handlers: extract, call `keylatch_broker::admin::<module>::<operation>`,
-//! answer.
+//! The admin routes and their handlers: extract, call
+//! `keylatch_broker::admin::<module>::<operation>`, answer.
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 
-use super::{answer, query, Caller};
-use crate::protocol::body_bytes;
+use axum::routing::get;
+use axum::Router;
+
+use super::extract::{answer, query, Caller};
+use crate::extract::body_bytes;
 use crate::state::AppState;
+
+/// The admin routes, to be merged into the broker's router.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/admin/v1/resources", get(resources::list))
+        .route(
+            "/admin/v1/resources/{*path}",
+            get(resources::show)
+                .put(resources::put)
+                .patch(resources::patch)
+                .delete(resources::delete),
+        )
+        .route("/admin/v1/policies", get(policies::list))
+        .route("/admin/v1/policies/{*path}", get(policies::get).put(policies::set))
+        .route("/admin/v1/reference-values", get(refvals::list))
+        .route("/admin/v1/reference-values/{name}", get(refvals::show).put(refvals::publish))
+        .route("/admin/v1/tokens", get(tokens::list).post(tokens::create))
+        .route("/admin/v1/tokens/{id}", axum::routing::delete(tokens::revoke))
+        .route("/admin/v1/keystore/import-key", get(resources::import_key))
+        .route("/admin/v1/audit", get(audit::summary))
+        .route("/admin/v1/audit/checkpoints", get(audit::checkpoints))
+        .route("/admin/v1/audit/entries", get(audit::entries))
+        .route("/admin/v1/audit/proof/inclusion", get(audit::inclusion))
+        .route("/admin/v1/audit/proof/consistency", get(audit::consistency))
+        .route("/admin/v1/audit/query", get(audit::search))
+}
 
 pub mod audit {
     #[allow(clippy::wildcard_imports)] // reason: the shared extractor imports of the parent

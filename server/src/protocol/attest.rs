@@ -10,8 +10,8 @@ use axum::http::HeaderMap;
 use axum::{Extension, Json};
 use serde_json::{json, Value};
 
-use super::{body_bytes, session_cookie};
 use crate::error::HttpError;
+use crate::extract::{body_bytes, session_cookie};
 use crate::state::AppState;
 
 pub async fn handle(

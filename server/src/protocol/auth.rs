@@ -10,8 +10,8 @@ use keylatch_broker::protocol::AuthRequest;
 use keylatch_broker::ApiError;
 use serde_json::json;
 
-use super::{json_body, COOKIE_NAME};
 use crate::error::HttpError;
+use crate::extract::{json_body, COOKIE_NAME};
 use crate::state::AppState;
 
 pub async fn handle(

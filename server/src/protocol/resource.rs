@@ -11,8 +11,8 @@ use keylatch_broker::protocol::Credentials;
 use keylatch_broker::{ApiError, ErrorKind};
 use serde_json::Value;
 
-use super::{bearer_token, session_cookie};
 use crate::error::HttpError;
+use crate::extract::{bearer_token, session_cookie};
 use crate::state::AppState;
 
 pub async fn handle(

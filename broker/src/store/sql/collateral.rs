@@ -3,7 +3,7 @@
 use sqlx::Row as _;
 
 use super::{unavailable, This};
-use crate::collateral::store::{CachedCollateral, CollateralStore, SELECT_SQL, UPSERT_SQL};
+use crate::store::collateral::{CachedCollateral, CollateralStore, SELECT_SQL, UPSERT_SQL};
 use crate::store::StoreFuture;
 
 impl CollateralStore for This {

@@ -2,7 +2,7 @@
 //! Every [`crate::store::Store`] is one (the statements are in `kbs/src/store/sql/collateral.rs`,
 //! shared by SQLite and PostgreSQL).
 
-use crate::store::StoreFuture;
+use super::StoreFuture;
 
 /// Reads one cached item.
 pub const SELECT_SQL: &str = "SELECT body, fetched_at, next_update FROM collateral \
