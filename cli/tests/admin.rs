@@ -562,3 +562,67 @@ fn key_lifecycle_over_the_admin_api_byok_rotate_disable_enable_destroy() {
     let (status, _) = custodian.request("PUT", &path, Some(&json!({"generate": 32}))).unwrap();
     assert!(status >= 400, "a destroyed path was reused");
 }
+
+/// The admin entries of the audit log about `target`: (operation, outcome, principal), where
+/// the outcome is `intent`, `ok` or the refusal's type.
+fn admin_entries_about(b: &Broker, target: &str) -> Vec<(String, String, String)> {
+    let store = b.state.store.as_ref();
+    let size = b.rt.block_on(store.audit_size()).unwrap();
+    let lines =
+        b.rt.block_on(keylatch_broker::audit::export::entries_jsonl(store, 0, size)).unwrap();
+    String::from_utf8(lines)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap()["entry"].take())
+        .filter(|e| e["kind"] == "admin" && e["resource"]["path"] == target)
+        .map(|e| {
+            let reasons = e["reasons"].as_array().unwrap();
+            let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+            let outcome = if e["decision"] == "intent" {
+                "intent".to_owned()
+            } else {
+                reasons.get(1).map(text).unwrap_or_default()
+            };
+            (text(&reasons[0]), outcome, text(&e["actor"]["principal"]))
+        })
+        .collect()
+}
+
+#[test]
+fn an_admin_api_resource_write_is_recorded_once_with_its_principal() {
+    let a = authors();
+    let b = broker(&a);
+    let custodian = client(&b, &token(&b, Role::KeyCustodian, &[]));
+    let auditor = client(&b, &token(&b, Role::Auditor, &[]));
+    let target = "default/k/once";
+    let path = format!("/admin/v1/resources/{target}");
+
+    let (status, _) = custodian.request("PUT", &path, Some(&json!({"generate": 32}))).unwrap();
+    assert_eq!(status, 201);
+    let (status, _) =
+        custodian.request("PATCH", &path, Some(&json!({"state": "disabled"}))).unwrap();
+    assert_eq!(status, 200);
+    refused(
+        auditor.request("PUT", &path, Some(&json!({"generate": 32}))).unwrap(),
+        403,
+        "forbidden",
+    );
+    let (status, _) = custodian.request("DELETE", &path, None).unwrap();
+    assert_eq!(status, 200);
+
+    let entries = admin_entries_about(&b, target);
+    let entry =
+        |op: &str, outcome: &str, who: &str| (op.to_owned(), outcome.to_owned(), who.to_owned());
+    // One intent and one outcome per change, each with the custodian as principal; the refusal
+    // once, with the auditor. No second `resource.put|update|delete` entry per call.
+    let expected = [
+        entry("resource.generate", "intent", "key-custodian"),
+        entry("resource.generate", "ok", "key-custodian"),
+        entry("resource.disable", "intent", "key-custodian"),
+        entry("resource.disable", "ok", "key-custodian"),
+        entry("resource.put", "forbidden", "auditor"),
+        entry("resource.destroy", "intent", "key-custodian"),
+        entry("resource.destroy", "ok", "key-custodian"),
+    ];
+    assert_eq!(entries, expected);
+}

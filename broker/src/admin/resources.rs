@@ -5,7 +5,9 @@
 //!
 //! The work on store and keystore is done by [`crate::custody`] (the same functions the
 //! store-direct CLI uses): a new version through `custody::put`, DELETE as `custody::destroy`
-//! (crypto-shred: final, the path can never be reused).
+//! (crypto-shred: final, the path can never be reused). A write is recorded once: custody
+//! records the change (intent, then outcome) with the caller as principal; only a call refused
+//! before it reaches custody is recorded here, as `resource.put|update|delete`.
 
 use std::collections::BTreeMap;
 
@@ -111,20 +113,18 @@ pub async fn put(
     path: &str,
     body: Result<&[u8], ApiError>,
 ) -> Result<Done, ApiError> {
-    let result = async {
+    // Refusals before the change are recorded here; the change itself is recorded by custody
+    // (its intent, then its outcome, with this principal): once.
+    let checked = async {
         let path = caller.authorize_path(&[Role::KeyCustodian], path)?;
         let body: PutBody = json_body(body?, "resource")?;
-        let (material, what) = match (&body.value, body.generate, &body.wrapped) {
+        let material = match (&body.value, body.generate, &body.wrapped) {
             (None, None, Some(w)) => {
                 let blob =
                     base64::engine::general_purpose::STANDARD.decode(w.trim()).map_err(|_| {
                         ApiError::new(ErrorKind::BadRequest, "wrapped is not standard base64")
                     })?;
-                let n = blob.len();
-                (
-                    Material::Wrapped(blob),
-                    format!("BYOK blob of {n} bytes unwrapped in the keystore"),
-                )
+                Material::Wrapped(blob)
             }
             (Some(v), None, None) => {
                 let bytes = Zeroizing::new(
@@ -135,12 +135,9 @@ pub async fn put(
                 if bytes.is_empty() {
                     return Err(ApiError::new(ErrorKind::BadRequest, "value is empty"));
                 }
-                let n = bytes.len();
-                (Material::Plaintext(bytes), format!("{n} bytes supplied"))
+                Material::Plaintext(bytes)
             }
-            (None, Some(n), None) if (1..=MAX_GENERATE).contains(&n) => {
-                (Material::Generate(n), format!("{n} random bytes generated"))
-            }
+            (None, Some(n), None) if (1..=MAX_GENERATE).contains(&n) => Material::Generate(n),
             _ => {
                 return Err(ApiError::new(
                     ErrorKind::BadRequest,
@@ -152,16 +149,20 @@ pub async fn put(
             }
         };
         drop(body);
-        let version = seal_new_version(state, caller, &path, material).await?;
-        Ok(Done {
-            created: true,
-            body: json!({"path": path, "version": version}),
-            version: Some(version),
-            detail: what,
-        })
+        Ok((path, material))
     }
     .await;
-    conclude(caller, "resource.put", Some(path), result).await
+    let (path, material) = match checked {
+        Ok(checked) => checked,
+        Err(e) => return conclude(caller, "resource.put", Some(path), Err(e)).await,
+    };
+    let version = seal_new_version(state, caller, &path, material).await?;
+    Ok(Done {
+        created: true,
+        body: json!({"path": path, "version": version}),
+        version: Some(version),
+        detail: String::new(),
+    })
 }
 
 pub async fn list(state: &Broker, caller: &Caller) -> Result<Done, ApiError> {
@@ -206,19 +207,19 @@ pub async fn show(state: &Broker, caller: &Caller, path: &str) -> Result<Done, A
 }
 
 pub async fn delete(state: &Broker, caller: &Caller, path: &str) -> Result<Done, ApiError> {
-    let result = async {
-        let path = caller.authorize_path(&[Role::KeyCustodian], path)?;
-        let n = destroy(state, caller, &path).await?;
-        if n == 0 {
-            return Err(ApiError::new(ErrorKind::NotFound, format!("no resource {path}")));
-        }
-        Ok(Done {
-            detail: format!("{n} versions deleted"),
-            ..Done::ok(json!({"path": path, "deleted_versions": n}))
-        })
+    // A refused call is recorded here; the destruction itself by custody, once.
+    let path = match caller.authorize_path(&[Role::KeyCustodian], path) {
+        Ok(path) => path,
+        Err(e) => return conclude(caller, "resource.delete", Some(path), Err(e)).await,
+    };
+    let n = destroy(state, caller, &path).await?;
+    if n == 0 {
+        return Err(ApiError::new(ErrorKind::NotFound, format!("no resource {path}")));
     }
-    .await;
-    conclude(caller, "resource.delete", Some(path), result).await
+    Ok(Done {
+        detail: format!("{n} versions deleted"),
+        ..Done::ok(json!({"path": path, "deleted_versions": n}))
+    })
 }
 
 /// `PATCH` body: any of `state` (`active` or `disabled`; a disabled resource is never released),
@@ -240,7 +241,8 @@ pub async fn patch(
     path: &str,
     body: Result<&[u8], ApiError>,
 ) -> Result<Done, ApiError> {
-    let result = async {
+    // Refusals before any change are recorded here; each change by custody, once.
+    let checked = async {
         let path = caller.authorize_path(&[Role::KeyCustodian], path)?;
         let body: PatchBody = json_body(body?, "resource")?;
         if body.state.is_none() && body.rotate_by.is_none() && !body.clear_rotate_by {
@@ -281,28 +283,32 @@ pub async fn patch(
             )),
             (None, false) => None,
         };
-        let store = state.store.as_ref();
-        let mut changed = Vec::new();
-        match enable {
-            Some(false) => {
-                custody::disable(store, actor(caller), now_s(), &path).await?;
-                changed.push("disabled".to_owned());
-            }
-            Some(true) => {
-                custody::enable(store, actor(caller), now_s(), &path).await?;
-                changed.push("enabled".to_owned());
-            }
-            None => {}
-        }
-        if let Some(period) = period {
-            custody::set_cryptoperiod(store, actor(caller), now_s(), &path, period).await?;
-            changed.push("rotate_by".to_owned());
-        }
-        let detail = changed.join(", ");
-        Ok(Done { detail, ..Done::ok(json!({"path": path, "changed": changed})) })
+        Ok((path, enable, period))
     }
     .await;
-    conclude(caller, "resource.update", Some(path), result).await
+    let (path, enable, period) = match checked {
+        Ok(checked) => checked,
+        Err(e) => return conclude(caller, "resource.update", Some(path), Err(e)).await,
+    };
+    let store = state.store.as_ref();
+    let mut changed = Vec::new();
+    match enable {
+        Some(false) => {
+            custody::disable(store, actor(caller), now_s(), &path).await?;
+            changed.push("disabled".to_owned());
+        }
+        Some(true) => {
+            custody::enable(store, actor(caller), now_s(), &path).await?;
+            changed.push("enabled".to_owned());
+        }
+        None => {}
+    }
+    if let Some(period) = period {
+        custody::set_cryptoperiod(store, actor(caller), now_s(), &path, period).await?;
+        changed.push("rotate_by".to_owned());
+    }
+    let detail = changed.join(", ");
+    Ok(Done { detail, ..Done::ok(json!({"path": path, "changed": changed})) })
 }
 
 /// `GET /admin/v1/keystore/import-key`: the keystore's RSA import public key (PEM) that BYOK
