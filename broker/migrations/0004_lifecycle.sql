@@ -1,4 +1,4 @@
--- Resource lifecycle (kbs/src/custody.rs): one row per resource path, created with its first
+-- Resource lifecycle (broker/src/custody.rs): one row per resource path, created with its first
 -- version. `state` is 'active', 'disabled' or 'destroyed'. A destroyed resource keeps only
 -- this row (a tombstone: no version rows remain), so the path can never be reused or enabled.
 -- `rotate_by` (unix seconds) is when the current version's cryptoperiod ends;

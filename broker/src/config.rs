@@ -1,6 +1,6 @@
 //! The broker's configuration file, `keylatch.toml`: its typed form, loading (unknown keys are
 //! errors), and resolution of relative paths against the file's own directory. Every key is
-//! documented in `kbs/CONFIG.md` and in the commented file `keylatch init` writes.
+//! documented in `broker/CONFIG.md` and in the commented file `keylatch init` writes.
 
 use std::path::{Path, PathBuf};
 

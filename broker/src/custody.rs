@@ -2,7 +2,7 @@
 //! put, BYOK import, rotate, disable, enable, destroy, cryptoperiods, and KEK rotation, status,
 //! re-wrap and retirement are async functions over `&dyn Store` and the keystore, taking the
 //! acting principal and `now` (unix seconds) as inputs and returning typed results. The CLI
-//! (`cli::custody`) and the admin API are thin callers; every mutating call passes through
+//! (`keylatch_cli::custody`) and the admin API are thin callers; every mutating call passes through
 //! [`crate::decision::record_admin`], refused ones included. Read-only views (`list`, `show`,
 //! [`cryptoperiod_status`]) are in `inventory`, KEK operations in `kek`; both re-exported here.
 //!

@@ -97,7 +97,7 @@ static METRICS: LazyLock<(Metrics, Registry)> = LazyLock::new(|| {
     );
     registry.register(
         "denials",
-        "Denied decisions by action and error type (kbs/ERRORS.md)",
+        "Denied decisions by action and error type (server/ERRORS.md)",
         m.denials.clone(),
     );
     registry.register("admin_actions", "Administrative actions by outcome", m.admin.clone());

@@ -218,7 +218,7 @@ pub fn config_text(simulated: bool, listen: &str, keystore: &KeystoreChoice) -> 
     };
     format!(
         r#"# Keylatch broker configuration. Relative paths are relative to this file's directory.
-# Unknown keys are errors. Reference: kbs/CONFIG.md.
+# Unknown keys are errors. Reference: broker/CONFIG.md.
 
 # Address and port to listen on.
 listen = "{listen}"
@@ -260,7 +260,7 @@ key = "{KEY_FILE}"
 [store]
 # "sqlite": one file, one broker process. For several replicas behind a load balancer use
 # backend = "postgres" with url = "postgres://keylatch@db:5432/keylatch?sslmode=verify-full"
-# and password_file = "db-password" (mode 0600) instead of path; see kbs/STORE.md.
+# and password_file = "db-password" (mode 0600) instead of path; see broker/STORE.md.
 backend = "sqlite"
 path = "{DB_FILE}"
 
@@ -285,7 +285,7 @@ checkpoint_every_seconds = 60
 [log]
 # "text" (human-readable) or "json" (one object per line, with the request span's request_id).
 format = "text"
-# A tracing filter ("info", "warn", "kbs=debug,info"); RUST_LOG, when set, overrides it.
+# A tracing filter ("info", "warn", "keylatch_broker=debug,info"); RUST_LOG, when set, overrides it.
 level = "info"
 
 [rate_limit]

@@ -1,6 +1,6 @@
-//! Serving: [`serve`], the accept
-//! loop that runs the router over HTTPS (or plain HTTP when configured) until `shutdown`
-//! resolves, then lets in-flight requests finish (bounded by [`DRAIN_TIMEOUT`]). Each request
+//! Serving: [`serve`], the accept loop that runs the router over HTTPS (or plain HTTP when
+//! configured) until `shutdown` resolves, then lets in-flight requests finish (bounded by
+//! [`DRAIN_TIMEOUT`]). Each request
 //! carries the peer address as an `axum::extract::ConnectInfo<SocketAddr>` extension. Tests
 //! call [`serve`] on a `127.0.0.1:0` listener.
 

@@ -1,5 +1,5 @@
-//! The collateral cache table (`kbs/migrations/0005_collateral.sql`) behind [`CollateralStore`].
-//! Every [`crate::store::Store`] is one (the statements are in `kbs/src/store/sql/collateral.rs`,
+//! The collateral cache table (`broker/migrations/0005_collateral.sql`) behind [`CollateralStore`].
+//! Every [`crate::store::Store`] is one (the statements are in `broker/src/store/sql/collateral.rs`,
 //! shared by SQLite and PostgreSQL).
 
 use super::StoreFuture;

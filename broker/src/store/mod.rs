@@ -3,7 +3,7 @@
 //! continue another replica's handshake lives here, never in process memory. [`sqlite`] is the
 //! embedded implementation, [`postgres`] the one replicas share; [`open`] picks one from the
 //! configuration. Both run the same statements (`sql/`, compiled once per backend) and the same
-//! migrations ([`MIGRATIONS`]); `kbs/STORE.md` is the operator's guide.
+//! migrations ([`MIGRATIONS`]); `broker/STORE.md` is the operator's guide.
 //!
 //! Why one source compiled twice rather than the alternatives:
 //! - sqlx's `Any` driver cannot decode SQLite `BOOLEAN` columns (sqlx 0.8 maps SQLite's `Bool`

@@ -1,4 +1,4 @@
-//! The collateral cache's statements (see `crate::collateral::store`), for both backends.
+//! The collateral cache's statements (see `crate::store::collateral`), for both backends.
 
 use sqlx::Row as _;
 
