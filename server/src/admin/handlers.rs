@@ -1,17 +1,78 @@
-//! The admin routes and their handlers: extract, call
-//! `keylatch_broker::admin::<module>::<operation>`, answer.
+//! The admin routes ([`router`]) and their handlers. Every handler is the same three steps
+//! (extract, call `keylatch_broker::admin::<module>::<operation>`, answer), written once in
+//! [`handler!`] for each shape of input.
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
-
 use axum::routing::get;
 use axum::Router;
+use keylatch_broker::admin::VersionQuery;
 
 use super::extract::{answer, query, Caller};
 use crate::extract::body_bytes;
 use crate::state::AppState;
+
+/// One handler `$name` for the broker's operation `$op`: the state and the authenticated caller,
+/// then, by shape, the path segment, the body (read within the limit, `$what` naming it in
+/// errors), `?version=N`, or a query string of type `$query`.
+macro_rules! handler {
+    ($name:ident => $op:path) => {
+        pub async fn $name(State(state): State<AppState>, Caller(caller): Caller) -> Response {
+            answer($op(&state, &caller).await)
+        }
+    };
+    ($name:ident => $op:path, path) => {
+        pub async fn $name(
+            State(state): State<AppState>,
+            Caller(caller): Caller,
+            Path(path): Path<String>,
+        ) -> Response {
+            answer($op(&state, &caller, &path).await)
+        }
+    };
+    ($name:ident => $op:path, path, body $what:literal) => {
+        pub async fn $name(
+            State(state): State<AppState>,
+            Caller(caller): Caller,
+            Path(path): Path<String>,
+            body: Result<Bytes, BytesRejection>,
+        ) -> Response {
+            let body = body_bytes(body, $what);
+            answer($op(&state, &caller, &path, body.as_deref().map_err(Clone::clone)).await)
+        }
+    };
+    ($name:ident => $op:path, body $what:literal) => {
+        pub async fn $name(
+            State(state): State<AppState>,
+            Caller(caller): Caller,
+            body: Result<Bytes, BytesRejection>,
+        ) -> Response {
+            let body = body_bytes(body, $what);
+            answer($op(&state, &caller, body.as_deref().map_err(Clone::clone)).await)
+        }
+    };
+    ($name:ident => $op:path, path, version) => {
+        pub async fn $name(
+            State(state): State<AppState>,
+            Caller(caller): Caller,
+            Path(path): Path<String>,
+            version: Result<Query<VersionQuery>, QueryRejection>,
+        ) -> Response {
+            answer($op(&state, &caller, &path, query(version).map(|q| q.version)).await)
+        }
+    };
+    ($name:ident => $op:path, query $query:ty) => {
+        pub async fn $name(
+            State(state): State<AppState>,
+            Caller(caller): Caller,
+            q: Result<Query<$query>, QueryRejection>,
+        ) -> Response {
+            answer($op(&state, &caller, query(q)).await)
+        }
+    };
+}
 
 /// The admin routes, to be merged into the broker's router.
 pub fn router() -> Router<AppState> {
@@ -40,211 +101,57 @@ pub fn router() -> Router<AppState> {
 }
 
 pub mod audit {
-    #[allow(clippy::wildcard_imports)] // reason: the shared extractor imports of the parent
+    #[allow(clippy::wildcard_imports)] // reason: the extractors the handler macro names
     use super::*;
     use keylatch_broker::admin::audit as op;
 
-    pub async fn summary(State(state): State<AppState>, Caller(caller): Caller) -> Response {
-        answer(op::summary(&state, &caller).await)
-    }
-
-    pub async fn checkpoints(State(state): State<AppState>, Caller(caller): Caller) -> Response {
-        answer(op::checkpoints(&state, &caller).await)
-    }
-
-    pub async fn entries(
-        State(state): State<AppState>,
-        Caller(caller): Caller,
-        q: Result<Query<op::Range>, QueryRejection>,
-    ) -> Response {
-        answer(op::entries(&state, &caller, query(q)).await)
-    }
-
-    pub async fn inclusion(
-        State(state): State<AppState>,
-        Caller(caller): Caller,
-        q: Result<Query<op::InclusionQuery>, QueryRejection>,
-    ) -> Response {
-        answer(op::inclusion(&state, &caller, query(q)).await)
-    }
-
-    pub async fn consistency(
-        State(state): State<AppState>,
-        Caller(caller): Caller,
-        q: Result<Query<op::ConsistencyQuery>, QueryRejection>,
-    ) -> Response {
-        answer(op::consistency(&state, &caller, query(q)).await)
-    }
-
-    pub async fn search(
-        State(state): State<AppState>,
-        Caller(caller): Caller,
-        q: Result<Query<op::SearchQuery>, QueryRejection>,
-    ) -> Response {
-        answer(op::search(&state, &caller, query(q)).await)
-    }
+    handler!(summary => op::summary);
+    handler!(checkpoints => op::checkpoints);
+    handler!(entries => op::entries, query op::Range);
+    handler!(inclusion => op::inclusion, query op::InclusionQuery);
+    handler!(consistency => op::consistency, query op::ConsistencyQuery);
+    handler!(search => op::search, query op::SearchQuery);
 }
 
 pub mod policies {
-    #[allow(clippy::wildcard_imports)] // reason: the shared extractor imports of the parent
+    #[allow(clippy::wildcard_imports)] // reason: the extractors the handler macro names
     use super::*;
     use keylatch_broker::admin::policies as op;
 
-    pub async fn set(
-        State(state): State<AppState>,
-        Caller(caller): Caller,
-        Path(path): Path<String>,
-        body: Result<Bytes, BytesRejection>,
-    ) -> Response {
-        answer(
-            op::set(
-                &state,
-                &caller,
-                &path,
-                body_bytes(body, "policy").as_deref().map_err(Clone::clone),
-            )
-            .await,
-        )
-    }
-
-    pub async fn get(
-        State(state): State<AppState>,
-        Caller(caller): Caller,
-        Path(path): Path<String>,
-        version: Result<Query<keylatch_broker::admin::VersionQuery>, QueryRejection>,
-    ) -> Response {
-        answer(op::get(&state, &caller, &path, query(version).map(|q| q.version)).await)
-    }
-
-    pub async fn list(State(state): State<AppState>, Caller(caller): Caller) -> Response {
-        answer(op::list(&state, &caller).await)
-    }
+    handler!(set => op::set, path, body "policy");
+    handler!(get => op::get, path, version);
+    handler!(list => op::list);
 }
 
 pub mod refvals {
-    #[allow(clippy::wildcard_imports)] // reason: the shared extractor imports of the parent
+    #[allow(clippy::wildcard_imports)] // reason: the extractors the handler macro names
     use super::*;
     use keylatch_broker::admin::refvals as op;
 
-    pub async fn publish(
-        State(state): State<AppState>,
-        Caller(caller): Caller,
-        Path(name): Path<String>,
-        body: Result<Bytes, BytesRejection>,
-    ) -> Response {
-        answer(
-            op::publish(
-                &state,
-                &caller,
-                &name,
-                body_bytes(body, "reference values").as_deref().map_err(Clone::clone),
-            )
-            .await,
-        )
-    }
-
-    pub async fn list(State(state): State<AppState>, Caller(caller): Caller) -> Response {
-        answer(op::list(&state, &caller).await)
-    }
-
-    pub async fn show(
-        State(state): State<AppState>,
-        Caller(caller): Caller,
-        Path(name): Path<String>,
-    ) -> Response {
-        answer(op::show(&state, &caller, &name).await)
-    }
+    handler!(publish => op::publish, path, body "reference values");
+    handler!(list => op::list);
+    handler!(show => op::show, path);
 }
 
 pub mod resources {
-    #[allow(clippy::wildcard_imports)] // reason: the shared extractor imports of the parent
+    #[allow(clippy::wildcard_imports)] // reason: the extractors the handler macro names
     use super::*;
     use keylatch_broker::admin::resources as op;
 
-    pub async fn put(
-        State(state): State<AppState>,
-        Caller(caller): Caller,
-        Path(path): Path<String>,
-        body: Result<Bytes, BytesRejection>,
-    ) -> Response {
-        answer(
-            op::put(
-                &state,
-                &caller,
-                &path,
-                body_bytes(body, "resource").as_deref().map_err(Clone::clone),
-            )
-            .await,
-        )
-    }
-
-    pub async fn list(State(state): State<AppState>, Caller(caller): Caller) -> Response {
-        answer(op::list(&state, &caller).await)
-    }
-
-    pub async fn show(
-        State(state): State<AppState>,
-        Caller(caller): Caller,
-        Path(path): Path<String>,
-    ) -> Response {
-        answer(op::show(&state, &caller, &path).await)
-    }
-
-    pub async fn delete(
-        State(state): State<AppState>,
-        Caller(caller): Caller,
-        Path(path): Path<String>,
-    ) -> Response {
-        answer(op::delete(&state, &caller, &path).await)
-    }
-
-    pub async fn patch(
-        State(state): State<AppState>,
-        Caller(caller): Caller,
-        Path(path): Path<String>,
-        body: Result<Bytes, BytesRejection>,
-    ) -> Response {
-        answer(
-            op::patch(
-                &state,
-                &caller,
-                &path,
-                body_bytes(body, "resource").as_deref().map_err(Clone::clone),
-            )
-            .await,
-        )
-    }
-
-    pub async fn import_key(State(state): State<AppState>, Caller(caller): Caller) -> Response {
-        answer(op::import_key(&state, &caller).await)
-    }
+    handler!(put => op::put, path, body "resource");
+    handler!(list => op::list);
+    handler!(show => op::show, path);
+    handler!(delete => op::delete, path);
+    handler!(patch => op::patch, path, body "resource");
+    handler!(import_key => op::import_key);
 }
 
 pub mod tokens {
-    #[allow(clippy::wildcard_imports)] // reason: the shared extractor imports of the parent
+    #[allow(clippy::wildcard_imports)] // reason: the extractors the handler macro names
     use super::*;
     use keylatch_broker::admin::tokens as op;
 
-    pub async fn create(
-        State(state): State<AppState>,
-        Caller(caller): Caller,
-        body: Result<Bytes, BytesRejection>,
-    ) -> Response {
-        answer(
-            op::create(&state, &caller, body_bytes(body, "token").as_deref().map_err(Clone::clone))
-                .await,
-        )
-    }
-
-    pub async fn list(State(state): State<AppState>, Caller(caller): Caller) -> Response {
-        answer(op::list(&state, &caller).await)
-    }
-
-    pub async fn revoke(
-        State(state): State<AppState>,
-        Caller(caller): Caller,
-        Path(id): Path<String>,
-    ) -> Response {
-        answer(op::revoke(&state, &caller, &id).await)
-    }
+    handler!(create => op::create, body "token");
+    handler!(list => op::list);
+    handler!(revoke => op::revoke, path);
 }
