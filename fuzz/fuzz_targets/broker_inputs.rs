@@ -5,16 +5,16 @@
 
 use std::sync::OnceLock;
 
-fn token_key() -> &'static kbs::token::TokenKey {
-    static KEY: OnceLock<kbs::token::TokenKey> = OnceLock::new();
-    KEY.get_or_init(kbs::token::TokenKey::generate)
+fn token_key() -> &'static keylatch_broker::token::TokenKey {
+    static KEY: OnceLock<keylatch_broker::token::TokenKey> = OnceLock::new();
+    KEY.get_or_init(keylatch_broker::token::TokenKey::generate)
 }
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
     let _ = token_key().verify(text, 1_700_000_000);
-    let _ = kbs::protocol::resource::parse_path(text);
-    if let Ok(policy) = kbs::policy::Policy::parse(text) {
+    let _ = keylatch_broker::path::parse_path(text);
+    if let Ok(policy) = keylatch_broker::policy::Policy::parse(text) {
         let _ = policy.canonical_json();
     }
 });

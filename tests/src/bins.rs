@@ -11,7 +11,7 @@ use std::time::SystemTime;
 
 use anyhow::{bail, Context as _};
 
-/// The broker binary (package `kbs`).
+/// The broker binary (package `keylatch`, directory `cli/`).
 pub const KEYLATCH: &str = "keylatch";
 /// The guest agent binary (package `guest-agent`).
 pub const AGENT: &str = "keylatch-agent";
@@ -23,12 +23,12 @@ fn package_dir(bin: &str) -> &'static str {
     match bin {
         AGENT => "guest-agent",
         REFVAL => "reference-values",
-        _ => "kbs",
+        _ => "cli",
     }
 }
 
 const BUILD_HINT: &str =
-    "run `cargo build -p kbs -p guest-agent -p reference-values --bins` first \
+    "run `cargo build -p keylatch -p guest-agent -p reference-values --bins` first \
      (`cargo nextest run --workspace` and scripts/test.sh build them)";
 
 /// The path of a built binary, checked to exist and to be newer than its sources.
@@ -136,9 +136,12 @@ mod tests {
         let mut dirs = crate_dirs(&root, "guest-agent").unwrap();
         dirs.sort();
         assert_eq!(dirs, ["guest-agent", "verifier", "wire"]);
-        let broker = crate_dirs(&root, "kbs").unwrap();
-        for dir in ["kbs", "guest-agent", "keystore", "reference-values", "verifier", "wire"] {
+        let broker = crate_dirs(&root, "cli").unwrap();
+        for dir in ["cli", "server", "broker", "keystore", "reference-values", "verifier", "wire"] {
             assert!(broker.iter().any(|d| d == dir), "{dir} missing from {broker:?}");
         }
+        // The broker binary does not link the guest agent (the benches that simulate guests are
+        // the separate keylatch-bench).
+        assert!(!broker.iter().any(|d| d == "guest-agent"), "{broker:?}");
     }
 }

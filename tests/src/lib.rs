@@ -14,7 +14,7 @@
 //! tests unwrap. Anything a machine may lack (SoftHSM2, cryptsetup) is an `Option` whose `None`
 //! has already printed `skipped: <why>`.
 //!
-//! Run it with `cargo build -p kbs -p guest-agent --bins && cargo nextest run -p e2e`
+//! Run it with `cargo build -p keylatch -p guest-agent --bins && cargo nextest run -p e2e`
 //! (`cargo nextest run --workspace` builds the binaries itself).
 
 pub mod agent;

@@ -500,7 +500,8 @@ fn check_audit(dir: &BrokerDir, ledger: &Ledger, round: u64) -> Vec<Value> {
         let wanted: &[(&str, Option<u64>)] = match acked {
             Acked::Put { version, .. } => &[("resource.put", Some(*version))],
             Acked::Policy { version, .. } => &[("policy.set", Some(*version))],
-            Acked::Disable { .. } => &[("resource.disable", None), ("resource.update", None)],
+            // One change, one record: the custody operation, with the caller as principal.
+            Acked::Disable { .. } => &[("resource.disable", None)],
         };
         for (operation, version) in wanted {
             assert!(

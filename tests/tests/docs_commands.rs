@@ -2,7 +2,7 @@
 //! command line in a ```sh block of README.md and docs/*.md is checked against the real
 //! binary's `--help`: each subcommand exists at its level, each `--flag` exists on the command
 //! or one of its parents, and flags that take a value get one. What the commands do is tested
-//! where the behaviour lives (the quickstart test runs the main path end to end; kbs/tests and
+//! where the behaviour lives (the quickstart test runs the main path end to end; the crates' tests and
 //! the other e2e tests cover the rest).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // reason: test code
 

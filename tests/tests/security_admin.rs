@@ -454,7 +454,7 @@ const AUTHOR_AUD: &[&str] = &["policy-author", "auditor"];
 const ADMIN: &[&str] = &["admin"];
 const AUD: &[&str] = &["auditor"];
 
-/// Every route of `kbs/src/admin/mod.rs`, with bodies that WOULD change something if a refused
+/// Every route of `server/src/admin/handlers.rs`, with bodies that WOULD change something if a refused
 /// call got through: a new version of the disk key, disabling or destroying it, a new policy,
 /// a valid bundle, a new admin token, revoking `victim`.
 fn every_route(victim: &str, bundle: &[u8], intruder: &Secret) -> Vec<Route> {

@@ -1,7 +1,7 @@
 //! Security suite of the KBS protocol endpoints (`POST /kbs/v0/auth`, `POST /kbs/v0/attest`,
 //! `GET /kbs/v0/resource/<repo>/<type>/<tag>`) of the REAL `keylatch serve` over HTTPS: every
 //! denial a client can provoke (each answered with its documented status and `type` from
-//! `kbs/ERRORS.md`), malformed JSON, base64, evidence and HTTP, and tampered tokens and cookies.
+//! `server/ERRORS.md`), malformed JSON, base64, evidence and HTTP, and tampered tokens and cookies.
 //!
 //! Every refusal is also checked for the resource's bytes (a random secret, raw, hex and
 //! base64), and every test ends the same way: the broker is healthy, a genuine guest still
