@@ -192,15 +192,25 @@ fn tdx_quote_becomes_guest_components_evidence_with_a_null_ccel_when_there_is_no
         ev["quote"].as_str().unwrap(),
     )
     .unwrap();
+    let claims = verify_tdx(&pki, &quote, None, &rd);
+    assert_eq!(claims.report_data.0, rd);
+}
+
+/// What a broker concludes from a simulated TD's quote (and event log), now.
+fn verify_tdx(
+    pki: &SimPki,
+    quote: &[u8],
+    event_log: Option<&[u8]>,
+    rd: &[u8; 64],
+) -> verifier::Claims {
     let now = time::OffsetDateTime::now_utc();
     let collateral = pki
         .intel
         .collateral(now - time::Duration::days(1), now + time::Duration::days(30))
         .unwrap();
-    let claims = verifier::tdx::TdxVerifier::new(pki.anchors().unwrap().1)
-        .verify(&quote, &collateral, Some(&rd), now)
-        .unwrap();
-    assert_eq!(claims.report_data.0, rd);
+    verifier::tdx::TdxVerifier::new(pki.anchors().unwrap().1)
+        .verify_with_event_log(quote, event_log, &collateral, Some(rd), now)
+        .unwrap()
 }
 
 #[test]
@@ -223,20 +233,7 @@ fn tdx_evidence_carries_the_ccel_file_unchanged_and_its_replay_verifies() {
     );
     let coco = verifier::tdx::tdx_from_coco_evidence(&serde_json::to_vec(&ev).unwrap()).unwrap();
     assert_eq!(coco.cc_eventlog.as_deref(), Some(ccel.as_slice()));
-    let now = time::OffsetDateTime::now_utc();
-    let collateral = pki
-        .intel
-        .collateral(now - time::Duration::days(1), now + time::Duration::days(30))
-        .unwrap();
-    let claims = verifier::tdx::TdxVerifier::new(pki.anchors().unwrap().1)
-        .verify_with_event_log(
-            &coco.quote,
-            coco.cc_eventlog.as_deref(),
-            &collateral,
-            Some(&rd),
-            now,
-        )
-        .unwrap();
+    let claims = verify_tdx(&pki, &coco.quote, coco.cc_eventlog.as_deref(), &rd);
     let log = claims.tdx.unwrap().event_log.unwrap();
     assert_eq!(log.cmdline.as_deref(), Some(verifier::sim::ccel::SIM_CMDLINE));
     assert_eq!(log.secure_boot, Some(true));
