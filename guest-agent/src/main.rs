@@ -99,6 +99,8 @@ struct EvidenceArgs {
     configfs_root: PathBuf,
     #[arg(long, hide = true, default_value = keylatch_agent::evidence::sevguest::DEFAULT_DEVICE)]
     sev_guest: PathBuf,
+    #[arg(long, hide = true, default_value = keylatch_agent::evidence::configfs::DEFAULT_CCEL)]
+    ccel: PathBuf,
 }
 
 /// 48 bytes from 96 hex digits.
@@ -147,6 +149,7 @@ fn detect_opts(ev: &EvidenceArgs, init_data: Option<String>) -> DetectOptions {
     DetectOptions {
         configfs_root: ev.configfs_root.clone(),
         sev_guest: ev.sev_guest.clone(),
+        ccel: ev.ccel.clone(),
         simulate,
         init_data,
         sim_measurement: ev.sim_measurement.map(|m| m.0),

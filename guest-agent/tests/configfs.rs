@@ -2,6 +2,9 @@
 //! it gives each new entry its `provider` and `generation`, and when a 64-byte `inblob` appears
 //! it mints a simulated report or quote for it, writes `outblob` (and the SNP certificate table
 //! as `auxblob`) and bumps `generation` — by two when it is told to fake a racing writer.
+//! A TD's quote carries the RTMRs its firmware extended; when a test gives the fake kernel an
+//! event log, the quote's RTMRs are that log's replay and the log sits in a fake sysfs tree at
+//! `sys/firmware/acpi/tables/data/CCEL`, where Linux exports the ACPI CCEL area.
 
 // reason: test helpers fail loudly; clippy.toml relaxes this only inside #[test] functions.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
@@ -20,6 +23,7 @@ use keylatch_agent::evidence::{detect, DetectOptions};
 use keylatch_agent::{AgentError, ExitCode};
 use keylatch_wire::kbs_types::Tee;
 use rand_core::OsRng;
+use sha2::Digest as _;
 use verifier::claims::SnpProduct;
 use verifier::sim::snp::SimSnpReport;
 use verifier::sim::tdx::SimTdxQuote;
@@ -45,6 +49,19 @@ fn put(dir: &Path, name: &str, data: &[u8]) {
 }
 
 fn kernel(root: &Path, provider: &'static str, pki: Arc<SimPki>, races: u32) -> FakeKernel {
+    td_kernel(root, provider, pki, races, None)
+}
+
+/// [`kernel`], for a TD whose firmware measured `event_log` into its RTMRs.
+fn td_kernel(
+    root: &Path,
+    provider: &'static str,
+    pki: Arc<SimPki>,
+    races: u32,
+    event_log: Option<&[u8]>,
+) -> FakeKernel {
+    let rtmr = event_log
+        .map_or(SimTdxQuote::default().rtmr, |log| verifier::sim::ccel::rtmrs(log).unwrap());
     let stop = Arc::new(AtomicBool::new(false));
     let reports = Arc::new(AtomicU32::new(0));
     let (root, stop2, reports2) = (root.to_owned(), Arc::clone(&stop), Arc::clone(&reports));
@@ -69,7 +86,7 @@ fn kernel(root: &Path, provider: &'static str, pki: Arc<SimPki>, races: u32) -> 
                     let quote = pki
                         .intel
                         .mint(
-                            &SimTdxQuote { report_data: rd, ..SimTdxQuote::default() },
+                            &SimTdxQuote { report_data: rd, rtmr, ..SimTdxQuote::default() },
                             &mut OsRng,
                         )
                         .unwrap();
@@ -102,6 +119,16 @@ fn kernel(root: &Path, provider: &'static str, pki: Arc<SimPki>, races: u32) -> 
     FakeKernel { stop, reports }
 }
 
+/// The CCEL data file in the fake sysfs tree, relative to the test's directory.
+const CCEL: &str = "sys/firmware/acpi/tables/data/CCEL";
+
+/// Puts `bytes` where the fake sysfs exports the CCEL area.
+fn put_ccel(dir: &Path, bytes: &[u8]) {
+    let path = dir.join(CCEL);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, bytes).unwrap();
+}
+
 fn setup() -> (tempfile::TempDir, Arc<SimPki>) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("tsm/report")).unwrap();
@@ -112,6 +139,7 @@ fn opts(dir: &Path) -> DetectOptions {
     DetectOptions {
         configfs_root: dir.join("tsm/report"),
         sev_guest: dir.join("no-sev-guest"),
+        ccel: dir.join(CCEL),
         simulate: None,
         init_data: None,
         sim_measurement: None,
@@ -150,7 +178,7 @@ fn snp_report_and_certificate_table_become_verifiable_evidence() {
 }
 
 #[test]
-fn tdx_quote_becomes_guest_components_evidence() {
+fn tdx_quote_becomes_guest_components_evidence_with_a_null_ccel_when_there_is_none() {
     let (dir, pki) = setup();
     let _k = kernel(&dir.path().join("tsm/report"), "tdx_guest", Arc::clone(&pki), 0);
     let source = detect(&opts(dir.path())).unwrap();
@@ -164,15 +192,69 @@ fn tdx_quote_becomes_guest_components_evidence() {
         ev["quote"].as_str().unwrap(),
     )
     .unwrap();
+    let claims = verify_tdx(&pki, &quote, None, &rd);
+    assert_eq!(claims.report_data.0, rd);
+}
+
+/// What a broker concludes from a simulated TD's quote (and event log), now.
+fn verify_tdx(
+    pki: &SimPki,
+    quote: &[u8],
+    event_log: Option<&[u8]>,
+    rd: &[u8; 64],
+) -> verifier::Claims {
     let now = time::OffsetDateTime::now_utc();
     let collateral = pki
         .intel
         .collateral(now - time::Duration::days(1), now + time::Duration::days(30))
         .unwrap();
-    let claims = verifier::tdx::TdxVerifier::new(pki.anchors().unwrap().1)
-        .verify(&quote, &collateral, Some(&rd), now)
-        .unwrap();
-    assert_eq!(claims.report_data.0, rd);
+    verifier::tdx::TdxVerifier::new(pki.anchors().unwrap().1)
+        .verify_with_event_log(quote, event_log, &collateral, Some(rd), now)
+        .unwrap()
+}
+
+#[test]
+fn tdx_evidence_carries_the_ccel_file_unchanged_and_its_replay_verifies() {
+    let (dir, pki) = setup();
+    // The CCEL area as firmware leaves it: the log, then 0xFF up to the area's size.
+    let events = verifier::sim::ccel::SimEvent::direct_grub_boot();
+    let ccel = verifier::sim::ccel::event_log(&events, 64 * 1024);
+    put_ccel(dir.path(), &ccel);
+    let _k =
+        td_kernel(&dir.path().join("tsm/report"), "tdx_guest", Arc::clone(&pki), 0, Some(&ccel));
+    let source = detect(&opts(dir.path())).unwrap();
+    let rd = [0x3c; 64];
+    let ev = source.evidence(&rd).unwrap();
+    assert_eq!(ev.as_object().unwrap().len(), 2);
+    assert_eq!(
+        ev["cc_eventlog"].as_str().unwrap(),
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &ccel),
+        "the whole file, padding included, standard base64 with padding"
+    );
+    let coco = verifier::tdx::tdx_from_coco_evidence(&serde_json::to_vec(&ev).unwrap()).unwrap();
+    assert_eq!(coco.cc_eventlog.as_deref(), Some(ccel.as_slice()));
+    let claims = verify_tdx(&pki, &coco.quote, coco.cc_eventlog.as_deref(), &rd);
+    let log = claims.tdx.unwrap().event_log.unwrap();
+    assert_eq!(log.cmdline.as_deref(), Some(verifier::sim::ccel::SIM_CMDLINE));
+    assert_eq!(log.secure_boot, Some(true));
+    assert_eq!(
+        log.kernel_sha384.unwrap().0,
+        <[u8; 48]>::from(sha2::Sha384::digest(verifier::sim::ccel::SIM_KERNEL))
+    );
+}
+
+#[test]
+fn tdx_evidence_fails_when_the_ccel_exists_but_cannot_be_read() {
+    let (dir, pki) = setup();
+    // A directory where the file should be: reading it fails with something other than
+    // "not found" (permissions would not do: tests may run as root).
+    std::fs::create_dir_all(dir.path().join(CCEL)).unwrap();
+    let _k = kernel(&dir.path().join("tsm/report"), "tdx_guest", pki, 0);
+    let source = detect(&opts(dir.path())).unwrap();
+    let err = source.evidence(&[0x3c; 64]).unwrap_err();
+    assert!(matches!(err, AgentError::Evidence(_)), "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains("TDX event log: read ") && msg.contains(CCEL), "{msg}");
 }
 
 #[test]

@@ -178,6 +178,12 @@ fn appraise_event_log(out: &mut Findings, c: &EventLogClaims, r: &EventLogRefere
         hex48,
     );
     out.one_of_present(
+        "tdx.event_log.kernel_authenticode_sha384",
+        r.kernel_authenticode_sha384.as_deref(),
+        c.kernel_authenticode_sha384.as_ref(),
+        hex48,
+    );
+    out.one_of_present(
         "tdx.event_log.initrd_sha384",
         r.initrd_sha384.as_deref(),
         c.initrd_sha384.as_ref(),

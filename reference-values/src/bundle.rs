@@ -183,6 +183,10 @@ pub struct EventLogReference {
     /// Allowed kernel digests (SHA-384 of the kernel file grub loaded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernel_sha384: Option<Vec<HexBytes<48>>>,
+    /// Allowed Authenticode SHA-384 digests of a kernel OVMF/TDVF booted directly (QEMU
+    /// `-kernel`, no bootloader).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_authenticode_sha384: Option<Vec<HexBytes<48>>>,
     /// Allowed initrd digests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub initrd_sha384: Option<Vec<HexBytes<48>>>,
@@ -312,6 +316,10 @@ impl TdxReference {
         }
         if let Some(log) = &self.event_log {
             non_empty("tdx.event_log.kernel_sha384", log.kernel_sha384.as_deref())?;
+            non_empty(
+                "tdx.event_log.kernel_authenticode_sha384",
+                log.kernel_authenticode_sha384.as_deref(),
+            )?;
             non_empty("tdx.event_log.initrd_sha384", log.initrd_sha384.as_deref())?;
             non_empty("tdx.event_log.cmdline", log.cmdline.as_deref())?;
             non_empty("tdx.event_log.cmdline_sha384", log.cmdline_sha384.as_deref())?;

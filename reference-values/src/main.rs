@@ -1,7 +1,8 @@
 //! `refval`: the policy author's tool. Generates author keys, turns TOML bundles into signed
 //! COSE bundles, adds co-signatures, verifies a signed bundle as a broker would, shows one, and
-//! computes expected SEV-SNP launch measurements. File handling lives here; every decision is the
-//! library's. Failures print one line `error: ...` and exit non-zero.
+//! computes expected measurements (SEV-SNP launch digests, TDX event-log tables). File handling
+//! lives here; every decision is the library's. Failures print one line `error: ...` and exit
+//! non-zero.
 
 mod push;
 
@@ -13,7 +14,9 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use reference_values::measure::{snp_launch_measurement, SnpLaunchInputs, DEFAULT_GUEST_FEATURES};
+use reference_values::measure::{
+    snp_launch_measurement, tdx_event_log_reference, SnpLaunchInputs, DEFAULT_GUEST_FEATURES,
+};
 use reference_values::{
     appraise, verify_bundle, AuthorKeys, AuthorPublicKey, AuthorSigningKey, Bundle, SignedBundle,
 };
@@ -121,6 +124,12 @@ enum Measure {
         #[arg(long)]
         guest_features: Option<String>,
     },
+    /// The `[tdx.event_log]` bundle table and the RTMRs of a TDX event log (a CCEL file, e.g.
+    /// `/sys/firmware/acpi/tables/data/CCEL` copied from a known-good boot of the image).
+    TdxEventLog {
+        #[arg(long)]
+        ccel: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -206,6 +215,13 @@ fn run(cli: Cli) -> Result<()> {
                 guest_features,
             })?;
             println!("{digest}");
+            Ok(())
+        }
+        Command::Measure(Measure::TdxEventLog { ccel }) => {
+            let bytes = fs::read(&ccel).with_context(|| format!("reading {}", ccel.display()))?;
+            let measured =
+                tdx_event_log_reference(&bytes).with_context(|| ccel.display().to_string())?;
+            print!("{}", measured.to_toml().context("rendering TOML")?);
             Ok(())
         }
     }

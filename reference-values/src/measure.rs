@@ -1,16 +1,26 @@
-//! Expected launch measurements computed from the boot inputs, so authors write down what a VM
+//! Expected measurements computed from the boot inputs, so authors write down what a VM
 //! *should* measure rather than copying a digest from a VM that may already be compromised.
-//! SEV-SNP only for now, through the `sev` crate's launch-digest calculation (the `RustCrypto` backend,
-//! no OpenSSL): OVMF (with its SEV metadata pages), optional direct-boot kernel, initrd and
-//! command line hashes, and one VMSA page per vCPU for the given vCPU model and guest features.
+//!
+//! - SEV-SNP launch measurement, through the `sev` crate's launch-digest calculation (the
+//!   `RustCrypto` backend, no OpenSSL): OVMF (with its SEV metadata pages), optional direct-boot
+//!   kernel, initrd and command line hashes, and one VMSA page per vCPU for the given vCPU model
+//!   and guest features.
+//! - TDX event log: a CCEL file from a known-good boot of the image (a test TD, or the image
+//!   pipeline) replayed by the verifier's own parser, giving the `[tdx.event_log]` expectations
+//!   a bundle carries and the RTMRs the log extends to. The names are the ones the broker's
+//!   claims use, because they come from the same code.
 
+use std::fmt::Write as _;
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 
 use sev::measurement::snp::{snp_calc_launch_digest, SnpMeasurementArgs};
 use sev::measurement::vcpu_types::CpuType;
 use sev::measurement::vmsa::{GuestFeatures, VMMType};
-use verifier::HexBytes;
+use verifier::tdx::eventlog::measure_event_log;
+use verifier::{HexBytes, VerifyError};
+
+use crate::EventLogReference;
 
 /// The default SEV features of the guest: `SNPActive` only (bit 0), as QEMU sets for SNP guests.
 pub const DEFAULT_GUEST_FEATURES: u64 = 0x1;
@@ -80,4 +90,58 @@ pub fn snp_launch_measurement(inputs: &SnpLaunchInputs) -> Result<HexBytes<48>, 
         .map_err(|e| MeasureError::Calculation(e.to_string()))?;
     HexBytes::from_hex(&digest.get_hex_ld())
         .map_err(|_| MeasureError::Calculation("digest is not 48 bytes".to_owned()))
+}
+
+/// What a TDX event log measured, as a bundle names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TdxEventLogMeasurement {
+    /// RTMR0-3 the log replays to: a quote with this log must carry exactly these.
+    pub rtmr: [HexBytes<48>; 4],
+    /// The `[tdx.event_log]` expectations: each field the log identifies, one allowed value.
+    pub reference: EventLogReference,
+    /// How many events extend an RTMR.
+    pub events: usize,
+}
+
+/// Replays the CCEL bytes `ccel` (see the module docs). Failures are the verifier's
+/// `event-log` errors, exactly as a broker would report that log.
+pub fn tdx_event_log_reference(ccel: &[u8]) -> Result<TdxEventLogMeasurement, VerifyError> {
+    let (rtmr, claims) = measure_event_log(ccel)?;
+    Ok(TdxEventLogMeasurement {
+        rtmr: rtmr.map(HexBytes),
+        reference: EventLogReference {
+            kernel_sha384: claims.kernel_sha384.map(|d| vec![d]),
+            kernel_authenticode_sha384: claims.kernel_authenticode_sha384.map(|d| vec![d]),
+            initrd_sha384: claims.initrd_sha384.map(|d| vec![d]),
+            cmdline: claims.cmdline.map(|c| vec![c]),
+            cmdline_sha384: claims.cmdline_sha384.map(|d| vec![d]),
+            secure_boot: claims.secure_boot,
+        },
+        events: claims.events.len(),
+    })
+}
+
+impl TdxEventLogMeasurement {
+    /// The TOML an author pastes under a bundle's `[tdx]` table: the RTMRs as comments (the
+    /// `rtmr0`..`rtmr3` fields, for bundles that pin the registers themselves) and the
+    /// `[tdx.event_log]` table.
+    pub fn to_toml(&self) -> Result<String, toml::ser::Error> {
+        let mut out = format!(
+            "# {} measured events; a quote with this log carries these RTMRs:\n",
+            self.events
+        );
+        for (i, r) in self.rtmr.iter().enumerate() {
+            // Writing to a String cannot fail.
+            let _ = writeln!(out, "# rtmr{i} = [\"{}\"]", r.to_hex());
+        }
+        out.push_str("[tdx.event_log]\n");
+        if self.reference == EventLogReference::default() {
+            out.push_str(
+                "# the log names no kernel, initrd, command line or SecureBoot value: this table\n\
+                 # only requires that evidence carries a log\n",
+            );
+        }
+        out.push_str(&toml::to_string(&self.reference)?);
+        Ok(out)
+    }
 }

@@ -1,5 +1,6 @@
 //! The `refval` binary end to end, as a policy author uses it: keygen, sign with two keys,
-//! cosign with a third, verify at thresholds 2 and 3, show --json, and measure.
+//! cosign with a third, verify at thresholds 2 and 3, show --json, and measure (SNP launch digest,
+//! TDX event-log table).
 
 #![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing, clippy::expect_used)] // reason: tests fail loudly on purpose
 
@@ -214,6 +215,23 @@ fn measure_snp_prints_the_launch_digest() {
         out,
         "803f691094946e42068aaa3a8f9e26a5c89f36f7b73ecfb28c653360fe4b3aba7e534442e7e1e17895dfe778d0228977\n"
     );
+}
+
+#[test]
+fn measure_tdx_event_log_prints_the_ccel_table() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log =
+        verifier::sim::ccel::event_log(&verifier::sim::ccel::SimEvent::direct_grub_boot(), 4096);
+    std::fs::write(tmp.path().join("CCEL"), &log).unwrap();
+    let out = ok(&["measure", "tdx-event-log", "--ccel", "CCEL"], tmp.path());
+    let want = reference_values::measure::tdx_event_log_reference(&log).unwrap().to_toml().unwrap();
+    assert_eq!(out, want);
+
+    std::fs::write(tmp.path().join("bad"), &log[..100]).unwrap();
+    let err = fails(&["measure", "tdx-event-log", "--ccel", "bad"], tmp.path());
+    assert!(err.starts_with("error: bad: event-log: "), "{err}");
+    let err = fails(&["measure", "tdx-event-log", "--ccel", "missing"], tmp.path());
+    assert!(err.starts_with("error: reading missing: "), "{err}");
 }
 
 #[test]

@@ -311,6 +311,10 @@ pub struct EventLogClaims {
     /// The kernel file grub loaded (the file event after a `grub_cmd: linux ...`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernel_sha384: Option<HexBytes<48>>,
+    /// The kernel OVMF/TDVF booted directly (QEMU `-kernel`): its PE/COFF Authenticode
+    /// SHA-384, as the firmware measures boot applications.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_authenticode_sha384: Option<HexBytes<48>>,
     /// The first initrd (grub's file event after `grub_cmd: initrd ...`, or the Linux EFI
     /// stub's tagged initrd event).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -319,7 +323,8 @@ pub struct EventLogClaims {
     /// `kernel_cmdline:` event).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cmdline: Option<String>,
-    /// Digest of the command line event (grub's, or the Linux EFI stub's load options).
+    /// Digest of the command line event (grub's, or the Linux EFI stub's load options: UTF-16LE
+    /// with its NUL, as the firmware passed them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cmdline_sha384: Option<HexBytes<48>>,
     /// EFI configuration and boot variables (`SecureBoot`, `PK`, `KEK`, `db`, `dbx`,

@@ -93,17 +93,25 @@ fn sim_log() -> Vec<u8> {
     event_log(&SimEvent::direct_grub_boot(), 4096)
 }
 
-#[test]
-fn ccel_sim_quote_with_its_log_verifies_and_claims_kernel_cmdline_secure_boot() {
+/// A simulated TD whose firmware measured `log`: its verifier, quote and collateral (valid at
+/// [`SIM_NOW`]).
+fn sim_td(log: &[u8]) -> (TdxVerifier, Vec<u8>, verifier::tdx::TdxCollateral) {
     let pki = SimIntelPki::generate(&mut OsRng).unwrap();
     let collateral = pki
         .collateral(datetime!(2026-01-01 00:00:00 UTC), datetime!(2026-01-31 00:00:00 UTC))
         .unwrap();
-    let log = sim_log();
-    let spec = SimTdxQuote { rtmr: rtmrs(&log).unwrap(), ..SimTdxQuote::default() };
+    let spec = SimTdxQuote { rtmr: rtmrs(log).unwrap(), ..SimTdxQuote::default() };
     let quote = pki.mint(&spec, &mut OsRng).unwrap();
-    let v = TdxVerifier::new(pki.anchors());
-    let now = datetime!(2026-01-15 12:00:00 UTC);
+    (TdxVerifier::new(pki.anchors()), quote, collateral)
+}
+
+const SIM_NOW: time::OffsetDateTime = datetime!(2026-01-15 12:00:00 UTC);
+
+#[test]
+fn ccel_sim_quote_with_its_log_verifies_and_claims_kernel_cmdline_secure_boot() {
+    let log = sim_log();
+    let (v, quote, collateral) = sim_td(&log);
+    let now = SIM_NOW;
     let claims = v.verify_with_event_log(&quote, Some(&log), &collateral, None, now).unwrap();
     let el = claims.tdx.unwrap().event_log.unwrap();
     assert_eq!(el.cmdline.as_deref(), Some(SIM_CMDLINE));
@@ -204,4 +212,103 @@ proptest! {
         let _ = parse_event_log(&header_then(&tail));
         let _ = parse_event_log(&tail);
     }
+}
+
+fn sha384(bytes: &[u8]) -> [u8; 48] {
+    <[u8; 48]>::from(<sha2::Sha384 as sha2::Digest>::digest(bytes))
+}
+
+#[test]
+fn ccel_direct_kernel_boot_names_the_kernel_image_initrd_and_load_options() {
+    use verifier::sim::ccel::{SIM_DIRECT_CMDLINE, SIM_INITRD};
+    use verifier::tdx::eventlog::ovmf_direct_boot_load_options;
+    let log = event_log(&SimEvent::direct_kernel_boot(), 4096);
+    let (v, quote, collateral) = sim_td(&log);
+    let claims = v.verify_with_event_log(&quote, Some(&log), &collateral, None, SIM_NOW).unwrap();
+    let el = claims.tdx.unwrap().event_log.unwrap();
+    // No bootloader: no file-hash kernel and no command-line text, but the firmware's image
+    // measurement of the kernel and the EFI stub's tagged initrd and load options.
+    assert_eq!(el.kernel_sha384, None);
+    assert_eq!(el.kernel_authenticode_sha384.unwrap().0, sha384(SIM_KERNEL));
+    assert_eq!(el.initrd_sha384.unwrap().0, sha384(SIM_INITRD));
+    assert_eq!(el.cmdline, None);
+    assert_eq!(
+        el.cmdline_sha384.unwrap().0,
+        sha384(&ovmf_direct_boot_load_options(SIM_DIRECT_CMDLINE, true))
+    );
+    assert_eq!(el.secure_boot, Some(false));
+    let kinds: Vec<(u8, &str, &str)> =
+        el.events.iter().map(|e| (e.rtmr, e.event_type.as_str(), e.description.as_str())).collect();
+    assert_eq!(
+        kinds[5..],
+        [
+            (1, "EV_EFI_BOOT_SERVICES_APPLICATION", "direct-boot kernel (QEMU loader)"),
+            (2, "EV_EVENT_TAG", "Linux initrd"),
+            (2, "EV_EVENT_TAG", "Linux LOADED_IMAGE::LoadOptions"),
+        ]
+    );
+}
+
+#[test]
+fn ccel_ovmf_load_options_are_utf16_with_the_initrd_prefix_and_a_nul() {
+    use verifier::tdx::eventlog::ovmf_direct_boot_load_options;
+    assert_eq!(
+        ovmf_direct_boot_load_options("ro", true),
+        b"i\0n\0i\0t\0r\0d\0=\0i\0n\0i\0t\0r\0d\0 \0r\0o\0\0\0"
+    );
+    assert_eq!(ovmf_direct_boot_load_options("ro", false), b"r\0o\0\0\0");
+    assert_eq!(ovmf_direct_boot_load_options("", false), b"");
+}
+
+#[test]
+fn ccel_linux_stub_tags_are_the_kernels_initrd_0x8f3b22ec_and_load_options_0x8f3b22ed() {
+    // drivers/firmware/efi/libstub/efistub.h: INITRD_EVENT_TAG_ID 0x8F3B22EC,
+    // LOAD_OPTIONS_EVENT_TAG_ID 0x8F3B22ED.
+    let events = [
+        SimEvent::linux_stub_tag(0x8F3B_22EC, "Linux initrd", b"initrd bytes"),
+        SimEvent::linux_stub_tag(0x8F3B_22ED, "LOADED_IMAGE::LoadOptions", b"options"),
+    ];
+    let log = event_log(&events, 0);
+    let el = check_event_log(&log, &rtmrs(&log).unwrap()).unwrap();
+    assert_eq!(el.initrd_sha384.unwrap().0, sha384(b"initrd bytes"));
+    assert_eq!(el.cmdline_sha384.unwrap().0, sha384(b"options"));
+}
+
+#[test]
+fn ccel_direct_boot_labels_naming_two_digests_claim_neither() {
+    let mut events = SimEvent::direct_kernel_boot();
+    let kernel = events.iter().find(|e| e.event_type == 0x8000_0003).unwrap().clone();
+    events.push(SimEvent { digest: sha384(b"a second kernel"), ..kernel });
+    events.push(SimEvent::linux_stub_tag(0x8F3B_22EC, "Linux initrd", b"a second initrd"));
+    let log = event_log(&events, 0);
+    let el = check_event_log(&log, &rtmrs(&log).unwrap()).unwrap();
+    assert_eq!(el.kernel_authenticode_sha384, None);
+    assert_eq!(el.initrd_sha384, None);
+    // The same digest labelled twice is still one kernel.
+    let mut events = SimEvent::direct_kernel_boot();
+    let kernel = events.iter().find(|e| e.event_type == 0x8000_0003).unwrap().clone();
+    events.push(kernel);
+    let log = event_log(&events, 0);
+    let el = check_event_log(&log, &rtmrs(&log).unwrap()).unwrap();
+    assert_eq!(el.kernel_authenticode_sha384.unwrap().0, sha384(SIM_KERNEL));
+}
+
+#[test]
+fn ccel_boot_application_with_another_device_path_or_rtmr_is_not_the_kernel() {
+    let mut events = SimEvent::direct_kernel_boot();
+    let at = events.iter().position(|e| e.event_type == 0x8000_0003).unwrap();
+    // OVMF's shim path (File("shim")) is a boot application but not the kernel.
+    let mut shim_path = verifier::tdx::eventlog::qemu_direct_kernel_image_event();
+    let k = shim_path.windows(12).position(|w| w == b"k\0e\0r\0n\0e\0l\0").unwrap();
+    shim_path.splice(k..k + 12, *b"s\0h\0i\0m\0\0\0\0\0");
+    events[at].data = shim_path;
+    let log = event_log(&events, 0);
+    let el = check_event_log(&log, &rtmrs(&log).unwrap()).unwrap();
+    assert_eq!(el.kernel_authenticode_sha384, None);
+    // The right path extended into RTMR2 instead of RTMR1 is not the firmware's kernel event.
+    let mut events = SimEvent::direct_kernel_boot();
+    events[at].rtmr = 2;
+    let log = event_log(&events, 0);
+    let el = check_event_log(&log, &rtmrs(&log).unwrap()).unwrap();
+    assert_eq!(el.kernel_authenticode_sha384, None);
 }

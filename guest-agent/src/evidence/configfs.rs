@@ -7,7 +7,15 @@
 //! `generation` moved by more than the one write we made, another writer raced us and the
 //! blobs may belong to its `inblob`: the whole exchange is retried once, then it is an error.
 //!
-//! The root is a parameter so tests run against a fake tree in a temporary directory, where a
+//! On TDX the evidence also carries the event log, read as guest-components' TDX attester reads
+//! it: the whole of `/sys/firmware/acpi/tables/data/CCEL` (the ACPI CCEL log area the firmware
+//! filled, padding included), sent unchanged as standard base64 in `cc_eventlog`. No such file
+//! (no CCEL table, or a kernel without the export) sends `null`, as upstream does; a file that
+//! exists but cannot be read is an error rather than a silent `null`. Upstream falls back to
+//! `/dev/mem` at the table's LASA/LAML only for kernels without the sysfs export, which predates
+//! configfs-tsm, so on this path that fallback never applies and we do not open `/dev/mem`.
+//!
+//! The roots are parameters so tests run against a fake tree in a temporary directory, where a
 //! thread plays the kernel.
 
 use std::fs;
@@ -25,6 +33,9 @@ use crate::AgentError;
 
 /// Where the kernel mounts configfs-tsm reports.
 pub const DEFAULT_ROOT: &str = "/sys/kernel/config/tsm/report";
+
+/// Where Linux exports the ACPI CCEL area: the TDX event log.
+pub const DEFAULT_CCEL: &str = "/sys/firmware/acpi/tables/data/CCEL";
 
 /// How long to wait for an attribute the kernel is about to produce. On real configfs the
 /// attributes exist as soon as `mkdir` returns and `outblob` is produced on read, so this only
@@ -53,15 +64,25 @@ pub struct TsmReport {
 pub struct ConfigfsTsm {
     root: PathBuf,
     provider: Provider,
+    /// The CCEL data file sent with TDX evidence.
+    ccel: PathBuf,
 }
 
 impl ConfigfsTsm {
-    /// Probes `root`: makes an entry, reads its provider, removes it.
+    /// Probes `root`: makes an entry, reads its provider, removes it. TDX evidence carries the
+    /// event log from [`DEFAULT_CCEL`] (see [`ConfigfsTsm::with_ccel`]).
     pub fn probe(root: &Path) -> Result<Self, AgentError> {
         let entry = Entry::create(root)?;
         let provider = entry.provider();
         drop(entry);
-        Ok(Self { root: root.to_owned(), provider: provider? })
+        Ok(Self { root: root.to_owned(), provider: provider?, ccel: PathBuf::from(DEFAULT_CCEL) })
+    }
+
+    /// Reads the TDX event log from `ccel` instead of [`DEFAULT_CCEL`].
+    #[must_use]
+    pub fn with_ccel(mut self, ccel: PathBuf) -> Self {
+        self.ccel = ccel;
+        self
     }
 
     #[must_use]
@@ -97,7 +118,7 @@ impl EvidenceSource for ConfigfsTsm {
         }
         match r.provider {
             Provider::SevGuest => snp_evidence(&r.outblob, r.auxblob.as_deref()),
-            Provider::TdxGuest => Ok(tdx_evidence(&r.outblob, None)),
+            Provider::TdxGuest => Ok(tdx_evidence(&r.outblob, read_ccel(&self.ccel)?.as_deref())),
         }
     }
 
@@ -136,7 +157,16 @@ pub(crate) fn snp_evidence(
         .map_err(|e| AgentError::Evidence(format!("SNP evidence JSON: {e}")))
 }
 
-/// guest-components' TDX evidence (no CC event log).
+/// The CCEL data file's bytes, `None` when it does not exist (see the module docs).
+pub fn read_ccel(path: &Path) -> Result<Option<Vec<u8>>, AgentError> {
+    match fs::read(path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(AgentError::Evidence(format!("TDX event log: read {}: {e}", path.display()))),
+    }
+}
+
+/// guest-components' TDX evidence: `{"cc_eventlog": base64 | null, "quote": base64}`.
 pub(crate) fn tdx_evidence(quote: &[u8], cc_eventlog: Option<&[u8]>) -> serde_json::Value {
     let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
     serde_json::json!({

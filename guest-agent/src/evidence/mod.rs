@@ -44,6 +44,8 @@ pub struct DetectOptions {
     pub configfs_root: PathBuf,
     /// The SEV guest device (default `/dev/sev-guest`).
     pub sev_guest: PathBuf,
+    /// The TDX event log (default `/sys/firmware/acpi/tables/data/CCEL`).
+    pub ccel: PathBuf,
     /// Use the simulator instead of hardware.
     pub simulate: Option<(SimTee, PathBuf)>,
     /// Init-data TOML; the simulator measures it into HOST_DATA / MRCONFIGID as a VMM would.
@@ -57,6 +59,7 @@ impl Default for DetectOptions {
         Self {
             configfs_root: PathBuf::from(configfs::DEFAULT_ROOT),
             sev_guest: PathBuf::from(sevguest::DEFAULT_DEVICE),
+            ccel: PathBuf::from(configfs::DEFAULT_CCEL),
             simulate: None,
             init_data: None,
             sim_measurement: None,
@@ -74,7 +77,8 @@ pub fn detect(opts: &DetectOptions) -> Result<Box<dyn EvidenceSource>, AgentErro
         return Ok(Box::new(source));
     }
     if opts.configfs_root.is_dir() {
-        return Ok(Box::new(configfs::ConfigfsTsm::probe(&opts.configfs_root)?));
+        let tsm = configfs::ConfigfsTsm::probe(&opts.configfs_root)?.with_ccel(opts.ccel.clone());
+        return Ok(Box::new(tsm));
     }
     if opts.sev_guest.exists() {
         return Ok(Box::new(sevguest::SevGuest::new(&opts.sev_guest)));

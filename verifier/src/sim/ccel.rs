@@ -7,10 +7,17 @@
 //! [`SimEvent::direct_grub_boot`] is the boot a policy author's guide shows: a firmware volume,
 //! the `SecureBoot` variable, a separator, grub's `linux` command, the kernel file and the
 //! kernel command line, with the event types, RTMRs and digests grub and TDVF use.
+//! [`SimEvent::direct_kernel_boot`] is QEMU `-kernel -initrd -append` on OVMF/TDVF with no
+//! bootloader: the firmware measures the kernel image as a boot application from its QEMU loader
+//! file system, and the Linux EFI stub measures the initrd and the load options as tagged events.
+//! The simulated kernel is not a PE file, so its "Authenticode" digest is SHA-384 of
+//! [`SIM_KERNEL`], a stand-in.
 
 use sha2::{Digest, Sha384};
 
-use crate::tdx::eventlog::{parse_event_log, replay};
+use crate::tdx::eventlog::{
+    ovmf_direct_boot_load_options, parse_event_log, qemu_direct_kernel_image_event, replay,
+};
 use crate::VerifyError;
 
 /// One event to put in a simulated log.
@@ -28,6 +35,11 @@ pub struct SimEvent {
 pub const SIM_KERNEL: &[u8] = b"keylatch simulated kernel image";
 /// The kernel command line of the default simulated boot.
 pub const SIM_CMDLINE: &str = "/vmlinuz console=ttyS0 root=/dev/vda1 ro";
+
+/// The initrd the simulated direct kernel boot loads.
+pub const SIM_INITRD: &[u8] = b"keylatch simulated initrd";
+/// The command line (QEMU `-append`) of the simulated direct kernel boot.
+pub const SIM_DIRECT_CMDLINE: &str = "console=ttyS0 root=/dev/vda1 ro";
 
 impl SimEvent {
     /// An event whose digest is SHA-384 of `digested` (which may differ from `data`).
@@ -61,6 +73,40 @@ impl SimEvent {
         data.extend_from_slice(value);
         let digested = data.clone();
         Self::new(0, 0x8000_0001, &digested, data)
+    }
+
+    /// The Linux EFI stub's tagged event (`EV_EVENT_TAG` into PCR9, so RTMR2): tag ID, size,
+    /// NUL-terminated description; the digest is over `digested` (the initrd or load options).
+    #[must_use]
+    pub fn linux_stub_tag(tag: u32, description: &str, digested: &[u8]) -> Self {
+        let mut text = description.as_bytes().to_vec();
+        text.push(0);
+        let mut data = tag.to_le_bytes().to_vec();
+        data.extend_from_slice(&u32::try_from(text.len()).unwrap_or(u32::MAX).to_le_bytes());
+        data.extend_from_slice(&text);
+        Self::new(2, 0x06, digested, data)
+    }
+
+    /// QEMU direct kernel boot on OVMF/TDVF (see the module docs), Secure Boot off.
+    #[must_use]
+    pub fn direct_kernel_boot() -> Vec<Self> {
+        let mut fv = vec![29u8];
+        fv.extend_from_slice(b"Fv(SIMULATED-TDVF-FIRMWARE)\0\0");
+        let action = "Calling EFI Application from Boot Option";
+        vec![
+            Self::new(0, 0x8000_000a, b"simulated TDVF firmware volume", fv),
+            Self::efi_variable("SecureBoot", &[0]),
+            Self::new(0, 0x04, &[0; 4], vec![0; 4]),
+            Self::new(1, 0x8000_0007, action.as_bytes(), action.as_bytes().to_vec()),
+            Self::new(1, 0x04, &[0; 4], vec![0; 4]),
+            Self::new(1, 0x8000_0003, SIM_KERNEL, qemu_direct_kernel_image_event()),
+            Self::linux_stub_tag(0x8F3B_22EC, "Linux initrd", SIM_INITRD),
+            Self::linux_stub_tag(
+                0x8F3B_22ED,
+                "LOADED_IMAGE::LoadOptions",
+                &ovmf_direct_boot_load_options(SIM_DIRECT_CMDLINE, true),
+            ),
+        ]
     }
 
     /// The default simulated boot (see the module docs), with Secure Boot on.

@@ -29,9 +29,25 @@
 //! Only the digests are bound to the quote (through the replay). Event data is not, so a claim
 //! taken from event data is set only when the event's SHA-384 digest is the digest of that data
 //! (`cmdline`, `efi_variables`, `secure_boot`, grub's commands), and the kernel and initrd are
-//! found by position: the file event right after a verified `grub_cmd: linux ...` or
-//! `grub_cmd: initrd ...` command, or the Linux EFI stub's tagged initrd and load-options events.
-//! `description` in the event list is what the log says and is informational only.
+//! found by position or by label:
+//! - grub: the file event right after a verified `grub_cmd: linux ...` or `grub_cmd: initrd ...`
+//!   command (`kernel_sha384` is then the SHA-384 of the kernel file);
+//! - direct kernel boot by OVMF/TDVF (QEMU `-kernel`, no bootloader): the firmware loads the
+//!   kernel from its QEMU loader file system and measures it as an
+//!   `EV_EFI_BOOT_SERVICES_APPLICATION` into RTMR1 whose `UEFI_IMAGE_LOAD_EVENT` device path is
+//!   exactly `VenMedia(1428F772-B64A-441E-B8C3-9EBDD7F893C7)/File(kernel)`. That digest is the
+//!   PE/COFF (Authenticode) image hash, not a file hash, so it is its own claim,
+//!   `kernel_authenticode_sha384`;
+//! - the Linux EFI stub's `EV_EVENT_TAG` events (PCR9, so RTMR2): tag `0x8F3B22EC` is the initrd
+//!   (digest over the initrd bytes: `initrd_sha384`), tag `0x8F3B22ED` the `LoadOptions` (digest
+//!   over the UTF-16LE load options exactly as the firmware passed them, terminating NUL
+//!   included; OVMF's direct boot prefixes `initrd=initrd ` when it has an initrd):
+//!   `cmdline_sha384`. These are the kernel's `INITRD_EVENT_TAG_ID` and
+//!   `LOAD_OPTIONS_EVENT_TAG_ID` (drivers/firmware/efi/libstub/efistub.h).
+//!
+//! A label is only what the log says, so where it names two different digests (two events
+//! labelled as the direct-boot kernel, two stub initrd events) the claim is left out rather than
+//! picking one. `description` in the event list is informational only.
 
 use std::collections::BTreeMap;
 
@@ -78,8 +94,17 @@ const TPM_ALG_SM3_256: u16 = 0x0012;
 const SPEC_ID_SIGNATURE: &[u8; 16] = b"Spec ID Event03\0";
 
 /// Linux EFI stub tagged events (`EV_EVENT_TAG`): the initrd and the command line.
-const LINUX_INITRD_TAG: u32 = 0x8F3B_22ED;
-const LINUX_LOAD_OPTIONS_TAG: u32 = 0x8F3B_22EC;
+const LINUX_INITRD_TAG: u32 = 0x8F3B_22EC;
+const LINUX_LOAD_OPTIONS_TAG: u32 = 0x8F3B_22ED;
+
+/// The device path OVMF's QEMU loader passes to `LoadImage` for a direct-boot kernel:
+/// `VenMedia(QEMU_KERNEL_LOADER_FS_MEDIA_GUID)` (type 4, subtype 3, 20 bytes),
+/// `File("kernel")` (type 4, subtype 4, 4 + 14 bytes of UTF-16LE with its NUL), end node.
+const QEMU_DIRECT_KERNEL_PATH: [u8; 42] = [
+    0x04, 0x03, 0x14, 0x00, 0x72, 0xf7, 0x28, 0x14, 0x4a, 0xb6, 0x1e, 0x44, 0xb8, 0xc3, 0x9e, 0xbd,
+    0xd7, 0xf8, 0x93, 0xc7, 0x04, 0x04, 0x12, 0x00, b'k', 0, b'e', 0, b'r', 0, b'n', 0, b'e', 0,
+    b'l', 0, 0, 0, 0x7f, 0xff, 0x04, 0x00,
+];
 
 /// The quote's RTMR names, for errors.
 const RTMR_NAMES: [&str; 4] = [
@@ -130,13 +155,19 @@ pub fn replay(log: &EventLog) -> [[u8; 48]; 4] {
     rtmr
 }
 
+/// Parses `bytes` and replays it: the RTMRs it extends to and what it says was measured, before
+/// any quote is compared (what a policy author reads off a known-good log).
+pub fn measure_event_log(bytes: &[u8]) -> Result<([[u8; 48]; 4], EventLogClaims), VerifyError> {
+    let log = parse_event_log(bytes)?;
+    Ok((replay(&log), claims(&log)))
+}
+
 /// Parses `bytes`, replays it, compares with `quote_rtmr` and returns what it measured.
 pub fn check_event_log(
     bytes: &[u8],
     quote_rtmr: &[[u8; 48]; 4],
 ) -> Result<EventLogClaims, VerifyError> {
-    let log = parse_event_log(bytes)?;
-    let replayed = replay(&log);
+    let (replayed, claims) = measure_event_log(bytes)?;
     for ((name, want), got) in RTMR_NAMES.iter().zip(quote_rtmr).zip(&replayed) {
         if want != got {
             return Err(VerifyError::new(
@@ -149,7 +180,29 @@ pub fn check_event_log(
             ));
         }
     }
-    Ok(claims(&log))
+    Ok(claims)
+}
+
+/// The `LoadOptions` OVMF's direct kernel boot passes to the kernel, which the Linux EFI stub
+/// measures (`cmdline_sha384` is their SHA-384): UTF-16LE of `initrd=initrd ` (when QEMU was
+/// given an initrd) followed by the command line, then a UTF-16 NUL. No command line and no
+/// initrd is no load options at all (empty).
+#[must_use]
+pub fn ovmf_direct_boot_load_options(cmdline: &str, has_initrd: bool) -> Vec<u8> {
+    let text = format!("{}{cmdline}", if has_initrd { "initrd=initrd " } else { "" });
+    if text.is_empty() {
+        return Vec::new();
+    }
+    text.encode_utf16().chain([0]).flat_map(u16::to_le_bytes).collect()
+}
+
+/// `UEFI_IMAGE_LOAD_EVENT` data for OVMF's direct-boot kernel (address and lengths zero).
+#[must_use]
+pub fn qemu_direct_kernel_image_event() -> Vec<u8> {
+    let mut data = vec![0u8; 24];
+    data.extend_from_slice(&(QEMU_DIRECT_KERNEL_PATH.len() as u64).to_le_bytes());
+    data.extend_from_slice(&QEMU_DIRECT_KERNEL_PATH);
+    data
 }
 
 fn rtmr_index(mr_index: u32) -> Option<usize> {
@@ -385,6 +438,40 @@ fn length_prefixed_text(data: &[u8]) -> String {
     r.take(usize::from(len)).map(text).unwrap_or_default()
 }
 
+/// `UEFI_IMAGE_LOAD_EVENT`: image address, length and link-time address (u64 each), device path
+/// length (u64), device path. True when the path is OVMF's direct-boot kernel.
+fn is_qemu_direct_kernel(data: &[u8]) -> bool {
+    let mut r = Reader::new("UEFI_IMAGE_LOAD_EVENT", data);
+    let path = r.take(24).and_then(|_| r.u64_le()).ok().and_then(|n| usize::try_from(n).ok());
+    path.and_then(|n| r.take(n).ok()).is_some_and(|p| p == QEMU_DIRECT_KERNEL_PATH)
+        && r.remaining() == 0
+}
+
+/// One digest a label names, or none when labels disagree.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Labelled {
+    Unseen,
+    One([u8; 48]),
+    Conflicting,
+}
+
+impl Labelled {
+    fn see(&mut self, digest: [u8; 48]) {
+        *self = match *self {
+            Self::Unseen => Self::One(digest),
+            Self::One(d) if d == digest => Self::One(d),
+            _ => Self::Conflicting,
+        };
+    }
+
+    fn get(self) -> Option<HexBytes<48>> {
+        match self {
+            Self::One(d) => Some(HexBytes(d)),
+            Self::Unseen | Self::Conflicting => None,
+        }
+    }
+}
+
 /// `TCG_PCClientTaggedEvent`: tag ID u32, size u32, data.
 fn tagged_event(data: &[u8]) -> Option<(u32, &[u8])> {
     let mut r = Reader::new("tagged event", data);
@@ -402,6 +489,9 @@ fn describe(e: &Event) -> String {
         EV_EFI_PLATFORM_FIRMWARE_BLOB2 | EV_EFI_HANDOFF_TABLES2 => length_prefixed_text(&e.data),
         EV_EFI_PLATFORM_FIRMWARE_BLOB => "firmware blob".to_owned(),
         EV_EFI_HANDOFF_TABLES => "handoff tables".to_owned(),
+        EV_EFI_BOOT_SERVICES_APPLICATION if is_qemu_direct_kernel(&e.data) => {
+            "direct-boot kernel (QEMU loader)".to_owned()
+        }
         EV_EFI_BOOT_SERVICES_APPLICATION => "boot services application".to_owned(),
         EV_EFI_GPT_EVENT => "GPT partition table".to_owned(),
         EV_SEPARATOR => "separator".to_owned(),
@@ -444,6 +534,7 @@ fn claims(log: &EventLog) -> EventLogClaims {
     let mut out = EventLogClaims {
         events: Vec::new(),
         kernel_sha384: None,
+        kernel_authenticode_sha384: None,
         initrd_sha384: None,
         cmdline: None,
         cmdline_sha384: None,
@@ -452,6 +543,8 @@ fn claims(log: &EventLog) -> EventLogClaims {
     };
     let mut conflicting: Vec<String> = Vec::new();
     let mut expect = Expect::Nothing;
+    let (mut direct_kernel, mut stub_initrd, mut stub_options) =
+        (Labelled::Unseen, Labelled::Unseen, Labelled::Unseen);
     for e in &log.events {
         let Some(rtmr) = rtmr_index(e.mr_index) else { continue };
         if e.event_type == EV_NO_ACTION {
@@ -479,13 +572,14 @@ fn claims(log: &EventLog) -> EventLogClaims {
                     }
                 }
             }
+            EV_EFI_BOOT_SERVICES_APPLICATION
+                if e.mr_index == 2 && is_qemu_direct_kernel(&e.data) =>
+            {
+                direct_kernel.see(e.sha384);
+            }
             EV_EVENT_TAG => match tagged_event(&e.data) {
-                Some((LINUX_INITRD_TAG, _)) => {
-                    out.initrd_sha384.get_or_insert(HexBytes(e.sha384));
-                }
-                Some((LINUX_LOAD_OPTIONS_TAG, _)) => {
-                    out.cmdline_sha384.get_or_insert(HexBytes(e.sha384));
-                }
+                Some((LINUX_INITRD_TAG, _)) => stub_initrd.see(e.sha384),
+                Some((LINUX_LOAD_OPTIONS_TAG, _)) => stub_options.see(e.sha384),
                 _ => {}
             },
             EV_IPL => {
@@ -516,6 +610,13 @@ fn claims(log: &EventLog) -> EventLogClaims {
             }
             _ => {}
         }
+    }
+    out.kernel_authenticode_sha384 = direct_kernel.get();
+    if out.initrd_sha384.is_none() {
+        out.initrd_sha384 = stub_initrd.get();
+    }
+    if out.cmdline_sha384.is_none() {
+        out.cmdline_sha384 = stub_options.get();
     }
     for name in conflicting {
         out.efi_variables.remove(&name);
