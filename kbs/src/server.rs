@@ -1,4 +1,4 @@
-//! Serving: the rustls configuration (ring provider, TLS 1.2/1.3), and [`serve`], the accept
+//! Serving: the rustls configuration (aws-lc-rs provider, TLS 1.2/1.3), and [`serve`], the accept
 //! loop that runs the router over HTTPS (or plain HTTP when configured) until `shutdown`
 //! resolves, then lets in-flight requests finish (bounded by [`DRAIN_TIMEOUT`]). Each request
 //! carries the peer address as an `axum::extract::ConnectInfo<SocketAddr>` extension. Tests
@@ -32,7 +32,7 @@ pub fn tls_config(cert: &Path, key: &Path) -> anyhow::Result<rustls::ServerConfi
         .with_context(|| format!("{}: not PEM certificates", cert.display()))?;
     let key = PrivateKeyDer::from_pem_file(key)
         .with_context(|| format!("{}: not a PEM private key", key.display()))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .context("TLS protocol versions")?
