@@ -150,6 +150,8 @@ enum SimCommand {
 enum BenchCommand {
     /// Warm verification cost against the raw signature checks it cannot avoid.
     Verify(cli::bench_verify::BenchVerifyArgs),
+    /// JWE seal/open and token sign/verify against the raw aws-lc-rs operations they need.
+    Crypto(cli::bench_crypto::BenchCryptoArgs),
     /// Full key releases per second by simulated guests over HTTPS.
     Release(cli::bench_release::BenchReleaseArgs),
     /// Durable audit appends per second: group commit against one transaction per entry.
@@ -212,6 +214,7 @@ fn main() -> ExitCode {
         Command::Sim(SimCommand::Init(args)) => cli::sim::init(args),
         Command::Sim(SimCommand::Evidence(args)) => cli::sim::evidence(args),
         Command::Bench(BenchCommand::Verify(args)) => cli::bench_verify::run(args),
+        Command::Bench(BenchCommand::Crypto(args)) => cli::bench_crypto::run(args),
         Command::Bench(BenchCommand::Release(args)) => {
             // Thousands of decisions per run: logging each would measure the terminal.
             run_async_logging("warn", cli::bench_release::run(args))

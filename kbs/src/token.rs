@@ -12,7 +12,6 @@
 use std::path::Path;
 
 use anyhow::Context as _;
-use aws_lc_rs::encoding::{AsDer as _, Pkcs8V1Der};
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{
     EcdsaKeyPair, KeyPair as _, ParsedPublicKey, ECDSA_P256_SHA256_FIXED,
@@ -84,15 +83,16 @@ impl TokenKey {
     }
 
     fn from_pair(signing: EcdsaKeyPair) -> anyhow::Result<Self> {
-        let verifying = ParsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, signing.public_key().as_ref())
-            .map_err(|_| anyhow::anyhow!("parsing the token key's public half"))?;
+        let verifying =
+            ParsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, signing.public_key().as_ref())
+                .map_err(|_| anyhow::anyhow!("parsing the token key's public half"))?;
         Ok(Self { signing, verifying })
     }
 
     /// The PKCS#8 PEM of the private key.
     pub fn to_pkcs8_pem(&self) -> anyhow::Result<Zeroizing<String>> {
-        let der: Pkcs8V1Der<'static> =
-            self.signing.as_der().map_err(|_| anyhow::anyhow!("encoding the token key"))?;
+        let der =
+            self.signing.to_pkcs8v1().map_err(|_| anyhow::anyhow!("encoding the token key"))?;
         pem::encode_string("PRIVATE KEY", LineEnding::LF, der.as_ref())
             .map(Zeroizing::new)
             .map_err(|_| anyhow::anyhow!("encoding the token key"))
@@ -205,5 +205,26 @@ mod tests {
         parts[1] = &edited;
         assert_eq!(key.verify(&parts.join("."), 150), Err(TokenError::Signature));
         assert_eq!(key.verify("a.b", 150), Err(TokenError::Format));
+    }
+
+    #[test]
+    fn loads_a_rustcrypto_written_key_and_signs_what_rustcrypto_verifies() {
+        use p256::ecdsa::signature::Verifier as _;
+        use p256::pkcs8::EncodePrivateKey as _;
+        let old = p256::ecdsa::SigningKey::random(&mut rand_core::OsRng);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token-signing-key.pem");
+        std::fs::write(&path, old.to_pkcs8_pem(LineEnding::LF).unwrap().as_bytes()).unwrap();
+        let mut perms = std::fs::metadata(&path).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o600);
+        std::fs::set_permissions(&path, perms).unwrap();
+        let key = TokenKey::load(&path).unwrap();
+        let t = key.sign(claims(100, 200));
+        let (input, sig) = t.rsplit_once('.').unwrap();
+        let sig = p256::ecdsa::Signature::from_slice(&b64::decode("sig", sig).unwrap()).unwrap();
+        old.verifying_key().verify(input.as_bytes(), &sig).unwrap();
+        assert!(key.verify(&t, 150).is_ok());
+        let reloaded = key.to_pkcs8_pem().unwrap();
+        assert!(reloaded.starts_with("-----BEGIN PRIVATE KEY-----"));
     }
 }

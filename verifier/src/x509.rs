@@ -90,6 +90,12 @@ impl PublicKey {
         self.kind
     }
 
+    /// The key as parsed: an uncompressed SEC1 point (EC) or a PKCS#1 `RSAPublicKey` (RSA).
+    #[must_use]
+    pub fn as_bytes(&self) -> &[u8] {
+        self.parsed.as_ref()
+    }
+
     /// Verifies a DER-encoded (ECDSA) or raw (RSA) signature over `message`.
     pub fn verify(
         &self,

@@ -21,8 +21,7 @@ use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use aws_lc_rs::agreement::{self, ECDH_P256, ECDH_P384};
 use aws_lc_rs::key_wrap::{AesBlockCipher, KeyEncryptionKey, KeyWrap, AES_256};
 use aws_lc_rs::rsa::{
-    OaepPrivateDecryptingKey, OaepPublicEncryptingKey, PublicEncryptingKey,
-    OAEP_SHA256_MGF1SHA256,
+    OaepPrivateDecryptingKey, OaepPublicEncryptingKey, PublicEncryptingKey, OAEP_SHA256_MGF1SHA256,
 };
 use elliptic_curve::sec1::ToEncodedPoint;
 use rand_core::{CryptoRngCore, OsRng};
@@ -171,7 +170,8 @@ pub fn decrypt(key: &TeeKeyPair, jwe: &Jwe) -> Result<Zeroizing<Vec<u8>>, WireEr
     let encrypted_key = b64::decode("encrypted_key", &jwe.encrypted_key)?;
     let cek = match (alg, &key.secret) {
         (ALG_ECDH_ES_A256KW, Secret::Ec(sk)) => {
-            let (crv, len) = if sk.algorithm() == &ECDH_P256 { ("P-256", 32) } else { ("P-384", 48) };
+            let (crv, len) =
+                if sk.algorithm() == &ECDH_P256 { ("P-256", 32) } else { ("P-384", 48) };
             let (x, y) = epk_coords(&header, crv)?;
             if x.len() != len || y.len() != len {
                 return Err(WireError::Jwk("EC coordinate has the wrong length"));
@@ -334,15 +334,14 @@ pub fn concat_kdf(
 
 fn kek_from_z(z: &[u8]) -> Result<KeyEncryptionKey<AesBlockCipher>, WireError> {
     let derived = concat_kdf(z, ALG_ECDH_ES_A256KW.as_bytes(), &[], &[], 256);
-    KeyEncryptionKey::new(&AES_256, derived.as_slice()).map_err(|_| WireError::Crypto("AES key wrap"))
+    KeyEncryptionKey::new(&AES_256, derived.as_slice())
+        .map_err(|_| WireError::Crypto("AES key wrap"))
 }
 
 fn wrap(z: &[u8], cek: &[u8]) -> Result<Vec<u8>, WireError> {
     let mut out = vec![0u8; WRAPPED_CEK_LEN];
-    let len = kek_from_z(z)?
-        .wrap(cek, &mut out)
-        .map_err(|_| WireError::Crypto("AES key wrap"))?
-        .len();
+    let len =
+        kek_from_z(z)?.wrap(cek, &mut out).map_err(|_| WireError::Crypto("AES key wrap"))?.len();
     out.truncate(len);
     Ok(out)
 }

@@ -45,8 +45,12 @@ impl TeeKeyPair {
     pub fn generate(kind: KeyKind) -> Result<Self, WireError> {
         let gen_err = |_| WireError::Crypto("key generation");
         let secret = match kind {
-            KeyKind::P256 => Secret::Ec(agreement::PrivateKey::generate(&ECDH_P256).map_err(gen_err)?),
-            KeyKind::P384 => Secret::Ec(agreement::PrivateKey::generate(&ECDH_P384).map_err(gen_err)?),
+            KeyKind::P256 => {
+                Secret::Ec(agreement::PrivateKey::generate(&ECDH_P256).map_err(gen_err)?)
+            }
+            KeyKind::P384 => {
+                Secret::Ec(agreement::PrivateKey::generate(&ECDH_P384).map_err(gen_err)?)
+            }
             KeyKind::Rsa3072 => Secret::Rsa(
                 PrivateDecryptingKey::generate(KeySize::Rsa3072)
                     .map_err(|_| WireError::Crypto("RSA key generation"))?,

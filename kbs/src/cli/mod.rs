@@ -1,10 +1,11 @@
 //! The `keylatch` subcommands: offline evidence tools (verify, simulate, bench verify), the
-//! broker's `init` and `serve`, the store-level admin commands and `bench release`. Shared
+//! broker's `init` and `serve`, the store-level admin commands and `bench release` and `bench crypto`. Shared
 //! argument types and file helpers live here.
 
 pub mod admin;
 pub mod audit;
 pub mod bench_audit;
+pub mod bench_crypto;
 pub mod bench_release;
 pub mod bench_verify;
 pub mod custody;

@@ -35,10 +35,10 @@ use x509_cert::{Certificate as X509Certificate, TbsCertificate, Version};
 
 use crate::claims::{SnpFirmwareVersion, SnpProduct, SnpSigningKey, SnpTcb};
 use crate::error::VerifyError;
+use crate::sim::{ecdsa_key_pair, ecdsa_sign};
 use crate::snp::amd_ext;
 use crate::snp::report::{cpuid_for, AttestationReport, KeyInfo, RawTcb, SIGNED_LEN};
 use crate::snp::SnpTrustAnchors;
-use crate::sim::{ecdsa_key_pair, ecdsa_sign};
 use crate::x509::{pem_certificates, Certificate, PublicKey};
 
 /// 2000-01-01T00:00:00Z, the default start of sim certificate validity.
@@ -89,8 +89,11 @@ pub struct SimAmdPki {
     vlek_pair: Arc<EcdsaKeyPair>,
     /// Signer certificates already minted, so one sim chip at one TCB keeps one VCEK (as a
     /// real chip does) and a verifier's chain cache sees the same certificate again.
-    signers: std::sync::Mutex<std::collections::HashMap<SignerId, (Arc<EcdsaKeyPair>, Vec<u8>)>>,
+    signers: std::sync::Mutex<std::collections::HashMap<SignerId, Signer>>,
 }
+
+/// A signer's key pair (aws-lc-rs) and its certificate (DER).
+type Signer = (Arc<EcdsaKeyPair>, Vec<u8>);
 
 /// What makes a signer certificate: its kind, product, TCB, hwID override and validity.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -356,7 +359,7 @@ impl SimAmdPki {
         &self,
         spec: &SimSnpReport,
         rng: &mut impl CryptoRngCore,
-    ) -> Result<(Arc<EcdsaKeyPair>, Vec<u8>), SimSnpError> {
+    ) -> Result<Signer, SimSnpError> {
         let id = SignerId {
             signing_key: spec.signing_key,
             product: spec.product,
@@ -579,8 +582,11 @@ fn load_ca(
     );
     let key = rsa::RsaPrivateKey::from_pkcs8_pem(&key_text)
         .map_err(|_| SimSnpError::BadFile(key_file))?;
-    let public = key.to_public_key().to_public_key_der().map_err(|_| SimSnpError::BadFile(key_file))?;
-    if PublicKey::from_spki_der(key_file, public.as_bytes()).ok().as_ref() != Some(cert.public_key()) {
+    let public =
+        key.to_public_key().to_public_key_der().map_err(|_| SimSnpError::BadFile(key_file))?;
+    if PublicKey::from_spki_der(key_file, public.as_bytes()).ok().as_ref()
+        != Some(cert.public_key())
+    {
         return Err(SimSnpError::KeyMismatch(key_file));
     }
     let name = Name::from_der(cert.subject_der()).map_err(|_| SimSnpError::BadFile(cert_file))?;

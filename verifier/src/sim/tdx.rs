@@ -12,10 +12,10 @@
 //! `06 01 00 ..` matches no level. Module identity `TDX_01`: ISVSVN >= 6 up to date, >= 4 out of
 //! date ([`SIM_ADVISORY_MODULE`]). QE identity: ISVSVN >= 4 up to date, >= 2 out of date.
 
+use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use der::asn1::{BitString, GeneralizedTime, OctetStringRef, UtcTime};
 use der::pem::LineEnding;
 use der::{Decode, Encode};
-use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use p256::ecdsa::{DerSignature, SigningKey};
 use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey};
 use rand_core::CryptoRngCore;
@@ -28,8 +28,8 @@ use x509_cert::spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
 use x509_cert::time::{Time, Validity};
 
 use crate::claims::TdxBody;
-use crate::tdx::quote::{encode_qe_report, encode_td_report, QeReport, TdReport};
 use crate::sim::{ecdsa_key_pair, ecdsa_sign};
+use crate::tdx::quote::{encode_qe_report, encode_td_report, QeReport, TdReport};
 use crate::tdx::{SgxExtensions, TdxCollateral, TdxTrustAnchors};
 use crate::x509::Certificate;
 use crate::Now;

@@ -278,7 +278,15 @@ fn signer_facts(
         .map(|(c, w)| (c.not_after(), *w))
         .min_by_key(|(t, _)| *t)
         .unwrap_or((i64::MIN, what));
-    Ok(VerifiedSigner { key: key.clone(), kind, product: pa.product, tcb, hw_id, not_before, not_after })
+    Ok(VerifiedSigner {
+        key: key.clone(),
+        kind,
+        product: pa.product,
+        tcb,
+        hw_id,
+        not_before,
+        not_after,
+    })
 }
 
 /// Step 3: every certificate of the chain is valid at `now`.
