@@ -204,16 +204,21 @@ impl SimAmdPki {
         let ark = SimCa { key: ark_key, cert_der: ark_der, name: ark_name };
         let sev_ca = sub_ca(rng, &ark, ASK_NAME, 2)?;
         let asvk_ca = sub_ca(rng, &ark, ASVK_NAME, 3)?;
-        let vlek_key = p384::SecretKey::random(rng);
-        let vlek_pair = vlek_pair(&vlek_key)?;
-        Ok(Self {
-            ark,
-            ask: sev_ca,
-            asvk: asvk_ca,
-            vlek_key,
-            vlek_pair,
-            signers: std::sync::Mutex::default(),
-        })
+        Self::assemble(ark, sev_ca, asvk_ca, p384::SecretKey::random(rng))
+    }
+
+    /// The PKI from its CAs and VLEK key, with no signer minted yet.
+    fn assemble(
+        ark: SimCa,
+        ask: SimCa,
+        asvk: SimCa,
+        vlek_key: p384::SecretKey,
+    ) -> Result<Self, SimSnpError> {
+        let der = vlek_key.to_pkcs8_der().map_err(|_| SimSnpError::Encoding("VLEK key"))?;
+        let vlek_pair = ecdsa_key_pair(&ECDSA_P384_SHA384_FIXED_SIGNING, der.as_bytes())
+            .map(Arc::new)
+            .ok_or(SimSnpError::Encoding("VLEK key"))?;
+        Ok(Self { ark, ask, asvk, vlek_key, vlek_pair, signers: std::sync::Mutex::default() })
     }
 
     /// Trust anchors for this PKI (simulated: every claim set says `simulated: true`).
@@ -276,15 +281,7 @@ impl SimAmdPki {
             std::str::from_utf8(&vlek_pem).map_err(|_| SimSnpError::BadFile("amd-vlek-key.pem"))?;
         let vlek_key = p384::SecretKey::from_pkcs8_pem(vlek_text)
             .map_err(|_| SimSnpError::BadFile("amd-vlek-key.pem"))?;
-        let vlek_pair = vlek_pair(&vlek_key)?;
-        let pki = Self {
-            ark,
-            ask: sev_ca,
-            asvk: asvk_ca,
-            vlek_key,
-            vlek_pair,
-            signers: std::sync::Mutex::default(),
-        };
+        let pki = Self::assemble(ark, sev_ca, asvk_ca, vlek_key)?;
         pki.anchors()?;
         Ok(pki)
     }
@@ -427,14 +424,6 @@ impl SimAmdPki {
         let window = spec.signer_validity.unwrap_or((SIM_NOT_BEFORE, SIM_NOT_AFTER));
         sign_cert(rng, &ca.key, &ca.name, &name(subject)?, spki, 0, window, exts)
     }
-}
-
-/// The aws-lc-rs key pair that signs with the VLEK.
-fn vlek_pair(key: &p384::SecretKey) -> Result<Arc<EcdsaKeyPair>, SimSnpError> {
-    let der = key.to_pkcs8_der().map_err(|_| SimSnpError::Encoding("VLEK key"))?;
-    ecdsa_key_pair(&ECDSA_P384_SHA384_FIXED_SIGNING, der.as_bytes())
-        .map(Arc::new)
-        .ok_or(SimSnpError::Encoding("VLEK key"))
 }
 
 fn product_name(product: SnpProduct) -> &'static str {
