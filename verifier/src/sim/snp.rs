@@ -210,15 +210,22 @@ impl SimAmdPki {
     /// The PKI from its CAs and VLEK key, with no signer minted yet.
     fn assemble(
         ark: SimCa,
-        ask: SimCa,
-        asvk: SimCa,
+        sev_ca: SimCa,
+        asvk_ca: SimCa,
         vlek_key: p384::SecretKey,
     ) -> Result<Self, SimSnpError> {
         let der = vlek_key.to_pkcs8_der().map_err(|_| SimSnpError::Encoding("VLEK key"))?;
         let vlek_pair = ecdsa_key_pair(&ECDSA_P384_SHA384_FIXED_SIGNING, der.as_bytes())
             .map(Arc::new)
             .ok_or(SimSnpError::Encoding("VLEK key"))?;
-        Ok(Self { ark, ask, asvk, vlek_key, vlek_pair, signers: std::sync::Mutex::default() })
+        Ok(Self {
+            ark,
+            ask: sev_ca,
+            asvk: asvk_ca,
+            vlek_key,
+            vlek_pair,
+            signers: std::sync::Mutex::default(),
+        })
     }
 
     /// Trust anchors for this PKI (simulated: every claim set says `simulated: true`).
