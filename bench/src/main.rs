@@ -2,6 +2,7 @@
 //! the broker binary does not link the guest agent (the release benchmark's simulated guests).
 
 mod bench_audit;
+mod bench_crypto;
 mod bench_release;
 mod bench_verify;
 
@@ -21,6 +22,8 @@ struct Cli {
 enum BenchCommand {
     /// Warm verification cost against the raw signature checks it cannot avoid.
     Verify(bench_verify::BenchVerifyArgs),
+    /// JWE seal/open and token sign/verify against the raw aws-lc-rs operations they need.
+    Crypto(bench_crypto::BenchCryptoArgs),
     /// Full key releases per second by simulated guests over HTTPS.
     Release(bench_release::BenchReleaseArgs),
     /// Durable audit appends per second: group commit against one transaction per entry.
@@ -30,6 +33,7 @@ enum BenchCommand {
 fn main() -> ExitCode {
     let outcome = match &Cli::parse().command {
         BenchCommand::Verify(args) => bench_verify::run(args),
+        BenchCommand::Crypto(args) => bench_crypto::run(args),
         // Thousands of decisions per run: logging each would measure the terminal.
         BenchCommand::Release(args) => run_async_logging("warn", bench_release::run(args)),
         BenchCommand::Audit(args) => run_async_logging("warn", bench_audit::run(args)),

@@ -3,16 +3,21 @@
 //! header `alg` exactly `ES256` (so `none` and every other algorithm are refused before any
 //! signature check), a valid signature, `iss` ours, and `nbf <= now < exp`.
 //!
-//! Written by hand on RustCrypto's `p256` rather than with a JWT crate: the one we would want
-//! (`jsonwebtoken`) brings a second crypto stack (ring or aws-lc) and its own PEM/ASN.1 code for
-//! what is ~100 lines here, and owning the verify path keeps the algorithm check explicit.
+//! Written by hand on aws-lc-rs (the broker's one crypto provider; a token is signed on every
+//! attestation and verified on every bearer-token request) rather than with a JWT crate: the
+//! one we would want (`jsonwebtoken`) brings its own PEM/ASN.1 code for what is ~100 lines
+//! here, and owning the verify path keeps the algorithm check explicit. The key file stays the
+//! PKCS#8 PEM it always was (RustCrypto `p256` reads and writes the PEM).
 
 use std::path::Path;
 
 use anyhow::Context as _;
-use p256::ecdsa::signature::{Signer as _, Verifier as _};
-use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
-use p256::pkcs8::{DecodePrivateKey as _, EncodePrivateKey as _, LineEnding};
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{
+    EcdsaKeyPair, KeyPair as _, ParsedPublicKey, ECDSA_P256_SHA256_FIXED,
+    ECDSA_P256_SHA256_FIXED_SIGNING,
+};
+use p256::pkcs8::der::pem::{self, LineEnding};
 use serde_json::{json, Map, Value};
 use zeroize::Zeroizing;
 
@@ -41,8 +46,9 @@ pub enum TokenError {
 
 /// The broker's token-signing key. No `Debug` that prints it.
 pub struct TokenKey {
-    signing: SigningKey,
-    verifying: VerifyingKey,
+    signing: EcdsaKeyPair,
+    /// The public half, parsed once.
+    verifying: ParsedPublicKey,
 }
 
 impl std::fmt::Debug for TokenKey {
@@ -53,11 +59,10 @@ impl std::fmt::Debug for TokenKey {
 
 impl TokenKey {
     /// A fresh key.
-    #[must_use]
-    pub fn generate() -> Self {
-        let signing = SigningKey::random(&mut rand_core::OsRng);
-        let verifying = *signing.verifying_key();
-        Self { signing, verifying }
+    pub fn generate() -> anyhow::Result<Self> {
+        let signing = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING)
+            .map_err(|_| anyhow::anyhow!("generating the token key"))?;
+        Self::from_pair(signing)
     }
 
     /// Loads a PKCS#8 PEM P-256 key; refuses a file group or others may read.
@@ -66,28 +71,45 @@ impl TokenKey {
         let pem = Zeroizing::new(
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
         );
-        let signing = SigningKey::from_pkcs8_pem(&pem)
-            .map_err(|_| anyhow::anyhow!("{}: not a PKCS#8 P-256 key", path.display()))?;
-        let verifying = *signing.verifying_key();
+        let not_p256 = || anyhow::anyhow!("{}: not a PKCS#8 P-256 key", path.display());
+        let (label, der) = pem::decode_vec(pem.as_bytes()).map_err(|_| not_p256())?;
+        let der = Zeroizing::new(der);
+        if label != "PRIVATE KEY" {
+            return Err(not_p256());
+        }
+        let signing = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &der)
+            .map_err(|_| not_p256())?;
+        Self::from_pair(signing)
+    }
+
+    fn from_pair(signing: EcdsaKeyPair) -> anyhow::Result<Self> {
+        let verifying =
+            ParsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, signing.public_key().as_ref())
+                .map_err(|_| anyhow::anyhow!("parsing the token key's public half"))?;
         Ok(Self { signing, verifying })
     }
 
     /// The PKCS#8 PEM of the private key.
     pub fn to_pkcs8_pem(&self) -> anyhow::Result<Zeroizing<String>> {
-        self.signing
-            .to_pkcs8_pem(LineEnding::LF)
+        let der =
+            self.signing.to_pkcs8v1().map_err(|_| anyhow::anyhow!("encoding the token key"))?;
+        pem::encode_string("PRIVATE KEY", LineEnding::LF, der.as_ref())
+            .map(Zeroizing::new)
             .map_err(|_| anyhow::anyhow!("encoding the token key"))
     }
 
-    /// Signs `claims` (an object) as a JWT, adding `iss`.
+    /// Signs `claims` (an object) as a JWT, adding `iss`. aws-lc-rs fails to sign only when it
+    /// cannot allocate; the token then carries an empty signature, which every verifier
+    /// (this one first) refuses: fail closed rather than panic.
     #[must_use]
     pub fn sign(&self, mut claims: Map<String, Value>) -> String {
         claims.insert("iss".into(), json!(ISSUER));
         let header = b64::encode(br#"{"alg":"ES256","typ":"JWT"}"#);
         let payload = b64::encode(Value::Object(claims).to_string().as_bytes());
         let signing_input = format!("{header}.{payload}");
-        let signature: Signature = self.signing.sign(signing_input.as_bytes());
-        format!("{signing_input}.{}", b64::encode(&signature.to_bytes()))
+        let signature = self.signing.sign(&SystemRandom::new(), signing_input.as_bytes());
+        let signature = signature.as_ref().map_or(&[][..], AsRef::as_ref);
+        format!("{signing_input}.{}", b64::encode(signature))
     }
 
     /// Verifies `token` at `now` (Unix seconds) and returns its claims.
@@ -111,10 +133,9 @@ impl TokenKey {
             return Err(TokenError::Format);
         }
         let sig_bytes = b64::decode("token signature", s).map_err(|_| TokenError::Signature)?;
-        let signature = Signature::from_slice(&sig_bytes).map_err(|_| TokenError::Signature)?;
-        let signing_input = &token[..h.len() + 1 + p.len()];
+        let signing_input = token.get(..h.len() + 1 + p.len()).ok_or(TokenError::Format)?;
         self.verifying
-            .verify(signing_input.as_bytes(), &signature)
+            .verify_sig(signing_input.as_bytes(), &sig_bytes)
             .map_err(|_| TokenError::Signature)?;
         let claims: Map<String, Value> = b64::decode("token payload", p)
             .ok()
@@ -146,7 +167,7 @@ mod tests {
 
     #[test]
     fn accepts_own_token_within_validity() {
-        let key = TokenKey::generate();
+        let key = TokenKey::generate().unwrap();
         let t = key.sign(claims(100, 200));
         let c = key.verify(&t, 150).unwrap();
         assert_eq!(c.get("jti"), Some(&json!("j1")));
@@ -155,7 +176,7 @@ mod tests {
 
     #[test]
     fn refuses_expired_and_not_yet_valid_tokens() {
-        let key = TokenKey::generate();
+        let key = TokenKey::generate().unwrap();
         let t = key.sign(claims(100, 200));
         assert_eq!(key.verify(&t, 200), Err(TokenError::Expired { exp: 200, now: 200 }));
         assert_eq!(key.verify(&t, 99), Err(TokenError::NotYetValid { nbf: 100, now: 99 }));
@@ -163,7 +184,7 @@ mod tests {
 
     #[test]
     fn refuses_alg_none_and_other_algorithms() {
-        let key = TokenKey::generate();
+        let key = TokenKey::generate().unwrap();
         let t = key.sign(claims(100, 200));
         let payload = t.split('.').nth(1).unwrap();
         let none = format!("{}.{payload}.", b64::encode(br#"{"alg":"none","typ":"JWT"}"#));
@@ -174,8 +195,8 @@ mod tests {
 
     #[test]
     fn refuses_token_of_another_key_and_edited_payload() {
-        let key = TokenKey::generate();
-        let other = TokenKey::generate();
+        let key = TokenKey::generate().unwrap();
+        let other = TokenKey::generate().unwrap();
         let t = other.sign(claims(100, 200));
         assert_eq!(key.verify(&t, 150), Err(TokenError::Signature));
         let mine = key.sign(claims(100, 200));
@@ -184,5 +205,26 @@ mod tests {
         parts[1] = &edited;
         assert_eq!(key.verify(&parts.join("."), 150), Err(TokenError::Signature));
         assert_eq!(key.verify("a.b", 150), Err(TokenError::Format));
+    }
+
+    #[test]
+    fn loads_a_rustcrypto_written_key_and_signs_what_rustcrypto_verifies() {
+        use p256::ecdsa::signature::Verifier as _;
+        use p256::pkcs8::EncodePrivateKey as _;
+        let old = p256::ecdsa::SigningKey::random(&mut rand_core::OsRng);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token-signing-key.pem");
+        std::fs::write(&path, old.to_pkcs8_pem(LineEnding::LF).unwrap().as_bytes()).unwrap();
+        let mut perms = std::fs::metadata(&path).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o600);
+        std::fs::set_permissions(&path, perms).unwrap();
+        let key = TokenKey::load(&path).unwrap();
+        let t = key.sign(claims(100, 200));
+        let (input, sig) = t.rsplit_once('.').unwrap();
+        let sig = p256::ecdsa::Signature::from_slice(&b64::decode("sig", sig).unwrap()).unwrap();
+        old.verifying_key().verify(input.as_bytes(), &sig).unwrap();
+        assert!(key.verify(&t, 150).is_ok());
+        let reloaded = key.to_pkcs8_pem().unwrap();
+        assert!(reloaded.starts_with("-----BEGIN PRIVATE KEY-----"));
     }
 }

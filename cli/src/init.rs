@@ -111,7 +111,7 @@ pub async fn init_dir(
     std::fs::create_dir_all(dir.join("tls"))
         .with_context(|| format!("creating {}", dir.display()))?;
 
-    let token_key = TokenKey::generate();
+    let token_key = TokenKey::generate()?;
     write_private(&dir.join(TOKEN_KEY_FILE), token_key.to_pkcs8_pem()?.as_bytes())?;
     keylatch_broker::audit::generate_key(
         &dir.join(AUDIT_KEY_FILE),

@@ -1,5 +1,5 @@
 //! HTTPS to the broker with exactly one trust anchor: the CA given by `--ca`. rustls with the
-//! ring provider; no OpenSSL, no system trust store, no redirects, no plain HTTP.
+//! aws-lc-rs provider; no OpenSSL, no system trust store, no redirects, no plain HTTP.
 
 use std::io::Read;
 use std::sync::Arc;
@@ -51,7 +51,7 @@ impl Http {
         if roots.is_empty() {
             return Err(AgentError::Local("--ca: no certificate in the file".into()));
         }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| AgentError::Local(format!("TLS configuration: {e}")))?

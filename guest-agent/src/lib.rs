@@ -5,7 +5,7 @@
 //!   simulator), behind one [`evidence::EvidenceSource`] trait, and [`evidence::detect`];
 //! - [`client`]: the KBS 0.4.0 client (auth → attest → resource, bearer-token reuse, one
 //!   re-handshake per 401), [`fetch_resource`] for one-shot use;
-//! - [`http`]: HTTPS with only the broker's CA trusted (rustls, ring provider, no OpenSSL);
+//! - [`http`]: HTTPS with only the broker's CA trusted (rustls, aws-lc-rs provider, no OpenSSL);
 //! - [`retry`]: exponential backoff with jitter inside a deadline;
 //! - [`sink`]: where a released key goes (stdout, a new 0600 file, `cryptsetup open` on stdin).
 //!

@@ -10,8 +10,7 @@ use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::{PoisonError, RwLock};
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Nonce};
+use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use rand_core::{OsRng, RngCore};
 use rsa::pkcs8::{DecodePrivateKey as _, EncodePrivateKey as _, EncodePublicKey as _, LineEnding};
 use rsa::traits::PublicKeyParts as _;
@@ -133,10 +132,12 @@ impl SoftKeystore {
         self.keks.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn cipher(&self, kek_id: &str) -> Result<Aes256Gcm, KeystoreError> {
+    /// The AES-256-GCM key of `kek_id` (aws-lc-rs).
+    fn cipher(&self, kek_id: &str) -> Result<LessSafeKey, KeystoreError> {
         let keks = self.read();
         let key = keks.keys.get(kek_id).ok_or_else(|| KeystoreError::UnknownKek(kek_id.into()))?;
-        Aes256Gcm::new_from_slice(key.as_ref())
+        UnboundKey::new(&AES_256_GCM, key.as_ref())
+            .map(LessSafeKey::new)
             .map_err(|_| KeystoreError::InvalidInput("KEK length"))
     }
 
@@ -238,9 +239,13 @@ impl Keystore for SoftKeystore {
         OsRng.fill_bytes(&mut nonce);
         let aad = binding.aad();
         let kek_id = self.read().current.clone();
-        let ciphertext = self
-            .cipher(&kek_id)?
-            .encrypt(&Nonce::from(nonce), Payload { msg: plaintext, aad: &aad })
+        let mut ciphertext = plaintext.to_vec();
+        self.cipher(&kek_id)?
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(aad.as_slice()),
+                &mut ciphertext,
+            )
             .map_err(|_| KeystoreError::InvalidInput("plaintext too long"))?;
         Ok(SealedResource {
             kek_id,
@@ -258,10 +263,18 @@ impl Keystore for SoftKeystore {
         let nonce: [u8; 12] =
             sealed.nonce.as_slice().try_into().map_err(|_| KeystoreError::Integrity)?;
         let aad = binding.aad();
-        self.cipher(&sealed.kek_id)?
-            .decrypt(&Nonce::from(nonce), Payload { msg: &sealed.ciphertext, aad: &aad })
-            .map(Zeroizing::new)
-            .map_err(|_| KeystoreError::Integrity)
+        let mut buf = Zeroizing::new(sealed.ciphertext.clone());
+        let len = self
+            .cipher(&sealed.kek_id)?
+            .open_in_place(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(aad.as_slice()),
+                buf.as_mut_slice(),
+            )
+            .map_err(|_| KeystoreError::Integrity)?
+            .len();
+        buf.truncate(len);
+        Ok(buf)
     }
 
     fn generate(

@@ -1,6 +1,6 @@
 //! `refval push`: publishes a signed bundle to a broker's admin API
 //! (`PUT /admin/v1/reference-values/<name>`, body `{"bundle": base64}`) over HTTPS with one
-//! trust anchor (`--ca`), rustls with the ring provider, no redirects. The policy-author token
+//! trust anchor (`--ca`), rustls with the aws-lc-rs provider, no redirects. The policy-author token
 //! comes from `--token-file` or `KEYLATCH_TOKEN`, never from the command line.
 
 use std::io::Read as _;
@@ -45,7 +45,7 @@ pub fn push(
         bail!("--ca: no certificate in the file");
     }
     let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
+        rustls::crypto::aws_lc_rs::default_provider(),
     ))
     .with_safe_default_protocol_versions()
     .context("TLS configuration")?

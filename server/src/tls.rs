@@ -1,5 +1,5 @@
 //! The rustls server configuration: the certificate chain and key from PEM files (the key
-//! refused when group or others may read it), the ring provider, TLS 1.2/1.3, ALPN `http/1.1`.
+//! refused when group or others may read it), the aws-lc-rs provider, TLS 1.2/1.3, ALPN `http/1.1`.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -17,7 +17,7 @@ pub fn tls_config(cert: &Path, key: &Path) -> anyhow::Result<rustls::ServerConfi
         .with_context(|| format!("{}: not PEM certificates", cert.display()))?;
     let key = PrivateKeyDer::from_pem_file(key)
         .with_context(|| format!("{}: not a PEM private key", key.display()))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .context("TLS protocol versions")?

@@ -307,7 +307,7 @@ fn raw_request(broker: &Broker, request: &str) -> (u16, Vec<u8>) {
         roots.add(c.unwrap()).unwrap();
     }
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
+        rustls::crypto::aws_lc_rs::default_provider(),
     ))
     .with_safe_default_protocol_versions()
     .unwrap()
@@ -362,7 +362,7 @@ fn refuses_forged_expired_and_alg_none_tokens() {
     let token = raw.attest_ok(broker.source(SimTee::Snp).as_ref());
     let claims = token_payload(&token);
 
-    let forged = keylatch_broker::token::TokenKey::generate().sign(claims.clone());
+    let forged = keylatch_broker::token::TokenKey::generate().unwrap().sign(claims.clone());
     let own =
         keylatch_broker::token::TokenKey::load(&broker.dir.path().join("token-signing-key.pem"))
             .unwrap();

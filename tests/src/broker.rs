@@ -392,7 +392,7 @@ pub fn client_config(ca: &Path) -> anyhow::Result<Arc<rustls::ClientConfig>> {
     {
         roots.add(cert?)?;
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)

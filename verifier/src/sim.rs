@@ -9,11 +9,16 @@
 //! TD's event log and the RTMRs that go with it. This module
 //! joins them into one PKI that is saved as a directory of PEM files by the caller (the crate
 //! does no I/O itself).
+//!
+//! Evidence is signed with aws-lc-rs (the provider the verifier checks with), so a simulated
+//! guest costs the broker and the sim what a real one would; keys are still stored as the
+//! RustCrypto PKCS#8 PEM files they always were.
 
 pub mod ccel;
 pub mod snp;
 pub mod tdx;
 
+use aws_lc_rs::signature::{EcdsaKeyPair, EcdsaSigningAlgorithm};
 use rand_core::CryptoRngCore;
 
 use crate::snp::SnpTrustAnchors;
@@ -65,4 +70,18 @@ impl SimPki {
     pub fn anchors(&self) -> Result<(SnpTrustAnchors, TdxTrustAnchors), SimPkiError> {
         Ok((self.amd.anchors()?, self.intel.anchors()))
     }
+}
+
+/// The aws-lc-rs signing key pair for a PKCS#8 (DER) EC private key, signing fixed-width
+/// `r || s` with `algorithm`. `None` when the key does not decode or is of another curve.
+pub(crate) fn ecdsa_key_pair(
+    algorithm: &'static EcdsaSigningAlgorithm,
+    pkcs8_der: &[u8],
+) -> Option<EcdsaKeyPair> {
+    EcdsaKeyPair::from_pkcs8(algorithm, pkcs8_der).ok()
+}
+
+/// Signs `message` with `key`: a fixed-width `r || s` signature.
+pub(crate) fn ecdsa_sign(key: &EcdsaKeyPair, message: &[u8]) -> Option<Vec<u8>> {
+    key.sign(&aws_lc_rs::rand::SystemRandom::new(), message).ok().map(|s| s.as_ref().to_vec())
 }

@@ -8,10 +8,11 @@
 //! pinned by fingerprint. So chains are checked link by link by the TEE modules with these
 //! primitives; certificate decoding itself is the `x509-cert` crate's.
 
+use aws_lc_rs::signature::{self as aws_sig, ParsedPublicKey, VerificationAlgorithm};
 use const_oid::db::rfc5912;
 use der::asn1::{AnyRef, BitStringRef};
 use der::{Decode, Encode};
-use sha2::{Digest, Sha256, Sha384};
+use sha2::{Digest, Sha256};
 use x509_cert::spki::{AlgorithmIdentifierRef, ObjectIdentifier};
 
 use crate::error::Reason;
@@ -25,15 +26,76 @@ pub enum SignatureAlgorithm {
     EcdsaP384Sha384,
 }
 
-/// A public key of a kind the hardware PKIs use.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PublicKey {
-    P256(p256::ecdsa::VerifyingKey),
-    P384(p384::ecdsa::VerifyingKey),
-    Rsa(rsa::RsaPublicKey),
+/// The curve or scheme of a [`PublicKey`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    P256,
+    P384,
+    Rsa,
 }
 
+/// A public key of a kind the hardware PKIs use, parsed once (by aws-lc-rs) when its
+/// certificate is parsed, so every later signature check skips key decoding. EC keys are held
+/// for fixed-width `r || s` signatures (the hardware formats); DER signatures from certificates
+/// and CRLs are converted to that form before they are checked.
+#[derive(Clone)]
+pub struct PublicKey {
+    kind: KeyKind,
+    parsed: ParsedPublicKey,
+}
+
+impl std::fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PublicKey")
+            .field("kind", &self.kind)
+            .field("key", &hex::encode(self.parsed.as_ref()))
+            .finish()
+    }
+}
+
+/// Two keys are equal when they are of one kind and their encodings (SEC1 point, PKCS#1) match.
+impl PartialEq for PublicKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.kind == other.kind && self.parsed.as_ref() == other.parsed.as_ref()
+    }
+}
+
+impl Eq for PublicKey {}
+
 impl PublicKey {
+    /// Parses a P-256 key from its uncompressed SEC1 point (`04 || x || y`), as TDX quotes
+    /// carry the attestation key.
+    pub fn p256_from_sec1(what: &'static str, point: &[u8]) -> Result<Self, Reason> {
+        Self::parse(what, KeyKind::P256, point)
+    }
+
+    fn parse(what: &'static str, kind: KeyKind, bytes: &[u8]) -> Result<Self, Reason> {
+        let algorithm: &'static dyn VerificationAlgorithm = match kind {
+            KeyKind::P256 => &aws_sig::ECDSA_P256_SHA256_FIXED,
+            KeyKind::P384 => &aws_sig::ECDSA_P384_SHA384_FIXED,
+            KeyKind::Rsa => &aws_sig::RSA_PSS_2048_8192_SHA384,
+        };
+        // aws-lc-rs also accepts a whole SubjectPublicKeyInfo here; we hand it only the bare
+        // key of the kind named, so the kind is never taken from the bytes.
+        if kind != KeyKind::Rsa && bytes.first() != Some(&0x04) {
+            return Err(Reason::Malformed { what });
+        }
+        ParsedPublicKey::new(algorithm, bytes)
+            .map(|parsed| Self { kind, parsed })
+            .map_err(|_| Reason::Malformed { what })
+    }
+
+    #[must_use]
+    pub fn kind(&self) -> KeyKind {
+        self.kind
+    }
+
+    /// The key as parsed: an uncompressed SEC1 point (EC) or a PKCS#1 `RSAPublicKey` (RSA).
+    #[must_use]
+    pub fn as_bytes(&self) -> &[u8] {
+        self.parsed.as_ref()
+    }
+
     /// Verifies a DER-encoded (ECDSA) or raw (RSA) signature over `message`.
     pub fn verify(
         &self,
@@ -42,24 +104,36 @@ impl PublicKey {
         message: &[u8],
         signature: &[u8],
     ) -> Result<(), Reason> {
-        use signature::Verifier;
-        let bad = Reason::BadSignature { what };
-        match (self, algorithm) {
-            (Self::P256(key), SignatureAlgorithm::EcdsaP256Sha256) => {
-                let sig = p256::ecdsa::Signature::from_der(signature).map_err(|_| bad.clone())?;
-                key.verify(message, &sig).map_err(|_| bad)
+        let bad = || Reason::BadSignature { what };
+        match (self.kind, algorithm) {
+            (KeyKind::P256, SignatureAlgorithm::EcdsaP256Sha256) => {
+                let sig = p256::ecdsa::Signature::from_der(signature).map_err(|_| bad())?;
+                self.verify_fixed(what, message, &sig.to_bytes())
             }
-            (Self::P384(key), SignatureAlgorithm::EcdsaP384Sha384) => {
-                let sig = p384::ecdsa::Signature::from_der(signature).map_err(|_| bad.clone())?;
-                key.verify(message, &sig).map_err(|_| bad)
+            (KeyKind::P384, SignatureAlgorithm::EcdsaP384Sha384) => {
+                let sig = p384::ecdsa::Signature::from_der(signature).map_err(|_| bad())?;
+                self.verify_fixed(what, message, &sig.to_bytes())
             }
-            (Self::Rsa(key), SignatureAlgorithm::RsaPssSha384) => {
-                let digest = Sha384::digest(message);
-                key.verify(rsa::Pss::new_with_salt::<Sha384>(48), &digest, signature)
-                    .map_err(|_| bad)
+            (KeyKind::Rsa, SignatureAlgorithm::RsaPssSha384) => {
+                self.parsed.verify_sig(message, signature).map_err(|_| bad())
             }
             _ => Err(Reason::UnsupportedAlgorithm { what }),
         }
+    }
+
+    /// Verifies a fixed-width `r || s` ECDSA signature (32 + 32 bytes with SHA-256 for P-256,
+    /// 48 + 48 with SHA-384 for P-384) over `message`: Intel's quote and collateral encoding,
+    /// and AMD's report signature once its little-endian fields are turned around.
+    pub fn verify_fixed(
+        &self,
+        what: &'static str,
+        message: &[u8],
+        signature: &[u8],
+    ) -> Result<(), Reason> {
+        if self.kind == KeyKind::Rsa {
+            return Err(Reason::UnsupportedAlgorithm { what });
+        }
+        self.parsed.verify_sig(message, signature).map_err(|_| Reason::BadSignature { what })
     }
 
     /// Parses a SubjectPublicKeyInfo (DER) into one of the supported key kinds.
@@ -83,22 +157,15 @@ impl PublicKey {
                 .decode_as()
                 .map_err(|_| Reason::Malformed { what })?;
             if curve == rfc5912::SECP_256_R_1 {
-                return p256::ecdsa::VerifyingKey::from_sec1_bytes(bits)
-                    .map(Self::P256)
-                    .map_err(|_| Reason::Malformed { what });
+                return Self::parse(what, KeyKind::P256, bits);
             }
             if curve == rfc5912::SECP_384_R_1 {
-                return p384::ecdsa::VerifyingKey::from_sec1_bytes(bits)
-                    .map(Self::P384)
-                    .map_err(|_| Reason::Malformed { what });
+                return Self::parse(what, KeyKind::P384, bits);
             }
             return Err(Reason::UnsupportedAlgorithm { what });
         }
         if algorithm == rfc5912::RSA_ENCRYPTION || algorithm == rfc5912::ID_RSASSA_PSS {
-            use rsa::pkcs1::DecodeRsaPublicKey;
-            return rsa::RsaPublicKey::from_pkcs1_der(bits)
-                .map(Self::Rsa)
-                .map_err(|_| Reason::Malformed { what });
+            return Self::parse(what, KeyKind::Rsa, bits);
         }
         Err(Reason::UnsupportedAlgorithm { what })
     }

@@ -17,8 +17,13 @@
 //! the received string. Everything else is refused: `RSA1_5`, `dir`, unknown `alg` or `enc`, any
 //! header member besides `alg`/`enc`/`epk`, an `epk` on another curve, padded base64.
 
-use aes_gcm::aead::AeadInPlace;
-use aes_gcm::{Aes256Gcm, KeyInit, Nonce, Tag};
+use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
+use aws_lc_rs::agreement::{self, ECDH_P256, ECDH_P384};
+use aws_lc_rs::key_wrap::{AesBlockCipher, KeyEncryptionKey, KeyWrap, AES_256};
+use aws_lc_rs::rsa::{
+    OaepPrivateDecryptingKey, OaepPublicEncryptingKey, PublicEncryptingKey, OAEP_SHA256_MGF1SHA256,
+};
+use elliptic_curve::sec1::ToEncodedPoint;
 use rand_core::{CryptoRngCore, OsRng};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -26,7 +31,7 @@ use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use crate::jcs::canonicalize;
-use crate::jwk::{ec_point, Jwk};
+use crate::jwk::Jwk;
 use crate::keypair::{Secret, TeeKeyPair};
 use crate::{b64, WireError, ALG_ECDH_ES_A256KW, ALG_RSA_OAEP_256, ENC_A256GCM};
 
@@ -63,7 +68,8 @@ pub fn encrypt(recipient: &Jwk, plaintext: &[u8]) -> Result<Jwe, WireError> {
     encrypt_with(recipient, plaintext, &mut OsRng)
 }
 
-/// Encrypts `plaintext` to `recipient`, randomness from `rng`.
+/// Encrypts `plaintext` to `recipient`; the content key and IV come from `rng`, the ephemeral
+/// ECDH key (and RSA-OAEP's seed) from aws-lc-rs's own RNG.
 pub fn encrypt_with(
     recipient: &Jwk,
     plaintext: &[u8],
@@ -76,37 +82,75 @@ pub fn encrypt_with(
     header.insert("enc".into(), Value::from(ENC_A256GCM));
     let encrypted_key = match recipient {
         Jwk::P256(pk) => {
-            let eph = p256::ecdh::EphemeralSecret::random(rng);
-            let z = eph.diffie_hellman(pk);
-            header.insert("epk".into(), epk_json(&Jwk::P256(eph.public_key())));
-            wrap(z.raw_secret_bytes(), cek.as_slice())?
+            let peer = pk.to_encoded_point(false);
+            ecdh_wrap(&ECDH_P256, "P-256", peer.as_bytes(), cek.as_slice(), &mut header)?
         }
         Jwk::P384(pk) => {
-            let eph = p384::ecdh::EphemeralSecret::random(rng);
-            let z = eph.diffie_hellman(pk);
-            header.insert("epk".into(), epk_json(&Jwk::P384(eph.public_key())));
-            wrap(z.raw_secret_bytes(), cek.as_slice())?
+            let peer = pk.to_encoded_point(false);
+            ecdh_wrap(&ECDH_P384, "P-384", peer.as_bytes(), cek.as_slice(), &mut header)?
         }
-        Jwk::Rsa(pk) => pk
-            .encrypt(rng, rsa::Oaep::new::<Sha256>(), cek.as_slice())
-            .map_err(|_| WireError::Crypto("RSA-OAEP encryption"))?,
+        Jwk::Rsa(pk) => rsa_oaep_encrypt(pk, cek.as_slice())?,
     };
     let protected = b64::encode(serialize_header(&header)?.as_bytes());
     let mut iv = [0u8; IV_LEN];
     rng.fill_bytes(&mut iv);
     let mut buf = plaintext.to_vec();
-    let tag: [u8; TAG_LEN] = Aes256Gcm::new_from_slice(cek.as_slice())
-        .map_err(|_| WireError::Crypto("AES-GCM key"))?
-        .encrypt_in_place_detached(&Nonce::from(iv), protected.as_bytes(), &mut buf)
-        .map_err(|_| WireError::Crypto("AES-GCM encryption"))?
-        .into();
+    let tag = gcm_key(cek.as_slice())?
+        .seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key(iv),
+            Aad::from(protected.as_bytes()),
+            &mut buf,
+        )
+        .map_err(|_| WireError::Crypto("AES-GCM encryption"))?;
     Ok(Jwe {
         protected,
         encrypted_key: b64::encode(&encrypted_key),
         iv: b64::encode(&iv),
         ciphertext: b64::encode(&buf),
-        tag: b64::encode(&tag),
+        tag: b64::encode(tag.as_ref()),
     })
+}
+
+/// ECDH-ES+A256KW to the peer point `peer` (uncompressed SEC1): a fresh ephemeral key, its
+/// public half as the header's `epk`, and the content key wrapped under the derived KEK.
+fn ecdh_wrap(
+    algorithm: &'static agreement::Algorithm,
+    crv: &'static str,
+    peer: &[u8],
+    cek: &[u8],
+    header: &mut Map<String, Value>,
+) -> Result<Vec<u8>, WireError> {
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let eph = agreement::EphemeralPrivateKey::generate(algorithm, &rng)
+        .map_err(|_| WireError::Crypto("ephemeral key generation"))?;
+    let eph_public = eph.compute_public_key().map_err(|_| WireError::Crypto("ephemeral key"))?;
+    header.insert("epk".into(), epk_json(crv, eph_public.as_ref())?);
+    agreement::agree_ephemeral(
+        eph,
+        agreement::UnparsedPublicKey::new(algorithm, peer),
+        WireError::Crypto("ECDH"),
+        |z| wrap(z, cek),
+    )
+}
+
+/// RSA-OAEP-256 (SHA-256, MGF1-SHA-256) encryption of the content key.
+fn rsa_oaep_encrypt(pk: &rsa::RsaPublicKey, cek: &[u8]) -> Result<Vec<u8>, WireError> {
+    use rsa::pkcs8::EncodePublicKey;
+    let err = |_| WireError::Crypto("RSA-OAEP encryption");
+    let spki = pk.to_public_key_der().map_err(|_| WireError::Crypto("RSA public key"))?;
+    let key = PublicEncryptingKey::from_der(spki.as_bytes())
+        .map_err(|_| WireError::Crypto("RSA public key"))?;
+    let key = OaepPublicEncryptingKey::new(key).map_err(err)?;
+    let mut out = vec![0u8; key.ciphertext_size()];
+    let len = key.encrypt(&OAEP_SHA256_MGF1SHA256, cek, &mut out, None).map_err(err)?.len();
+    out.truncate(len);
+    Ok(out)
+}
+
+fn gcm_key(cek: &[u8]) -> Result<LessSafeKey, WireError> {
+    UnboundKey::new(&AES_256_GCM, cek)
+        .map(LessSafeKey::new)
+        .map_err(|_| WireError::Crypto("AES-GCM key"))
 }
 
 /// Decrypts `jwe` with the ephemeral key pair it was encrypted to.
@@ -125,23 +169,29 @@ pub fn decrypt(key: &TeeKeyPair, jwe: &Jwe) -> Result<Zeroizing<Vec<u8>>, WireEr
     }
     let encrypted_key = b64::decode("encrypted_key", &jwe.encrypted_key)?;
     let cek = match (alg, &key.secret) {
-        (ALG_ECDH_ES_A256KW, Secret::P256(sk)) => {
-            let (x, y) = epk_coords(&header, "P-256")?;
-            let epk = ec_point::<p256::NistP256>(&x, &y, 32)?;
-            let z = p256::ecdh::diffie_hellman(sk.to_nonzero_scalar(), epk.as_affine());
-            unwrap(z.raw_secret_bytes(), &encrypted_key)?
-        }
-        (ALG_ECDH_ES_A256KW, Secret::P384(sk)) => {
-            let (x, y) = epk_coords(&header, "P-384")?;
-            let epk = ec_point::<p384::NistP384>(&x, &y, 48)?;
-            let z = p384::ecdh::diffie_hellman(sk.to_nonzero_scalar(), epk.as_affine());
-            unwrap(z.raw_secret_bytes(), &encrypted_key)?
+        (ALG_ECDH_ES_A256KW, Secret::Ec(sk)) => {
+            let (crv, len) =
+                if sk.algorithm() == &ECDH_P256 { ("P-256", 32) } else { ("P-384", 48) };
+            let (x, y) = epk_coords(&header, crv)?;
+            if x.len() != len || y.len() != len {
+                return Err(WireError::Jwk("EC coordinate has the wrong length"));
+            }
+            let mut epk = Vec::with_capacity(1 + 2 * len);
+            epk.push(0x04);
+            epk.extend_from_slice(&x);
+            epk.extend_from_slice(&y);
+            agreement::agree(
+                sk,
+                agreement::UnparsedPublicKey::new(sk.algorithm(), &epk),
+                WireError::Jwk("EC point is not on the curve"),
+                |z| unwrap(z, &encrypted_key),
+            )?
         }
         (ALG_RSA_OAEP_256, Secret::Rsa(sk)) => {
             if header.contains_key("epk") {
                 return Err(WireError::Header("epk with RSA-OAEP-256"));
             }
-            let k = rsa::traits::PublicKeyParts::size(sk.as_ref());
+            let k = sk.key_size_bytes();
             if encrypted_key.len() != k {
                 return Err(WireError::Length {
                     what: "encrypted_key",
@@ -149,10 +199,15 @@ pub fn decrypt(key: &TeeKeyPair, jwe: &Jwe) -> Result<Zeroizing<Vec<u8>>, WireEr
                     actual: encrypted_key.len(),
                 });
             }
-            Zeroizing::new(
-                sk.decrypt(rsa::Oaep::new::<Sha256>(), &encrypted_key)
-                    .map_err(|_| WireError::Decrypt("RSA-OAEP"))?,
-            )
+            let oaep = OaepPrivateDecryptingKey::new(sk.clone())
+                .map_err(|_| WireError::Crypto("RSA key"))?;
+            let mut out = Zeroizing::new(vec![0u8; oaep.min_output_size()]);
+            let len = oaep
+                .decrypt(&OAEP_SHA256_MGF1SHA256, &encrypted_key, &mut out, None)
+                .map_err(|_| WireError::Decrypt("RSA-OAEP"))?
+                .len();
+            out.truncate(len);
+            out
         }
         (ALG_ECDH_ES_A256KW | ALG_RSA_OAEP_256, _) => {
             return Err(WireError::Header("alg does not match the key pair"))
@@ -169,10 +224,12 @@ pub fn decrypt(key: &TeeKeyPair, jwe: &Jwe) -> Result<Zeroizing<Vec<u8>>, WireEr
     let iv: [u8; IV_LEN] = exact("iv", &b64::decode("iv", &jwe.iv)?)?;
     let tag: [u8; TAG_LEN] = exact("tag", &b64::decode("tag", &jwe.tag)?)?;
     let mut buf = Zeroizing::new(b64::decode("ciphertext", &jwe.ciphertext)?);
-    Aes256Gcm::new_from_slice(cek.as_slice())
-        .map_err(|_| WireError::Crypto("AES-GCM key"))?
-        .decrypt_in_place_detached(&Nonce::from(iv), aad.as_bytes(), buf.as_mut(), &Tag::from(tag))
-        .map_err(|_| WireError::Decrypt("A256GCM"))?;
+    buf.extend_from_slice(&tag);
+    let len = gcm_key(cek.as_slice())?
+        .open_in_place(Nonce::assume_unique_for_key(iv), Aad::from(aad.as_bytes()), buf.as_mut())
+        .map_err(|_| WireError::Decrypt("A256GCM"))?
+        .len();
+    buf.truncate(len);
     Ok(buf)
 }
 
@@ -209,13 +266,16 @@ fn serialize_header(header: &Map<String, Value>) -> Result<String, WireError> {
     Ok(out)
 }
 
-/// `{"crv","kty","x","y"}` of an ephemeral public key.
-fn epk_json(epk: &Jwk) -> Value {
-    let mut v = epk.to_json();
-    if let Some(m) = v.as_object_mut() {
-        m.remove("alg");
-    }
-    v
+/// `{"crv","kty","x","y"}` of an ephemeral public key given as an uncompressed SEC1 point.
+fn epk_json(crv: &str, sec1: &[u8]) -> Result<Value, WireError> {
+    let coords = sec1.strip_prefix(&[0x04]).ok_or(WireError::Crypto("ephemeral key"))?;
+    let (x, y) = coords.split_at(coords.len() / 2);
+    let mut m = Map::new();
+    m.insert("crv".into(), Value::from(crv));
+    m.insert("kty".into(), Value::from("EC"));
+    m.insert("x".into(), Value::from(b64::encode(x)));
+    m.insert("y".into(), Value::from(b64::encode(y)));
+    Ok(Value::Object(m))
 }
 
 /// The `epk` coordinates after checking its members and curve.
@@ -272,16 +332,18 @@ pub fn concat_kdf(
     out
 }
 
-fn kek_from_z(z: &[u8]) -> Result<aes_kw::KekAes256, WireError> {
+fn kek_from_z(z: &[u8]) -> Result<KeyEncryptionKey<AesBlockCipher>, WireError> {
     let derived = concat_kdf(z, ALG_ECDH_ES_A256KW.as_bytes(), &[], &[], 256);
-    let key: [u8; 32] =
-        derived.as_slice().try_into().map_err(|_| WireError::Crypto("Concat KDF length"))?;
-    let key = Zeroizing::new(key);
-    Ok(aes_kw::KekAes256::from(*key))
+    KeyEncryptionKey::new(&AES_256, derived.as_slice())
+        .map_err(|_| WireError::Crypto("AES key wrap"))
 }
 
 fn wrap(z: &[u8], cek: &[u8]) -> Result<Vec<u8>, WireError> {
-    kek_from_z(z)?.wrap_vec(cek).map_err(|_| WireError::Crypto("AES key wrap"))
+    let mut out = vec![0u8; WRAPPED_CEK_LEN];
+    let len =
+        kek_from_z(z)?.wrap(cek, &mut out).map_err(|_| WireError::Crypto("AES key wrap"))?.len();
+    out.truncate(len);
+    Ok(out)
 }
 
 fn unwrap(z: &[u8], wrapped: &[u8]) -> Result<Zeroizing<Vec<u8>>, WireError> {
@@ -292,10 +354,13 @@ fn unwrap(z: &[u8], wrapped: &[u8]) -> Result<Zeroizing<Vec<u8>>, WireError> {
             actual: wrapped.len(),
         });
     }
-    kek_from_z(z)?
-        .unwrap_vec(wrapped)
-        .map(Zeroizing::new)
-        .map_err(|_| WireError::Decrypt("AES key unwrap"))
+    let mut out = Zeroizing::new(vec![0u8; CEK_LEN]);
+    let len = kek_from_z(z)?
+        .unwrap(wrapped, &mut out)
+        .map_err(|_| WireError::Decrypt("AES key unwrap"))?
+        .len();
+    out.truncate(len);
+    Ok(out)
 }
 
 fn exact<const N: usize>(what: &'static str, bytes: &[u8]) -> Result<[u8; N], WireError> {

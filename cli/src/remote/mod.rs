@@ -1,5 +1,5 @@
 //! `keylatch admin ...` and `keylatch refval push`: the admin API's client over HTTPS. One
-//! trust anchor (`--ca`), rustls with the ring provider, no redirects, no plain HTTP. The bearer
+//! trust anchor (`--ca`), rustls with the aws-lc-rs provider, no redirects, no plain HTTP. The bearer
 //! token comes from `--token-file` or `KEYLATCH_TOKEN`, never from the command line, and lives in
 //! zeroizing memory. [`AdminClient`] is also what the tests drive the API with.
 
@@ -98,7 +98,7 @@ impl AdminClient {
         if roots.is_empty() {
             bail!("--ca: no certificate in the file");
         }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .context("TLS configuration")?

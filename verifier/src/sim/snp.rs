@@ -14,7 +14,11 @@
 //! builder either.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
+
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P384_SHA384_FIXED_SIGNING};
 
 use der::asn1::{BitString, GeneralizedTime, Ia5StringRef, OctetString, UtcTime};
 use der::{Decode, Encode};
@@ -31,6 +35,7 @@ use x509_cert::{Certificate as X509Certificate, TbsCertificate, Version};
 
 use crate::claims::{SnpFirmwareVersion, SnpProduct, SnpSigningKey, SnpTcb};
 use crate::error::VerifyError;
+use crate::sim::{ecdsa_key_pair, ecdsa_sign};
 use crate::snp::amd_ext;
 use crate::snp::report::{cpuid_for, AttestationReport, KeyInfo, RawTcb, SIGNED_LEN};
 use crate::snp::SnpTrustAnchors;
@@ -80,10 +85,15 @@ pub struct SimAmdPki {
     ask: SimCa,
     asvk: SimCa,
     vlek_key: p384::SecretKey,
+    /// The VLEK as the aws-lc-rs key pair that signs reports.
+    vlek_pair: Arc<EcdsaKeyPair>,
     /// Signer certificates already minted, so one sim chip at one TCB keeps one VCEK (as a
     /// real chip does) and a verifier's chain cache sees the same certificate again.
-    signers: std::sync::Mutex<std::collections::HashMap<SignerId, (p384::SecretKey, Vec<u8>)>>,
+    signers: std::sync::Mutex<std::collections::HashMap<SignerId, Signer>>,
 }
+
+/// A signer's key pair (aws-lc-rs) and its certificate (DER).
+type Signer = (Arc<EcdsaKeyPair>, Vec<u8>);
 
 /// What makes a signer certificate: its kind, product, TCB, hwID override and validity.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -194,8 +204,28 @@ impl SimAmdPki {
         let ark = SimCa { key: ark_key, cert_der: ark_der, name: ark_name };
         let sev_ca = sub_ca(rng, &ark, ASK_NAME, 2)?;
         let asvk_ca = sub_ca(rng, &ark, ASVK_NAME, 3)?;
-        let vlek_key = p384::SecretKey::random(rng);
-        Ok(Self { ark, ask: sev_ca, asvk: asvk_ca, vlek_key, signers: std::sync::Mutex::default() })
+        Self::assemble(ark, sev_ca, asvk_ca, p384::SecretKey::random(rng))
+    }
+
+    /// The PKI from its CAs and VLEK key, with no signer minted yet.
+    fn assemble(
+        ark: SimCa,
+        sev_ca: SimCa,
+        asvk_ca: SimCa,
+        vlek_key: p384::SecretKey,
+    ) -> Result<Self, SimSnpError> {
+        let der = vlek_key.to_pkcs8_der().map_err(|_| SimSnpError::Encoding("VLEK key"))?;
+        let vlek_pair = ecdsa_key_pair(&ECDSA_P384_SHA384_FIXED_SIGNING, der.as_bytes())
+            .map(Arc::new)
+            .ok_or(SimSnpError::Encoding("VLEK key"))?;
+        Ok(Self {
+            ark,
+            ask: sev_ca,
+            asvk: asvk_ca,
+            vlek_key,
+            vlek_pair,
+            signers: std::sync::Mutex::default(),
+        })
     }
 
     /// Trust anchors for this PKI (simulated: every claim set says `simulated: true`).
@@ -297,13 +327,7 @@ impl SimAmdPki {
             std::str::from_utf8(&vlek_pem).map_err(|_| SimSnpError::BadFile("amd-vlek-key.pem"))?;
         let vlek_key = p384::SecretKey::from_pkcs8_pem(vlek_text)
             .map_err(|_| SimSnpError::BadFile("amd-vlek-key.pem"))?;
-        let pki = Self {
-            ark,
-            ask: sev_ca,
-            asvk: asvk_ca,
-            vlek_key,
-            signers: std::sync::Mutex::default(),
-        };
+        let pki = Self::assemble(ark, sev_ca, asvk_ca, vlek_key)?;
         pki.anchors()?;
         Ok(pki)
     }
@@ -366,11 +390,10 @@ impl SimAmdPki {
         };
         let unsigned = report.to_bytes();
         let signed = unsigned.get(..SIGNED_LEN).ok_or(SimSnpError::Encoding("report"))?;
-        let sig: p384::ecdsa::Signature =
-            signature::Signer::sign(&p384::ecdsa::SigningKey::from(&signing_key), signed);
-        let (r, s) = sig.split_bytes();
-        report.signature_r = le72(&r);
-        report.signature_s = le72(&s);
+        let sig = ecdsa_sign(&signing_key, signed).ok_or(SimSnpError::Encoding("signature"))?;
+        let (r, s) = sig.split_at(sig.len() / 2);
+        report.signature_r = le72(r);
+        report.signature_s = le72(s);
         Ok((report.to_bytes(), signer_der))
     }
 
@@ -379,7 +402,7 @@ impl SimAmdPki {
         &self,
         spec: &SimSnpReport,
         rng: &mut impl CryptoRngCore,
-    ) -> Result<(p384::SecretKey, Vec<u8>), SimSnpError> {
+    ) -> Result<Signer, SimSnpError> {
         let id = SignerId {
             signing_key: spec.signing_key,
             product: spec.product,
@@ -393,18 +416,27 @@ impl SimAmdPki {
             return Ok(found.clone());
         }
         let key = match spec.signing_key {
-            SnpSigningKey::Vcek => p384::SecretKey::random(rng),
-            SnpSigningKey::Vlek => self.vlek_key.clone(),
+            SnpSigningKey::Vcek => Arc::new(
+                EcdsaKeyPair::generate(&ECDSA_P384_SHA384_FIXED_SIGNING)
+                    .map_err(|_| SimSnpError::Encoding("VCEK key generation"))?,
+            ),
+            SnpSigningKey::Vlek => Arc::clone(&self.vlek_pair),
         };
-        let der = self.signer_cert(spec, &key, rng)?;
-        signers.insert(id, (key.clone(), der.clone()));
+        let spki = key
+            .public_key()
+            .as_der()
+            .ok()
+            .and_then(|der| SubjectPublicKeyInfoOwned::from_der(der.as_ref()).ok())
+            .ok_or(SimSnpError::Encoding("signer public key"))?;
+        let der = self.signer_cert(spec, spki, rng)?;
+        signers.insert(id, (Arc::clone(&key), der.clone()));
         Ok((key, der))
     }
 
     fn signer_cert(
         &self,
         spec: &SimSnpReport,
-        key: &p384::SecretKey,
+        spki: SubjectPublicKeyInfoOwned,
         rng: &mut impl CryptoRngCore,
     ) -> Result<Vec<u8>, SimSnpError> {
         let product = spec.product;
@@ -435,8 +467,6 @@ impl SimAmdPki {
                 (&self.asvk, VLEK_NAME)
             }
         };
-        let spki = SubjectPublicKeyInfoOwned::from_key(key.public_key())
-            .map_err(|_| SimSnpError::Encoding("signer public key"))?;
         let window = spec.signer_validity.unwrap_or((SIM_NOT_BEFORE, SIM_NOT_AFTER));
         sign_cert(rng, &ca.key, &ca.name, &name(subject)?, spki, 0, window, exts)
     }
@@ -600,7 +630,11 @@ fn load_ca(
     );
     let key = rsa::RsaPrivateKey::from_pkcs8_pem(&key_text)
         .map_err(|_| SimSnpError::BadFile(key_file))?;
-    if cert.public_key() != &PublicKey::Rsa(key.to_public_key()) {
+    let public =
+        key.to_public_key().to_public_key_der().map_err(|_| SimSnpError::BadFile(key_file))?;
+    if PublicKey::from_spki_der(key_file, public.as_bytes()).ok().as_ref()
+        != Some(cert.public_key())
+    {
         return Err(SimSnpError::KeyMismatch(key_file));
     }
     let name = Name::from_der(cert.subject_der()).map_err(|_| SimSnpError::BadFile(cert_file))?;

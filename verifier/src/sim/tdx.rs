@@ -12,10 +12,11 @@
 //! `06 01 00 ..` matches no level. Module identity `TDX_01`: ISVSVN >= 6 up to date, >= 4 out of
 //! date ([`SIM_ADVISORY_MODULE`]). QE identity: ISVSVN >= 4 up to date, >= 2 out of date.
 
+use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use der::asn1::{BitString, GeneralizedTime, OctetStringRef, UtcTime};
 use der::pem::LineEnding;
 use der::{Decode, Encode};
-use p256::ecdsa::{DerSignature, Signature, SigningKey};
+use p256::ecdsa::{DerSignature, SigningKey};
 use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey};
 use rand_core::CryptoRngCore;
 use sha2::{Digest, Sha256};
@@ -27,6 +28,7 @@ use x509_cert::spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
 use x509_cert::time::{Time, Validity};
 
 use crate::claims::TdxBody;
+use crate::sim::{ecdsa_key_pair, ecdsa_sign};
 use crate::tdx::quote::{encode_qe_report, encode_td_report, QeReport, TdReport};
 use crate::tdx::{SgxExtensions, TdxCollateral, TdxTrustAnchors};
 use crate::x509::Certificate;
@@ -73,11 +75,27 @@ pub struct SimIntelPki {
     platform: SgxExtensions,
 }
 
-/// A key and the certificate for it. `SigningKey` zeroizes itself on drop.
+/// A key and the certificate for it. `SigningKey` zeroizes itself on drop; `pair` is the same
+/// key as aws-lc-rs holds it, for the raw signatures minted per quote and per collateral.
 struct Issued {
     key: SigningKey,
+    pair: EcdsaKeyPair,
     cert: Certificate,
     name: Name,
+}
+
+impl Issued {
+    fn new(key: SigningKey, cert: Certificate, name: Name) -> Result<Self, SimError> {
+        let der = key.to_pkcs8_der().map_err(|_| SimError::Build("PKCS#8 key"))?;
+        let pair = ecdsa_key_pair(&ECDSA_P256_SHA256_FIXED_SIGNING, der.as_bytes())
+            .ok_or(SimError::Build("PKCS#8 key"))?;
+        Ok(Self { key, pair, cert, name })
+    }
+
+    /// A raw `r || s` signature over `message`.
+    fn sign_raw(&self, message: &[u8]) -> Result<Vec<u8>, SimError> {
+        ecdsa_sign(&self.pair, message).ok_or(SimError::Build("signature"))
+    }
 }
 
 impl std::fmt::Debug for SimIntelPki {
@@ -211,10 +229,10 @@ impl SimIntelPki {
         let tcb_signer = issue(leaf(&root_name), &tcb_name, &tcb_key, &root_key, rng, None)?;
 
         Ok(Self {
-            root: Issued { key: root_key, cert: root, name: root_name },
-            pck_ca: Issued { key: ca_key, cert: pck_ca, name: ca_name },
-            pck: Issued { key: pck_key, cert: pck, name: pck_name },
-            tcb_signer: Issued { key: tcb_key, cert: tcb_signer, name: tcb_name },
+            root: Issued::new(root_key, root, root_name)?,
+            pck_ca: Issued::new(ca_key, pck_ca, ca_name)?,
+            pck: Issued::new(pck_key, pck, pck_name)?,
+            tcb_signer: Issued::new(tcb_key, tcb_signer, tcb_name)?,
             platform,
         })
     }
@@ -249,11 +267,13 @@ impl SimIntelPki {
             let key_bytes = zeroize::Zeroizing::new(get(key_file).ok_or(SimError::File(key_file))?);
             let key_text = std::str::from_utf8(&key_bytes).map_err(|_| SimError::File(key_file))?;
             let key = SigningKey::from_pkcs8_pem(key_text).map_err(|_| SimError::File(key_file))?;
-            if crate::x509::PublicKey::P256(*key.verifying_key()) != *cert.public_key() {
+            let public = key.verifying_key().to_encoded_point(false);
+            let public = crate::x509::PublicKey::p256_from_sec1(key_file, public.as_bytes());
+            if public.ok().as_ref() != Some(cert.public_key()) {
                 return Err(SimError::File(key_file));
             }
             let name = Name::from_der(cert.subject_der()).map_err(|_| SimError::File(cert_file))?;
-            Ok(Issued { key, cert, name })
+            Issued::new(key, cert, name)
         };
         let (root, pck_ca, pck, tcb_signer) = (load(0)?, load(1)?, load(2)?, load(3)?);
         let chained = root.cert.verify_self_signed("sim root").is_ok()
@@ -305,10 +325,6 @@ impl SimIntelPki {
         let next = rfc3339(spec.next_update)?;
         let tcb_info = self.tcb_info_json(&issue, &next);
         let qe_identity = qe_identity_json(&issue, &next);
-        let sign_raw = |text: &str| -> Vec<u8> {
-            let sig: Signature = signature::Signer::sign(&self.tcb_signer.key, text.as_bytes());
-            sig.to_bytes().to_vec()
-        };
         let (from, to) = (spec.issue_date.unix_timestamp(), spec.next_update.unix_timestamp());
         let root_crl = crl(&self.root, from, to, &[])?;
         let pck_crl = crl(&self.pck_ca, from, to, &spec.revoked_pck_serials)?;
@@ -320,21 +336,22 @@ impl SimIntelPki {
             pck_crl,
             signer_chain.clone(),
             tcb_info.clone(),
-            sign_raw(&tcb_info),
+            self.tcb_signer.sign_raw(tcb_info.as_bytes())?,
             signer_chain,
             qe_identity.clone(),
-            sign_raw(&qe_identity),
+            self.tcb_signer.sign_raw(qe_identity.as_bytes())?,
             None,
         ))
     }
 
     /// Mints a quote in the real format: a fresh attestation key signs header and body; the sim
     /// QE report binds that key and is signed by the PCK key; the PCK chain rides in
-    /// certification data type 5.
+    /// certification data type 5. The attestation key comes from aws-lc-rs's RNG; `_rng` stays
+    /// so both simulators mint alike.
     pub fn mint(
         &self,
         spec: &SimTdxQuote,
-        rng: &mut impl CryptoRngCore,
+        _rng: &mut impl CryptoRngCore,
     ) -> Result<Vec<u8>, SimError> {
         if spec.version != 4 && spec.version != 5 {
             return Err(SimError::Spec("version must be 4 or 5"));
@@ -378,10 +395,11 @@ impl SimIntelPki {
         }
         quote.extend_from_slice(&body);
 
-        let att_key = SigningKey::random(rng);
-        let quote_sig: Signature = signature::Signer::sign(&att_key, &quote);
-        let point = att_key.verifying_key().to_encoded_point(false);
-        let att_pub = point.as_bytes().get(1..).ok_or(SimError::Build("attestation key"))?;
+        let att_key = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING)
+            .map_err(|_| SimError::Build("attestation key"))?;
+        let quote_sig = ecdsa_sign(&att_key, &quote).ok_or(SimError::Build("quote signature"))?;
+        let att_pub =
+            att_key.public_key().as_ref().get(1..).ok_or(SimError::Build("attestation key"))?;
 
         let auth_data: Vec<u8> = (0u8..32).collect();
         let mut bind = [0u8; 64];
@@ -399,7 +417,7 @@ impl SimIntelPki {
             isv_svn: spec.qe_isv_svn,
             report_data: spec.qe_report_data.unwrap_or(bind),
         });
-        let qe_sig: Signature = signature::Signer::sign(&self.pck.key, &qe_report);
+        let qe_sig = self.pck.sign_raw(&qe_report)?;
 
         let mut chain = String::new();
         for c in [&self.pck.cert, &self.pck_ca.cert, &self.root.cert] {
@@ -410,7 +428,7 @@ impl SimIntelPki {
 
         let mut cert_data = Vec::new();
         cert_data.extend_from_slice(&qe_report);
-        cert_data.extend_from_slice(&qe_sig.to_bytes());
+        cert_data.extend_from_slice(&qe_sig);
         cert_data.extend_from_slice(&len_u16(auth_data.len())?.to_le_bytes());
         cert_data.extend_from_slice(&auth_data);
         cert_data.extend_from_slice(&5u16.to_le_bytes());
@@ -418,7 +436,7 @@ impl SimIntelPki {
         cert_data.extend_from_slice(&chain);
 
         let mut sig_data = Vec::new();
-        sig_data.extend_from_slice(&quote_sig.to_bytes());
+        sig_data.extend_from_slice(&quote_sig);
         sig_data.extend_from_slice(att_pub);
         sig_data.extend_from_slice(&6u16.to_le_bytes());
         sig_data.extend_from_slice(&len_u32(cert_data.len())?.to_le_bytes());

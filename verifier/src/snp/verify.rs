@@ -30,7 +30,7 @@ use sha2::{Digest, Sha256};
 
 use crate::claims::{Claims, SnpProduct, SnpSigningKey, SnpTcb, Tee};
 use crate::error::{AtStep, Reason, Step, VerifyError};
-use crate::x509::{check_window, Certificate, PublicKey};
+use crate::x509::{check_window, Certificate, KeyKind, PublicKey};
 use crate::{HexBytes, Now};
 
 use super::amd_ext;
@@ -67,7 +67,8 @@ impl SnpEndorsements {
 /// What a verified signer chain established; the cache's value.
 #[derive(Debug)]
 struct VerifiedSigner {
-    key: p384::ecdsa::VerifyingKey,
+    /// The signer's P-384 key, parsed once.
+    key: PublicKey,
     kind: SnpSigningKey,
     product: SnpProduct,
     tcb: SnpTcb,
@@ -289,9 +290,10 @@ fn signer_facts(
     issuer: &Certificate,
 ) -> Result<VerifiedSigner, VerifyError> {
     let what = signer_what(kind);
-    let PublicKey::P384(key) = signer.public_key() else {
+    let key = signer.public_key();
+    if key.kind() != KeyKind::P384 {
         return Err(VerifyError::new(Step::Chain, Reason::UnsupportedAlgorithm { what }));
-    };
+    }
     let hw_id = amd_ext::hw_id(signer);
     match (kind, &hw_id) {
         (SnpSigningKey::Vcek, None) => {
@@ -321,7 +323,7 @@ fn signer_facts(
         .min_by_key(|(t, _)| *t)
         .unwrap_or((i64::MIN, what));
     Ok(VerifiedSigner {
-        key: *key,
+        key: key.clone(),
         kind,
         product: pa.product,
         tcb,
@@ -424,24 +426,23 @@ fn check_chip_id(
     ))
 }
 
-/// 72-byte little-endian to a 48-byte big-endian P-384 scalar; the top 24 bytes must be zero.
-fn le72_to_be48(le: &[u8; 72]) -> Option<[u8; 48]> {
+/// 72-byte little-endian to a 48-byte big-endian P-384 scalar, written into `be`; the top 24
+/// bytes must be zero.
+fn le72_to_be48(le: &[u8; 72], be: &mut [u8]) -> Option<()> {
     let (low, high) = le.split_at(48);
-    if high.iter().any(|b| *b != 0) {
+    if high.iter().any(|b| *b != 0) || be.len() != 48 {
         return None;
     }
-    let mut be = [0u8; 48];
     be.iter_mut().zip(low.iter().rev()).for_each(|(d, s)| *d = *s);
-    Some(be)
+    Some(())
 }
 
 /// Step 7: ECDSA P-384 / SHA-384 over bytes `0x000..0x2A0`.
 fn check_signature(
     bytes: &[u8],
     report: &AttestationReport,
-    key: &p384::ecdsa::VerifyingKey,
+    key: &PublicKey,
 ) -> Result<(), VerifyError> {
-    use signature::Verifier;
     let what = "SNP report";
     if report.key_info.mask_chip_key {
         return Err(VerifyError::new(
@@ -453,11 +454,12 @@ fn check_signature(
         ));
     }
     let bad = || VerifyError::new(Step::Signature, Reason::BadSignature { what });
-    let r = le72_to_be48(&report.signature_r).ok_or_else(bad)?;
-    let s = le72_to_be48(&report.signature_s).ok_or_else(bad)?;
-    let sig = p384::ecdsa::Signature::from_scalars(r, s).map_err(|_| bad())?;
+    let mut sig = [0u8; 96];
+    let (r, s) = sig.split_at_mut(48);
+    le72_to_be48(&report.signature_r, r).ok_or_else(bad)?;
+    le72_to_be48(&report.signature_s, s).ok_or_else(bad)?;
     let signed = bytes.get(..SIGNED_LEN).ok_or_else(bad)?;
-    key.verify(signed, &sig).map_err(|_| bad())
+    key.verify_fixed(what, signed, &sig).at(Step::Signature)
 }
 
 /// Step 8: `REPORT_DATA` equals the expected value, when the caller gives one.
@@ -488,11 +490,12 @@ mod tests {
         let mut le = [0u8; 72];
         le[0] = 1;
         le[47] = 0xAB;
-        let be = le72_to_be48(&le).unwrap();
+        let mut be = [0u8; 48];
+        le72_to_be48(&le, &mut be).unwrap();
         assert_eq!(be[0], 0xAB);
         assert_eq!(be[47], 1);
         le[48] = 1;
-        assert_eq!(le72_to_be48(&le), None);
+        assert_eq!(le72_to_be48(&le, &mut be), None);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use super::anchors::TdxTrustAnchors;
 use super::tcb::{QeLevel, TcbInfo};
 use crate::claims::TcbStatus;
 use crate::error::{AtStep, Reason, Step, VerifyError};
-use crate::x509::{self, Certificate, Crl, PublicKey};
+use crate::x509::{self, Certificate, Crl, KeyKind, PublicKey};
 
 /// Collateral for TDX quotes from one platform family (FMSPC): Intel's signed TCB info and QE
 /// identity with their issuer chains, and the root CA and PCK CA CRLs. Immutable once parsed;
@@ -326,22 +326,10 @@ pub(crate) fn verify_raw_p256(
     message: &[u8],
     signature: &[u8],
 ) -> Result<(), Reason> {
-    let PublicKey::P256(key) = key else {
+    if key.kind() != KeyKind::P256 {
         return Err(Reason::UnsupportedAlgorithm { what });
-    };
-    verify_raw_with(key, what, message, signature)
-}
-
-pub(crate) fn verify_raw_with(
-    key: &p256::ecdsa::VerifyingKey,
-    what: &'static str,
-    message: &[u8],
-    signature: &[u8],
-) -> Result<(), Reason> {
-    use signature::Verifier;
-    let sig =
-        p256::ecdsa::Signature::from_slice(signature).map_err(|_| Reason::BadSignature { what })?;
-    key.verify(message, &sig).map_err(|_| Reason::BadSignature { what })
+    }
+    key.verify_fixed(what, message, signature)
 }
 
 /// Parses an RFC 3339 date from collateral JSON into Unix seconds.

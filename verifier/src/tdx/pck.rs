@@ -10,7 +10,7 @@ use der::{Decode, Tag, Tagged};
 use super::anchors::TdxTrustAnchors;
 use super::collateral::VerifiedCollateral;
 use crate::error::{AtStep, Reason, Step, VerifyError};
-use crate::x509::{self, Certificate, PublicKey};
+use crate::x509::{self, Certificate, KeyKind, PublicKey};
 
 /// Intel SGX extension and its members.
 pub(crate) const SGX_EXTENSION: ObjectIdentifier =
@@ -180,7 +180,8 @@ fn check_unique(list: &[Entry<'_>]) -> Result<(), Reason> {
 /// A PCK chain that passed the chain step against one collateral's CRLs.
 #[derive(Debug)]
 pub(crate) struct VerifiedPck {
-    pub(crate) key: p256::ecdsa::VerifyingKey,
+    /// The PCK leaf's P-256 key, parsed once.
+    pub(crate) key: PublicKey,
     pub(crate) ext: SgxExtensions,
     pub(crate) not_before: i64,
     pub(crate) not_after: i64,
@@ -229,15 +230,16 @@ fn verify_chain(
     if collateral.pck_crl.revokes(&leaf) {
         return Err(Reason::Revoked { what: "PCK certificate" });
     }
-    let PublicKey::P256(key) = leaf.public_key() else {
+    let key = leaf.public_key().clone();
+    if key.kind() != KeyKind::P256 {
         return Err(Reason::UnsupportedAlgorithm { what: "PCK certificate key" });
-    };
+    }
     let ext = leaf
         .extension(&SGX_EXTENSION)
         .ok_or(Reason::Missing { what: "PCK SGX extension" })
         .and_then(SgxExtensions::from_der)?;
     Ok(VerifiedPck {
-        key: *key,
+        key,
         ext,
         not_before: root.not_before().max(ca.not_before()).max(leaf.not_before()),
         not_after: root.not_after().min(ca.not_after()).min(leaf.not_after()),

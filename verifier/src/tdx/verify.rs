@@ -15,13 +15,14 @@ use std::sync::{Arc, PoisonError, RwLock};
 use sha2::{Digest, Sha256};
 
 use super::anchors::TdxTrustAnchors;
-use super::collateral::{verify_collateral, verify_raw_with, TdxCollateral, VerifiedCollateral};
+use super::collateral::{verify_collateral, verify_raw_p256, TdxCollateral, VerifiedCollateral};
 use super::eventlog;
 use super::pck::{verify_pck_chain, VerifiedPck};
 use super::quote::{parse_quote, QeReport, Quote};
 use super::tcb::{self, QeLevel};
 use crate::claims::{Claims, TdAttributes, TdxClaims, Tee};
 use crate::error::{AtStep, Reason, Step, VerifyError};
+use crate::x509::PublicKey;
 use crate::{HexBytes, Now};
 
 /// Intel's QE vendor ID (quote header bytes 12..28).
@@ -191,7 +192,7 @@ fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 
 /// Step 4: the PCK key signed the QE report.
 fn verify_qe_report_signature(q: &Quote, pck: &VerifiedPck) -> Result<(), VerifyError> {
-    verify_raw_with(&pck.key, "QE report", &q.qe_report_raw, &q.qe_report_signature)
+    verify_raw_p256(&pck.key, "QE report", &q.qe_report_raw, &q.qe_report_signature)
         .at(Step::Signature)
 }
 
@@ -272,11 +273,9 @@ fn verify_quote_signature(bytes: &[u8], q: &Quote) -> Result<(), VerifyError> {
     let mut sec1 = [0u8; 65];
     sec1[0] = 0x04;
     sec1[1..].copy_from_slice(&q.attestation_key);
-    let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(&sec1).map_err(|_| {
-        VerifyError::new(Step::Signature, Reason::Malformed { what: "attestation key" })
-    })?;
+    let key = PublicKey::p256_from_sec1("attestation key", &sec1).at(Step::Signature)?;
     let signed = bytes.get(..q.signed_len).ok_or_else(bad)?;
-    verify_raw_with(&key, "quote", signed, &q.signature).at(Step::Signature)
+    verify_raw_p256(&key, "quote", signed, &q.signature).at(Step::Signature)
 }
 
 /// Step 9: `REPORT_DATA` is what the caller expects (nonce and key binding).
