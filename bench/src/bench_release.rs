@@ -3,7 +3,14 @@
 //! at a time for `--duration` seconds, each release with a fresh session and key pair. Without
 //! `--url` it first starts a throwaway broker on 127.0.0.1 (embedded defaults, simulation PKI,
 //! one 32-byte resource and a policy allowing simulated guests), so the figures measure the
-//! broker itself. Prints releases/s and latency percentiles.
+//! broker itself.
+//!
+//! Two ways to load it: closed loop (`--concurrency N` guests, each starting its next release
+//! when the last one ends) and open loop (`--rate R`: a guest arrives every 1/R s whatever the
+//! answers, and its latency counts from its scheduled arrival, so a slow broker cannot hide
+//! behind guests that wait for it). Prints releases/s, latency percentiles, the CPU time of
+//! this process per release (guests and broker together), the bytes it wrote to storage and
+//! the device flushes per release.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,9 +28,13 @@ use keylatch_server::AppState;
 
 #[derive(Debug, clap::Args)]
 pub struct BenchReleaseArgs {
-    /// Guests running at once.
-    #[arg(long, default_value_t = 4)]
-    pub concurrency: usize,
+    /// Closed loop: guests running at once. Open loop (`--rate`): the most guests in flight
+    /// (arrivals beyond it wait, and their waiting counts in their latency).
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+    /// Open loop: guests arriving per second, whatever the answers.
+    #[arg(long)]
+    pub rate: Option<f64>,
     /// Seconds to run.
     #[arg(long, default_value_t = 10)]
     pub duration: u64,
@@ -57,8 +68,28 @@ pub enum KeyArg {
 const LOCAL_POLICY: &str =
     "[[rules]]\nname = \"bench\"\ntees = [\"snp\", \"tdx\"]\nallow_simulated = true\n";
 
+/// Closed-loop guests by default.
+const DEFAULT_CONCURRENCY: usize = 4;
+/// In-flight cap of the open loop by default.
+const DEFAULT_OPEN_LOOP_CAP: usize = 256;
+
+/// How the guests arrive.
+#[derive(Debug, Clone, Copy)]
+enum Load {
+    Closed { guests: usize },
+    Open { rate: f64, cap: usize },
+}
+
 pub async fn run(args: &BenchReleaseArgs) -> anyhow::Result<()> {
-    if args.concurrency == 0 || args.duration == 0 {
+    let load = match args.rate {
+        None => Load::Closed { guests: args.concurrency.unwrap_or(DEFAULT_CONCURRENCY) },
+        Some(rate) if rate.is_finite() && rate > 0.0 => {
+            Load::Open { rate, cap: args.concurrency.unwrap_or(DEFAULT_OPEN_LOOP_CAP) }
+        }
+        Some(_) => bail!("--rate must be a positive number of guests per second"),
+    };
+    if matches!(load, Load::Closed { guests: 0 } | Load::Open { cap: 0, .. }) || args.duration == 0
+    {
         bail!("--concurrency and --duration must be positive");
     }
     let tmp;
@@ -105,74 +136,235 @@ pub async fn run(args: &BenchReleaseArgs) -> anyhow::Result<()> {
     let path =
         ResourcePath::parse(&format!("kbs:///{resource}")).map_err(|e| anyhow::anyhow!("{e}"))?;
     let duration = Duration::from_secs(args.duration);
-    let concurrency = args.concurrency;
-    println!(
-        "bench release: {url}, {concurrency} guests, {} s, tee {:?}, key {:?}",
-        args.duration, args.tee, args.key
-    );
-    let (mut latencies, errors, elapsed) =
-        tokio::task::spawn_blocking(move || drive(&config, &path, concurrency, duration)).await?;
+    match load {
+        Load::Closed { guests } => println!(
+            "bench release: {url}, closed loop, {guests} guests, {} s, tee {:?}, key {:?}",
+            args.duration, args.tee, args.key
+        ),
+        Load::Open { rate, cap } => println!(
+            "bench release: {url}, open loop, {rate} guests/s (at most {cap} in flight), {} s, \
+             tee {:?}, key {:?}",
+            args.duration, args.tee, args.key
+        ),
+    }
+    let before = Usage::now();
+    let mut run = tokio::task::spawn_blocking(move || match load {
+        Load::Closed { guests } => closed_loop(&config, &path, guests, duration),
+        Load::Open { rate, cap } => open_loop(&config, &path, rate, cap, duration),
+    })
+    .await?;
+    let used = Usage::now().since(&before);
     if let Some(stop) = stop {
         let _ = stop.send(());
     }
-    report(&mut latencies, errors, elapsed);
+    report(&mut run, &used);
     Ok(())
 }
 
-/// Runs the guests; returns (latencies of successful releases, error count, wall time).
-fn drive(
+/// What the guests did.
+#[derive(Debug, Default)]
+struct Run {
+    /// Of the successful releases.
+    latencies: Vec<Duration>,
+    errors: usize,
+    first_error: Option<String>,
+    elapsed: Duration,
+}
+
+impl Run {
+    fn record(&mut self, started: Instant, result: Result<(), String>) {
+        match result {
+            Ok(()) => self.latencies.push(started.elapsed()),
+            Err(e) => {
+                self.errors += 1;
+                self.first_error.get_or_insert(e);
+            }
+        }
+    }
+
+    fn merge(runs: impl IntoIterator<Item = Run>, elapsed: Duration) -> Run {
+        let mut all = Run { elapsed, ..Run::default() };
+        for run in runs {
+            all.latencies.extend(run.latencies);
+            all.errors += run.errors;
+            if all.first_error.is_none() {
+                all.first_error = run.first_error;
+            }
+        }
+        all
+    }
+}
+
+/// One whole release by one guest (a fresh session and key pair).
+fn release_once(config: &AgentConfig, path: &ResourcePath) -> Result<(), String> {
+    fetch_resource(config, path).map(drop).map_err(|e| e.to_string())
+}
+
+/// `guests` guests, each starting its next release as soon as its last one ended.
+fn closed_loop(
     config: &AgentConfig,
     path: &ResourcePath,
-    n: usize,
+    guests: usize,
     duration: Duration,
-) -> (Vec<Duration>, usize, Duration) {
+) -> Run {
     let start = Instant::now();
     let end = start + duration;
-    let results: Vec<(Vec<Duration>, usize, Option<String>)> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..n)
+    let runs: Vec<Run> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..guests)
             .map(|_| {
                 s.spawn(|| {
-                    let (mut lat, mut errors, mut first_error) = (Vec::new(), 0usize, None);
+                    let mut run = Run::default();
                     while Instant::now() < end {
-                        let t = Instant::now();
-                        match fetch_resource(config, path) {
-                            Ok(_key) => lat.push(t.elapsed()),
-                            Err(e) => {
-                                errors += 1;
-                                first_error.get_or_insert_with(|| e.to_string());
-                            }
-                        }
+                        let started = Instant::now();
+                        run.record(started, release_once(config, path));
                     }
-                    (lat, errors, first_error)
+                    run
                 })
             })
             .collect();
         handles.into_iter().filter_map(|h| h.join().ok()).collect()
     });
-    let elapsed = start.elapsed();
-    let mut all = Vec::new();
-    let mut errors = 0;
-    for (lat, e, first) in results {
-        all.extend(lat);
-        errors += e;
-        if let Some(first) = first {
-            eprintln!("error (first of this guest): {first}");
-        }
-    }
-    (all, errors, elapsed)
+    Run::merge(runs, start.elapsed())
 }
 
-fn report(latencies: &mut [Duration], errors: usize, elapsed: Duration) {
-    latencies.sort_unstable();
+/// A guest every `1/rate` s for `duration`, at most `cap` in flight; each latency counts from
+/// the guest's scheduled arrival, not from when a worker took it.
+fn open_loop(
+    config: &AgentConfig,
+    path: &ResourcePath,
+    rate: f64,
+    cap: usize,
+    duration: Duration,
+) -> Run {
+    let (arrivals, queue) = std::sync::mpsc::channel::<Instant>();
+    let queue = std::sync::Mutex::new(queue);
+    let start = Instant::now();
+    let runs: Vec<Run> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..cap)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut run = Run::default();
+                    loop {
+                        let next = queue.lock().map_err(drop).and_then(|q| q.recv().map_err(drop));
+                        let Ok(scheduled) = next else { break };
+                        run.record(scheduled, release_once(config, path));
+                    }
+                    run
+                })
+            })
+            .collect();
+        let interval = Duration::from_secs_f64(1.0 / rate);
+        let mut scheduled = start;
+        while scheduled < start + duration {
+            std::thread::sleep(scheduled.saturating_duration_since(Instant::now()));
+            if arrivals.send(scheduled).is_err() {
+                break;
+            }
+            scheduled += interval;
+        }
+        drop(arrivals);
+        workers.into_iter().filter_map(|h| h.join().ok()).collect()
+    });
+    Run::merge(runs, start.elapsed())
+}
+
+/// What this process used, read from `/proc` (Linux): CPU time of all its threads, bytes it
+/// caused to be written to storage, and the flushes the disk completed (the whole device:
+/// Linux counts no fsyncs per process, and on the bench machine the bench is what syncs).
+#[derive(Debug, Clone, Copy, Default)]
+struct Usage {
+    cpu: Duration,
+    written: u64,
+    flushes: u64,
+}
+
+impl Usage {
+    fn now() -> Self {
+        Self {
+            cpu: process_cpu().unwrap_or_default(),
+            written: proc_field("/proc/self/io", "write_bytes:").unwrap_or(0),
+            flushes: device_flushes().unwrap_or(0),
+        }
+    }
+
+    fn since(&self, before: &Self) -> Self {
+        Self {
+            cpu: self.cpu.saturating_sub(before.cpu),
+            written: self.written.saturating_sub(before.written),
+            flushes: self.flushes.saturating_sub(before.flushes),
+        }
+    }
+}
+
+/// Linux's USER_HZ, the unit of `/proc/self/stat`'s CPU times, on every architecture it runs.
+const CLOCK_TICKS_PER_S: u64 = 100;
+
+/// utime + stime of every thread of this process.
+fn process_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')')?.1;
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(Duration::from_millis((utime + stime) * 1000 / CLOCK_TICKS_PER_S))
+}
+
+/// The number after `key` in a `key: value` file such as `/proc/self/io`.
+fn proc_field(file: &str, key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(file).ok()?;
+    text.lines().find_map(|l| l.strip_prefix(key)).and_then(|v| v.trim().parse().ok())
+}
+
+/// Flush requests completed, summed over the whole disks in `/proc/diskstats` (field 16 after
+/// the device name, Linux 5.5 and later); partitions are left out so nothing counts twice.
+fn device_flushes() -> Option<u64> {
+    let stats = std::fs::read_to_string("/proc/diskstats").ok()?;
+    let mut total = 0;
+    for line in stats.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let Some(name) = fields.get(2) else { continue };
+        let whole_disk = std::path::Path::new("/sys/block").join(name).exists();
+        if let (true, Some(flushes)) = (whole_disk, fields.get(3 + 15)) {
+            total += flushes.parse::<u64>().unwrap_or(0);
+        }
+    }
+    Some(total)
+}
+
+fn report(run: &mut Run, used: &Usage) {
+    if let Some(first) = &run.first_error {
+        eprintln!("first error: {first}");
+    }
+    run.latencies.sort_unstable();
+    let latencies = &run.latencies;
     let pct = |p: usize| {
         let i = (latencies.len() * p / 100).min(latencies.len().saturating_sub(1));
         latencies.get(i).map_or(0.0, |d| d.as_secs_f64() * 1e3)
     };
     #[allow(clippy::cast_precision_loss)] // reason: counts far below 2^52
-    let rate = latencies.len() as f64 / elapsed.as_secs_f64();
-    println!("releases: {} in {:.1} s ({errors} errors)", latencies.len(), elapsed.as_secs_f64());
+    let (count, rate) = {
+        let count = latencies.len().max(1) as f64;
+        (count, latencies.len() as f64 / run.elapsed.as_secs_f64())
+    };
+    println!(
+        "releases: {} in {:.1} s ({} errors)",
+        latencies.len(),
+        run.elapsed.as_secs_f64(),
+        run.errors
+    );
     println!("releases/s: {rate:.1}");
     println!("latency ms: p50 {:.1}  p90 {:.1}  p99 {:.1}", pct(50), pct(90), pct(99));
+    #[allow(clippy::cast_precision_loss)] // reason: byte and flush counts far below 2^52
+    {
+        println!(
+            "per release: {:.2} ms CPU (user+sys of this process: guests and broker), \
+             {:.0} bytes written, {:.2} device flushes",
+            used.cpu.as_secs_f64() * 1e3 / count,
+            used.written as f64 / count,
+            used.flushes as f64 / count,
+        );
+    }
 }
 
 /// Starts a throwaway broker in `dir`; returns its URL and the shutdown trigger.

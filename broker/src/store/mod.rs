@@ -16,6 +16,23 @@
 //!
 //! With `#[path]`, `sql/` is plain Rust checked by rustfmt and clippy, type-checked against both
 //! native drivers, and a query added there exists on both backends at once.
+//!
+//! # Durability
+//! Every write survives a crash of the broker process (SIGKILL) on both backends. Surviving a
+//! crash of the machine (power loss) costs a flush per commit, paid only where it protects
+//! something. Each backend therefore has two pools on one database: `pool` (SQLite
+//! `synchronous = FULL`, PostgreSQL `synchronous_commit = on`) and `relaxed` (`NORMAL` /
+//! `off`). Both backends write one sequential log (the WAL), so a flushing commit makes every
+//! earlier commit durable too. Per write:
+//!
+//! | write | pool | why |
+//! |---|---|---|
+//! | audit append (every decision, group-committed) | `pool` | a token or key leaves only after its entry is durable; this is the flush the release path pays |
+//! | session created (`auth`) | `relaxed` | losing it costs the guest one more handshake (401, then `auth` again) |
+//! | session consumed, then attested (`attest`) | `relaxed` | a token is answered only after the attest decision's audit entry, which is committed later and flushes both: a nonce that produced a token is durably spent. A nonce lost with the machine before that answer produced nothing, and its replay stays bound to a key the replayer lacks |
+//! | expired sessions purged | `relaxed` | the next sweep deletes again |
+//! | collateral cache | `relaxed` | a cache: lost entries are fetched again |
+//! | resources, policies, bundles, KEK inventory, admin tokens, lifecycle | `pool` | cold path; some precede an irreversible keystore operation (a retired KEK is destroyed in the HSM only after the rewrap is on disk) |
 
 pub mod admin;
 pub mod audit;

@@ -42,6 +42,9 @@ pub const DEFAULT_MAX_CONNECTIONS: u32 = 16;
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// The same database with `synchronous_commit = off`, for the session statements only
+    /// (see [`crate::store`], "Durability").
+    relaxed: PgPool,
     /// `host:port/database`, for logs (no user, no password).
     target: String,
 }
@@ -79,11 +82,17 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(unavailable)?;
         sql::migrate(&pool).await?;
-        Ok(Self { pool, target })
+        let relaxed = PgPoolOptions::new()
+            .max_connections((max_connections / 2).max(1))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options.options([("synchronous_commit", "off")]))
+            .await
+            .map_err(unavailable)?;
+        Ok(Self { pool, relaxed, target })
     }
 
     /// `host:port/database` this store talks to.

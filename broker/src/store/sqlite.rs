@@ -1,5 +1,8 @@
-//! The embedded [`Store`](super::Store): one SQLite file in WAL mode (`synchronous = FULL`,
-//! 5 s busy timeout) through sqlx's native SQLite driver. This file owns only what is
+//! The embedded [`Store`](super::Store): one SQLite file in WAL mode (5 s busy timeout) through
+//! sqlx's native SQLite driver, with two pools on it: `pool` (`synchronous = FULL`: every commit
+//! is on disk when it returns) for everything but sessions, and `relaxed` (`synchronous =
+//! NORMAL`) for the session statements, whose durability comes from the next audit commit (see
+//! [`crate::store`], "Durability"). This file owns only what is
 //! SQLite's own — opening the file with its pragmas and the migration transaction
 //! (`BEGIN IMMEDIATE`, so two processes opening one file at once apply each migration once);
 //! every statement lives in [`sql`](super::sql), shared with PostgreSQL.
@@ -27,6 +30,7 @@ use sql::unavailable;
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    relaxed: SqlitePool,
 }
 
 impl SqliteStore {
@@ -44,11 +48,16 @@ impl SqliteStore {
             .pragma("secure_delete", "ON");
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(unavailable)?;
         sql::migrate(&pool).await?;
-        Ok(Self { pool })
+        let relaxed = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.synchronous(SqliteSynchronous::Normal))
+            .await
+            .map_err(unavailable)?;
+        Ok(Self { pool, relaxed })
     }
 }
 

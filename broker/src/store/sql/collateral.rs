@@ -40,7 +40,7 @@ impl CollateralStore for This {
                 .bind(&item.body)
                 .bind(item.fetched_at)
                 .bind(item.next_update)
-                .execute(&self.pool)
+                .execute(&self.relaxed)
                 .await
                 .map_err(unavailable)?;
             Ok(())

@@ -1,7 +1,8 @@
 //! The SQL of every [`Store`] method, written once and compiled once per backend: `sqlite.rs`
 //! and `postgres.rs` each include this directory as their child module `sql` (`#[path]`),
-//! after defining `Db` (the sqlx database), `DbRow` and `This` (their store type, which has a
-//! `pool: sqlx::Pool<Db>` field). The statements therefore run unchanged on SQLite and
+//! after defining `Db` (the sqlx database), `DbRow` and `This` (their store type, which has
+//! `pool: sqlx::Pool<Db>` and `relaxed: sqlx::Pool<Db>` fields: session writes go to `relaxed`,
+//! everything else to `pool`; see [`crate::store`], "Durability"). The statements therefore run unchanged on SQLite and
 //! PostgreSQL, and a query added here exists on both at once: `$n` placeholders, columns only
 //! `TEXT`, `BIGINT`, `BOOLEAN`, `ON CONFLICT ... DO ...`, `RETURNING`.
 //!
@@ -128,7 +129,7 @@ impl Store for This {
             .bind(s.state.as_str())
             .bind(&s.token_jti)
             .bind(&s.token)
-            .execute(&self.pool)
+            .execute(&self.relaxed)
             .await
             .map_err(unavailable)?;
             Ok(())
@@ -160,7 +161,7 @@ impl Store for This {
             .bind(id)
             .bind(nonce)
             .bind(now)
-            .execute(&self.pool)
+            .execute(&self.relaxed)
             .await
             .map_err(unavailable)?;
             Ok(done.rows_affected() == 1)
@@ -181,7 +182,7 @@ impl Store for This {
             .bind(id)
             .bind(jti)
             .bind(token)
-            .execute(&self.pool)
+            .execute(&self.relaxed)
             .await
             .map_err(unavailable)?;
             if done.rows_affected() == 1 {
@@ -196,7 +197,7 @@ impl Store for This {
         Box::pin(async move {
             let done = sqlx::query("DELETE FROM sessions WHERE expires < $1")
                 .bind(now)
-                .execute(&self.pool)
+                .execute(&self.relaxed)
                 .await
                 .map_err(unavailable)?;
             Ok(done.rows_affected())
