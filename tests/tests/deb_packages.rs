@@ -44,6 +44,10 @@ struct Purge;
 impl Drop for Purge {
     fn drop(&mut self) {
         let _ = Command::new("dpkg").args(["--purge", "keylatch-agent", "keylatch"]).output();
+        // tmpfiles.d made these (empty) directories; the system user stays, as Debian keeps
+        // users of purged packages.
+        let _ = std::fs::remove_dir("/etc/keylatch");
+        let _ = std::fs::remove_dir("/var/lib/keylatch");
     }
 }
 
@@ -101,6 +105,13 @@ fn deb_packages_install_the_broker_service_user_and_the_boot_integration() {
     assert!(fields.get(6).is_some_and(|s| s.ends_with("nologin")), "{fields:?}");
     let uid: u32 = fields.get(2).unwrap().parse().unwrap();
     assert!(uid < 1000, "keylatch is not a system user: uid {uid}");
+    // The postinst applies tmpfiles.d only on a host booted with systemd (as debhelper's does);
+    // elsewhere (this container) systemd-tmpfiles-setup would do it at the next boot: do that.
+    if !Path::new("/run/systemd/system").is_dir() {
+        run("systemd-tmpfiles", &["--create", "keylatch.conf"])
+            .success("systemd-tmpfiles")
+            .unwrap();
+    }
     for (path, mode) in [("/var/lib/keylatch", "700"), ("/etc/keylatch", "750")] {
         let stat = run("stat", &["-c", "%U:%G %a", path]).success("stat").unwrap();
         assert_eq!(stat.stdout_text().trim(), format!("keylatch:keylatch {mode}"), "{path}");
