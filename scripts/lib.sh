@@ -21,3 +21,9 @@ ensure_cargo_nextest() {
   step "installing cargo-nextest"
   cargo install --locked cargo-nextest
 }
+
+ensure_cargo_deb() {
+  cargo deb --version >/dev/null 2>&1 && return 0
+  step "installing cargo-deb"
+  cargo install --locked cargo-deb
+}

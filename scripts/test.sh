@@ -10,7 +10,11 @@ export KEYLATCH_VECTORS="${KEYLATCH_VECTORS:-$(cd .. && pwd)/shared/vectors}"
 [ -d "$KEYLATCH_VECTORS" ] || note "vectors not found at $KEYLATCH_VECTORS: conformance tests will say they skipped"
 
 ensure_cargo_nextest
+ensure_cargo_deb
 apt_install cryptsetup-bin softhsm2 postgresql
+# The boot test (tests/tests/qemu_boot.rs): a Debian kernel under QEMU (TCG) with an initramfs
+# from the shipped hook; the package test installs the .deb files and checks the unit.
+apt_install qemu-system-x86 linux-image-amd64 initramfs-tools busybox socat systemd
 
 step "format"
 cargo fmt --all -- --check
@@ -20,6 +24,10 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "binaries (the end-to-end suite in tests/ runs the built keylatch and keylatch-agent)"
 cargo build --workspace --bins --locked
+
+step "Debian packages (tests/tests/deb_packages.rs installs them): target/debian/*.deb"
+cargo deb -p keylatch --locked
+cargo deb -p guest-agent --locked
 
 step "tests"
 cargo nextest run --workspace --locked --no-fail-fast

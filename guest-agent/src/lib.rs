@@ -3,6 +3,7 @@
 //!
 //! - [`evidence`]: where hardware evidence comes from (configfs-tsm, `/dev/sev-guest`, the
 //!   simulator), behind one [`evidence::EvidenceSource`] trait, and [`evidence::detect`];
+//! - [`config`]: the settings file `/etc/keylatch/agent.toml`, env and flag overrides;
 //! - [`client`]: the KBS 0.4.0 client (auth → attest → resource, bearer-token reuse, one
 //!   re-handshake per 401), [`fetch_resource`] for one-shot use;
 //! - [`http`]: HTTPS with only the broker's CA trusted (rustls, aws-lc-rs provider, no OpenSSL);
@@ -13,6 +14,7 @@
 //! operator names, logs or error messages.
 
 pub mod client;
+pub mod config;
 pub mod error;
 pub mod evidence;
 pub mod http;

@@ -1,15 +1,14 @@
 //! `keylatch-agent`: command-line edge of the guest agent. Parses arguments, runs one command,
 //! prints one line on failure and exits with the documented code (see README.md).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
-use keylatch_agent::evidence::{detect, DetectOptions, SimTee};
+use clap::{Args, Parser, Subcommand};
+use keylatch_agent::config::{KeyType, LuksSettings, Settings, SimulateSettings, SimulateTee};
+use keylatch_agent::evidence::{detect, DetectOptions};
 use keylatch_agent::sink::{self, Luks};
 use keylatch_agent::{AgentConfig, AgentError, Client, ExitCode, ResourcePath};
-use keylatch_wire::KeyKind;
 
 #[derive(Parser)]
 #[command(
@@ -18,6 +17,10 @@ use keylatch_wire::KeyKind;
     about = "Attest this confidential VM to a Keylatch broker and receive its keys"
 )]
 struct Cli {
+    /// Configuration file (TOML). Default: /etc/keylatch/agent.toml when it exists. Flags and
+    /// KEYLATCH_AGENT_* variables override its values.
+    #[arg(long, global = true, env = "KEYLATCH_AGENT_CONFIG")]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -46,55 +49,62 @@ enum Command {
     },
     /// Fetch a LUKS key and pipe it to `cryptsetup open --key-file=-`.
     UnlockLuks {
-        #[arg(long)]
-        device: PathBuf,
-        #[arg(long)]
-        name: String,
-        #[arg(long)]
-        resource: String,
+        /// The LUKS device.
+        #[arg(long, env = "KEYLATCH_AGENT_DEVICE")]
+        device: Option<PathBuf>,
+        /// The mapping name [default: cryptroot].
+        #[arg(long, env = "KEYLATCH_AGENT_NAME")]
+        name: Option<String>,
+        /// The disk key, kbs:///REPO/TYPE/TAG.
+        #[arg(long, env = "KEYLATCH_AGENT_RESOURCE")]
+        resource: Option<String>,
         /// Only check the key (`cryptsetup open --test-passphrase`), e.g. without device-mapper.
         #[arg(long)]
         test_passphrase: bool,
-        /// The cryptsetup binary.
-        #[arg(long, default_value = "cryptsetup")]
-        cryptsetup: PathBuf,
+        /// The cryptsetup binary [default: cryptsetup on PATH].
+        #[arg(long, env = "KEYLATCH_AGENT_CRYPTSETUP")]
+        cryptsetup: Option<PathBuf>,
         #[command(flatten)]
         broker: BrokerArgs,
         #[command(flatten)]
         ev: EvidenceArgs,
     },
+    /// Check the configuration as `unlock-luks` reads it and print the files it names (CA,
+    /// init-data, simulation PKI), one per line: what an initramfs hook must copy.
+    CheckConfig,
 }
 
 #[derive(Args)]
 struct BrokerArgs {
     /// Broker base URL, https://host:port.
-    #[arg(long)]
-    url: String,
+    #[arg(long, env = "KEYLATCH_AGENT_URL")]
+    url: Option<String>,
     /// PEM file with the broker's CA: the only certificate trusted.
-    #[arg(long)]
-    ca: PathBuf,
-    #[arg(long, value_enum, default_value_t = KeyType::P256)]
-    key_type: KeyType,
+    #[arg(long, env = "KEYLATCH_AGENT_CA")]
+    ca: Option<PathBuf>,
+    /// The ephemeral key [default: p256].
+    #[arg(long, value_enum, env = "KEYLATCH_AGENT_KEY_TYPE")]
+    key_type: Option<KeyType>,
     /// Init-data TOML file, sent as {"format":"toml","body":...}.
-    #[arg(long)]
+    #[arg(long, env = "KEYLATCH_AGENT_INIT_DATA")]
     init_data: Option<PathBuf>,
-    /// Seconds to keep retrying an unreachable broker.
-    #[arg(long, default_value_t = 60)]
-    deadline: u64,
+    /// Seconds to keep retrying an unreachable broker [default: 60].
+    #[arg(long, env = "KEYLATCH_AGENT_DEADLINE")]
+    deadline: Option<u64>,
 }
 
 #[derive(Args)]
 struct EvidenceArgs {
     /// Use the simulator instead of hardware (needs --sim-pki).
-    #[arg(long, value_enum, requires = "sim_pki")]
-    simulate: Option<SimArg>,
+    #[arg(long, value_enum, env = "KEYLATCH_AGENT_SIMULATE")]
+    simulate: Option<SimulateTee>,
     /// Directory of the simulation PKI (from `keylatch sim init`).
-    #[arg(long)]
+    #[arg(long, env = "KEYLATCH_AGENT_SIM_PKI")]
     sim_pki: Option<PathBuf>,
     /// The simulated VM's launch measurement (SNP MEASUREMENT or TDX MRTD, 96 hex digits);
     /// default: the simulator's built-in image. Lets a demo play a VM that booted something else.
-    #[arg(long, requires = "simulate", value_parser = parse_measurement)]
-    sim_measurement: Option<Measurement>,
+    #[arg(long, env = "KEYLATCH_AGENT_SIM_MEASUREMENT")]
+    sim_measurement: Option<String>,
     #[arg(long, hide = true, default_value = keylatch_agent::evidence::configfs::DEFAULT_ROOT)]
     configfs_root: PathBuf,
     #[arg(long, hide = true, default_value = keylatch_agent::evidence::sevguest::DEFAULT_DEVICE)]
@@ -103,28 +113,30 @@ struct EvidenceArgs {
     ccel: PathBuf,
 }
 
-/// 48 bytes from 96 hex digits.
-#[derive(Clone, Copy)]
-struct Measurement([u8; 48]);
-
-fn parse_measurement(s: &str) -> Result<Measurement, String> {
-    let bytes = hex::decode(s).map_err(|e| format!("not hex: {e}"))?;
-    let array: [u8; 48] =
-        bytes.try_into().map_err(|b: Vec<u8>| format!("{} bytes, expected 48", b.len()))?;
-    Ok(Measurement(array))
+impl EvidenceArgs {
+    fn settings(&self) -> SimulateSettings {
+        SimulateSettings {
+            tee: self.simulate,
+            sim_pki: self.sim_pki.clone(),
+            measurement: self.sim_measurement.clone(),
+        }
+    }
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum SimArg {
-    Snp,
-    Tdx,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum KeyType {
-    P256,
-    P384,
-    Rsa3072,
+impl BrokerArgs {
+    /// These flags as the top layer over `file`.
+    fn over(&self, file: Settings, ev: &EvidenceArgs, luks: LuksSettings) -> Settings {
+        file.overlay(Settings {
+            url: self.url.clone(),
+            ca: self.ca.clone(),
+            resource: None,
+            key_type: self.key_type,
+            init_data: self.init_data.clone(),
+            deadline: self.deadline,
+            luks,
+            simulate: ev.settings(),
+        })
+    }
 }
 
 fn main() -> std::process::ExitCode {
@@ -138,52 +150,47 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn detect_opts(ev: &EvidenceArgs, init_data: Option<String>) -> DetectOptions {
-    let simulate = ev.simulate.zip(ev.sim_pki.clone()).map(|(t, dir)| {
-        let t = match t {
-            SimArg::Snp => SimTee::Snp,
-            SimArg::Tdx => SimTee::Tdx,
-        };
-        (t, dir)
-    });
-    DetectOptions {
-        configfs_root: ev.configfs_root.clone(),
-        sev_guest: ev.sev_guest.clone(),
-        ccel: ev.ccel.clone(),
-        simulate,
+fn detect_opts(
+    settings: &Settings,
+    ev: &EvidenceArgs,
+    init_data: Option<String>,
+) -> Result<DetectOptions, AgentError> {
+    settings.resolve_detect(
+        ev.configfs_root.clone(),
+        ev.sev_guest.clone(),
+        ev.ccel.clone(),
         init_data,
-        sim_measurement: ev.sim_measurement.map(|m| m.0),
-    }
+    )
 }
 
-fn read_text(path: &PathBuf, what: &str) -> Result<String, AgentError> {
+fn read_text(path: &Path, what: &str) -> Result<String, AgentError> {
     std::fs::read_to_string(path)
         .map_err(|e| AgentError::Local(format!("{what} {}: {e}", path.display())))
 }
 
-fn client(broker: &BrokerArgs, ev: &EvidenceArgs) -> Result<Client, AgentError> {
-    let init_data = broker.init_data.as_ref().map(|p| read_text(p, "--init-data")).transpose()?;
-    let source = detect(&detect_opts(ev, init_data.clone()))?;
+fn client(settings: &Settings, ev: &EvidenceArgs) -> Result<Client, AgentError> {
+    let broker = settings.resolve_broker()?;
+    let init_data = broker.init_data.as_deref().map(|p| read_text(p, "init-data")).transpose()?;
+    let source = detect(&detect_opts(settings, ev, init_data.clone())?)?;
     let ca_pem = std::fs::read(&broker.ca)
-        .map_err(|e| AgentError::Local(format!("--ca {}: {e}", broker.ca.display())))?;
+        .map_err(|e| AgentError::Local(format!("CA {}: {e}", broker.ca.display())))?;
     Client::new(AgentConfig {
-        url: broker.url.clone(),
+        url: broker.url,
         ca_pem,
-        key_kind: match broker.key_type {
-            KeyType::P256 => KeyKind::P256,
-            KeyType::P384 => KeyKind::P384,
-            KeyType::Rsa3072 => KeyKind::Rsa3072,
-        },
+        key_kind: broker.key_kind,
         init_data,
-        deadline: Duration::from_secs(broker.deadline),
+        deadline: broker.deadline,
         evidence: Arc::from(source),
     })
 }
 
 fn run(cli: Cli) -> Result<(), AgentError> {
+    let file = Settings::load(cli.config.as_deref())?;
     match cli.command {
         Command::Detect(ev) => {
-            let source = detect(&detect_opts(&ev, None))?;
+            let settings =
+                file.overlay(Settings { simulate: ev.settings(), ..Settings::default() });
+            let source = detect(&detect_opts(&settings, &ev, None)?)?;
             println!("{}", source.describe());
             Ok(())
         }
@@ -195,26 +202,59 @@ fn run(cli: Cli) -> Result<(), AgentError> {
             }
             let mut rd = [0u8; 64];
             rd.iter_mut().zip(&bytes).for_each(|(o, b)| *o = *b);
-            let source = detect(&detect_opts(&ev, None))?;
+            let settings =
+                file.overlay(Settings { simulate: ev.settings(), ..Settings::default() });
+            let source = detect(&detect_opts(&settings, &ev, None)?)?;
             let evidence = source.evidence(&rd)?;
             println!("{}", serde_json::to_string_pretty(&evidence).unwrap_or_default());
             Ok(())
         }
         Command::GetResource { resource, out, broker, ev } => {
             let resource = ResourcePath::parse(&resource)?;
-            let key = client(&broker, &ev)?.get_resource(&resource)?;
+            let settings = broker.over(file, &ev, LuksSettings::default());
+            let key = client(&settings, &ev)?.get_resource(&resource)?;
             match out {
                 Some(path) => sink::write_new_file(&path, &key),
                 None => sink::write_stdout(&key),
             }
         }
         Command::UnlockLuks { device, name, resource, test_passphrase, cryptsetup, broker, ev } => {
-            let resource = ResourcePath::parse(&resource)?;
-            let key = client(&broker, &ev)?.get_resource(&resource)?;
+            let mut settings = broker.over(file, &ev, LuksSettings { device, name, cryptsetup });
+            settings.resource = resource.or(settings.resource);
+            let target = settings.resolve_luks()?;
+            let resource = ResourcePath::parse(&target.resource)?;
+            let key = client(&settings, &ev)?.get_resource(&resource)?;
             sink::cryptsetup_open(
-                &Luks { cryptsetup: &cryptsetup, device: &device, name: &name, test_passphrase },
+                &Luks {
+                    cryptsetup: &target.cryptsetup,
+                    device: &target.device,
+                    name: &target.name,
+                    test_passphrase,
+                },
                 &key,
             )
+        }
+        Command::CheckConfig => {
+            file.resolve_broker()?;
+            file.resolve_luks()?;
+            let defaults = DetectOptions::default();
+            let opts = file.resolve_detect(
+                defaults.configfs_root,
+                defaults.sev_guest,
+                defaults.ccel,
+                None,
+            )?;
+            // A build host has no TEE of the VM's: only a simulated source is loaded here.
+            if opts.simulate.is_some() {
+                detect(&opts)?;
+            }
+            for path in file.files() {
+                if !path.exists() {
+                    return Err(AgentError::Local(format!("{} does not exist", path.display())));
+                }
+                println!("{}", path.display());
+            }
+            Ok(())
         }
     }
 }

@@ -45,7 +45,13 @@ impl BrokerDir {
     /// `keylatch init --simulated`, then the pkcs11 keystore on a new SoftHSM2 token (the soft
     /// KEK file is removed). `Ok(None)` after printing `skipped: ...` without SoftHSM2.
     pub fn pkcs11() -> anyhow::Result<Option<Self>> {
-        let dir = Self::init()?;
+        Self::pkcs11_with_hostnames(&[])
+    }
+
+    /// [`BrokerDir::pkcs11`] with a TLS certificate for `hostnames` (`keylatch init
+    /// --hostname`, e.g. the address a VM reaches the broker at) instead of init's default.
+    pub fn pkcs11_with_hostnames(hostnames: &[&str]) -> anyhow::Result<Option<Self>> {
+        let dir = Self::init(hostnames)?;
         let Some(hsm) = SoftHsm::create(dir.path())? else {
             return Ok(None);
         };
@@ -58,15 +64,16 @@ impl BrokerDir {
 
     /// `keylatch init --simulated` as it is (soft keystore), on a free port.
     pub fn soft() -> anyhow::Result<Self> {
-        Self::init()
+        Self::init(&[])
     }
 
-    fn init() -> anyhow::Result<Self> {
+    fn init(hostnames: &[&str]) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir().context("creating the broker directory")?;
         let listen = free_port()?;
         let out = Command::new(bins::path(bins::KEYLATCH)?)
             .args(["init", "--simulated", "--listen", &listen.to_string(), "--dir"])
             .arg(dir.path())
+            .args(hostnames.iter().flat_map(|h| ["--hostname", h]))
             .output()
             .context("running keylatch init")?;
         Outcome::from(out).success("keylatch init")?;

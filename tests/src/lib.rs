@@ -8,7 +8,9 @@
 //! - [`agent`]: `keylatch-agent` runs against a broker, in simulated SNP or TDX mode;
 //! - [`https`]: a raw HTTPS/1.1 client that sends exactly the bytes a test writes;
 //! - [`luks`]: cryptsetup, file-backed LUKS2 images and a spy that records cryptsetup calls;
-//! - [`postgres`]: a throwaway PostgreSQL server per test process, a database per test.
+//! - [`postgres`]: a throwaway PostgreSQL server per test process, a database per test;
+//! - [`vm`]: QEMU (TCG) booting the Debian kernel with an initramfs made by `mkinitramfs` from
+//!   the shipped Keylatch hook and local-top script.
 //!
 //! Every fallible step returns `anyhow::Result` with what failed and the relevant output;
 //! tests unwrap. Anything a machine may lack (SoftHSM2, cryptsetup) is an `Option` whose `None`
@@ -24,6 +26,7 @@ pub mod hsm;
 pub mod https;
 pub mod luks;
 pub mod postgres;
+pub mod vm;
 
 pub use agent::{AgentTarget, Tee};
 pub use broker::{Broker, BrokerDir};
@@ -86,6 +89,17 @@ pub fn vectors() -> Option<std::path::PathBuf> {
 /// Prints the skip line every optional component uses.
 pub fn skipped(why: &str) {
     println!("skipped: {why}");
+}
+
+/// A prerequisite of a test is missing: under `CI=true` that is an error (CI installs
+/// everything through scripts/test.sh, so a missing piece is a broken setup), elsewhere the
+/// test prints `skipped: <why>` and the caller returns.
+pub fn prerequisite_missing(why: &str) -> anyhow::Result<()> {
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        anyhow::bail!("CI=true and a prerequisite is missing: {why}");
+    }
+    skipped(why);
+    Ok(())
 }
 
 /// 32 random bytes from the kernel: a disk key the test knows.
