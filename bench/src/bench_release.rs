@@ -147,6 +147,8 @@ pub async fn run(args: &BenchReleaseArgs) -> anyhow::Result<()> {
             args.duration, args.tee, args.key
         ),
     }
+    // Timed before the load starts, on the same machine, with nothing else of ours running.
+    let floor = crate::floor::Floor::measure(args.tee)?;
     let before = Usage::now();
     let mut run = tokio::task::spawn_blocking(move || match load {
         Load::Closed { guests } => closed_loop(&config, &path, guests, duration),
@@ -157,7 +159,9 @@ pub async fn run(args: &BenchReleaseArgs) -> anyhow::Result<()> {
     if let Some(stop) = stop {
         let _ = stop.send(());
     }
-    report(&mut run, &used);
+    let rate = report(&mut run, &used);
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    floor.print(cores, rate);
     Ok(())
 }
 
@@ -332,7 +336,8 @@ fn device_flushes() -> Option<u64> {
     Some(total)
 }
 
-fn report(run: &mut Run, used: &Usage) {
+/// Prints the figures; returns the releases per second.
+fn report(run: &mut Run, used: &Usage) -> f64 {
     if let Some(first) = &run.first_error {
         eprintln!("first error: {first}");
     }
@@ -365,6 +370,7 @@ fn report(run: &mut Run, used: &Usage) {
             used.flushes as f64 / count,
         );
     }
+    rate
 }
 
 /// Starts a throwaway broker in `dir`; returns its URL and the shutdown trigger.

@@ -5,6 +5,7 @@ mod bench_audit;
 mod bench_crypto;
 mod bench_release;
 mod bench_verify;
+mod floor;
 
 use std::process::ExitCode;
 
