@@ -23,7 +23,7 @@ if [ -n "${KEYLATCH_BIN_DIR:-}" ]; then
   step "using the binaries in $bin"
 else
   step "building keylatch, keylatch-agent and refval (release)"
-  cargo build --release --locked -q -p keylatch -p guest-agent -p reference-values
+  cargo build --release --locked -q -p keylatch -p guest-agent -p refval
   bin="$(pwd)/target/release"
 fi
 keylatch="$bin/keylatch"

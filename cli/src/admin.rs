@@ -148,8 +148,13 @@ pub async fn set_policy(
     keylatch_broker::decision::record_intent(audit, &cli)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let (version, digest) = match keylatch_broker::admin::policies::store_policy(store, &path, text)
-        .await
+    let (version, digest) = match keylatch_broker::admin::policies::store_policy(
+        store,
+        &path,
+        text,
+        super::custody::now(),
+    )
+    .await
     {
         Ok(stored) => stored,
         Err(e) => return Err(keylatch_broker::decision::record_cli_failure(audit, &cli, e).await),

@@ -6,7 +6,7 @@
 //! [`measure`] computes expected SEV-SNP launch measurements from boot inputs.
 //!
 //! Like the verifier, the library reads no clock and does no I/O: `now` is an argument, and
-//! files are the `refval` binary's business.
+//! files are the business of the `refval` tool (its own package).
 
 pub mod appraise;
 pub mod bundle;

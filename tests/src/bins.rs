@@ -15,20 +15,19 @@ use anyhow::{bail, Context as _};
 pub const KEYLATCH: &str = "keylatch";
 /// The guest agent binary (package `guest-agent`).
 pub const AGENT: &str = "keylatch-agent";
-/// The policy authors' tool (package `reference-values`).
+/// The policy authors' tool (package `refval`).
 pub const REFVAL: &str = "refval";
 
 /// The directory of the package each binary belongs to.
 fn package_dir(bin: &str) -> &'static str {
     match bin {
         AGENT => "guest-agent",
-        REFVAL => "reference-values",
+        REFVAL => "refval",
         _ => "cli",
     }
 }
 
-const BUILD_HINT: &str =
-    "run `cargo build -p keylatch -p guest-agent -p reference-values --bins` first \
+const BUILD_HINT: &str = "run `cargo build -p keylatch -p guest-agent -p refval --bins` first \
      (`cargo nextest run --workspace` and scripts/test.sh build them)";
 
 /// The path of a built binary, checked to exist and to be newer than its sources.

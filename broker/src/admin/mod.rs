@@ -23,11 +23,14 @@ use crate::decision::{record_admin, AdminRecord};
 use crate::error::ApiError;
 use auth::Principal;
 
-/// The authenticated caller and where the call came from.
+/// The authenticated caller, when and where the call came from.
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub principal: Principal,
     pub client: Option<String>,
+    /// When the call was made, read once by the edge: the caller was authenticated at this
+    /// instant and the operation uses it for every time it stores or checks.
+    pub now: time::OffsetDateTime,
     /// Where the call is recorded.
     pub audit: crate::audit::AuditLog,
 }

@@ -27,9 +27,10 @@ pub async fn set(
         Policy::parse(&text)
             .map_err(|e| ApiError::new(ErrorKind::BadRequest, format!("policy: {e}")))?;
         caller.intent("policy.set", Some(&path)).await?;
-        let (version, digest) = store_policy(state.store.as_ref(), &path, &text)
-            .await
-            .map_err(|e| ApiError::unavailable("store", &e))?;
+        let (version, digest) =
+            store_policy(state.store.as_ref(), &path, &text, caller.now.unix_timestamp())
+                .await
+                .map_err(|e| ApiError::unavailable("store", &e))?;
         Ok(Done {
             created: true,
             body: json!({"path": path, "version": version, "digest": digest}),
@@ -102,17 +103,18 @@ pub async fn list(state: &Broker, caller: &Caller) -> Result<Done, ApiError> {
     conclude(caller, "policy.list", None, result).await
 }
 
-/// Parses, canonicalizes and stores a policy for the (validated) `path`; returns (version,
-/// digest). The caller records the action (the CLI as `cli`, the admin API as its principal).
+/// Parses, canonicalizes and stores a policy for the (validated) `path`, created at `now` (Unix
+/// seconds); returns (version, digest). The caller records the action (the CLI as `cli`, the
+/// admin API as its principal).
 pub async fn store_policy(
     store: &dyn crate::store::Store,
     path: &str,
     text: &str,
+    now: i64,
 ) -> anyhow::Result<(u64, String)> {
     let policy = Policy::parse(text)?;
     let body = policy.canonical_json()?;
     let digest = policy.digest()?;
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let version = store.put_policy(path, &body, &digest, now).await?;
     Ok((version, digest))
 }

@@ -81,7 +81,7 @@ pub async fn publish(
                 ),
             ));
         }
-        let now = time::OffsetDateTime::now_utc();
+        let now = caller.now;
         let verified = check_replacement(None, &signed, trust, now).map_err(|e| refusal(&e))?;
         let bundle = verified.bundle();
         let stored = state.store.bundle_versions(name).await.map_err(|e| store_error(&e))?;

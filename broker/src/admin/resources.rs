@@ -18,7 +18,6 @@ use zeroize::{Zeroize as _, Zeroizing};
 
 use super::auth::Role;
 use super::{conclude, rfc3339, Caller, Done};
-use crate::clock::now_s;
 use crate::custody::{self, Actor, Cryptoperiod, Material};
 use crate::error::{json_body, store_error};
 use crate::error::{ApiError, ErrorKind};
@@ -71,7 +70,7 @@ async fn seal_new_version(
         state.store.as_ref(),
         &state.keystore,
         actor(caller),
-        now_s(),
+        caller.now.unix_timestamp(),
         path,
         material,
         Cryptoperiod::Inherit,
@@ -82,7 +81,8 @@ async fn seal_new_version(
 
 /// Destroys every version of `path` (crypto-shred); returns how many there were.
 async fn destroy(state: &Broker, caller: &Caller, path: &str) -> Result<u64, ApiError> {
-    Ok(custody::destroy(state.store.as_ref(), actor(caller), now_s(), path).await?)
+    Ok(custody::destroy(state.store.as_ref(), actor(caller), caller.now.unix_timestamp(), path)
+        .await?)
 }
 
 /// Groups version rows by path: `{path, current_version, versions: [...]}`.
@@ -294,17 +294,18 @@ pub async fn patch(
     let mut changed = Vec::new();
     match enable {
         Some(false) => {
-            custody::disable(store, actor(caller), now_s(), &path).await?;
+            custody::disable(store, actor(caller), caller.now.unix_timestamp(), &path).await?;
             changed.push("disabled".to_owned());
         }
         Some(true) => {
-            custody::enable(store, actor(caller), now_s(), &path).await?;
+            custody::enable(store, actor(caller), caller.now.unix_timestamp(), &path).await?;
             changed.push("enabled".to_owned());
         }
         None => {}
     }
     if let Some(period) = period {
-        custody::set_cryptoperiod(store, actor(caller), now_s(), &path, period).await?;
+        custody::set_cryptoperiod(store, actor(caller), caller.now.unix_timestamp(), &path, period)
+            .await?;
         changed.push("rotate_by".to_owned());
     }
     let detail = changed.join(", ");

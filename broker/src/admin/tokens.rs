@@ -6,7 +6,6 @@ use serde_json::{json, Value};
 
 use super::auth::{mint, Role, TokenRequest};
 use super::{conclude, rfc3339, Caller, Done};
-use crate::clock::now_s;
 use crate::error::{json_body, store_error};
 use crate::error::{ApiError, ErrorKind};
 use crate::state::Broker;
@@ -54,7 +53,7 @@ pub async fn create(
                 expires_in_days: body.expires_in_days,
                 created_by: caller.principal.name.clone(),
             },
-            now_s(),
+            caller.now.unix_timestamp(),
         )?;
         caller.intent("token.create", Some(&token.record.id)).await?;
         state.store.create_admin_token(&token.record).await.map_err(|e| store_error(&e))?;
@@ -88,7 +87,12 @@ pub async fn revoke(state: &Broker, caller: &Caller, id: &str) -> Result<Done, A
     let result = async {
         caller.principal.require(&[Role::Admin])?;
         caller.intent("token.revoke", Some(id)).await?;
-        if !state.store.revoke_admin_token(id, now_s()).await.map_err(|e| store_error(&e))? {
+        if !state
+            .store
+            .revoke_admin_token(id, caller.now.unix_timestamp())
+            .await
+            .map_err(|e| store_error(&e))?
+        {
             return Err(ApiError::new(ErrorKind::NotFound, format!("no unrevoked token {id}")));
         }
         Ok(Done::ok(json!({"id": id, "revoked": true})))

@@ -38,16 +38,22 @@ impl FromRequestParts<AppState> for Caller {
             Presented::Nothing
         };
         let client = client_addr(parts);
+        let now = time::OffsetDateTime::now_utc();
         let principal = authenticate(
             state,
             presented,
             parts.method.as_str(),
             parts.uri.path(),
             client.as_deref(),
-            keylatch_broker::clock::now_s(),
+            now.unix_timestamp(),
         )
         .await?;
-        Ok(Self(keylatch_broker::admin::Caller { principal, client, audit: state.audit.clone() }))
+        Ok(Self(keylatch_broker::admin::Caller {
+            principal,
+            client,
+            audit: state.audit.clone(),
+            now,
+        }))
     }
 }
 

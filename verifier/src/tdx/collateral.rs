@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::anchors::TdxTrustAnchors;
+use super::fields::{hex_array, parse_date, parse_status};
 use super::tcb::{QeLevel, TcbInfo};
 use crate::claims::TcbStatus;
 use crate::error::{AtStep, Reason, Step, VerifyError};
@@ -330,31 +331,6 @@ pub(crate) fn verify_raw_p256(
         return Err(Reason::UnsupportedAlgorithm { what });
     }
     key.verify_fixed(what, message, signature)
-}
-
-/// Parses an RFC 3339 date from collateral JSON into Unix seconds.
-pub(crate) fn parse_date(what: &'static str, s: &str) -> Result<i64, Reason> {
-    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-        .map(time::OffsetDateTime::unix_timestamp)
-        .map_err(|_| Reason::Malformed { what })
-}
-
-/// Decodes exactly `N` bytes of hex (either case).
-pub(crate) fn hex_array<const N: usize>(what: &'static str, s: &str) -> Result<[u8; N], Reason> {
-    let mut out = [0u8; N];
-    hex::decode_to_slice(s, &mut out).map_err(|_| Reason::Malformed { what })?;
-    Ok(out)
-}
-
-/// Parses a TCB status name and checks it is one `allowed` in this structure.
-pub(crate) fn parse_status(
-    what: &'static str,
-    name: &str,
-    allowed: &[TcbStatus],
-) -> Result<TcbStatus, Reason> {
-    TcbStatus::from_name(name)
-        .filter(|s| allowed.contains(s))
-        .ok_or(Reason::InvalidValue { what, why: "TCB status not allowed in this structure" })
 }
 
 #[derive(Deserialize)]

@@ -1,7 +1,7 @@
 //! Intel TDX quote verification: this module owns the question "is this TDX quote genuine, on
 //! what TCB, and what does the TD report say?". Submodules: [`quote`] (the binary format),
 //! `collateral` (Intel's signed TCB info, QE identity and CRLs), `pck` (the PCK chain and its
-//! SGX extension), `tcb` (TCB level rules), `pcs` (what a quote needs fetched, assembling fetched items), `coco` (guest-components' evidence JSON), [`eventlog`] (the CCEL event log and its replay into the RTMRs) and `verify` (the numbered steps and caches).
+//! SGX extension), `tcb` (TCB level rules), `pcs` (what a quote needs fetched, assembling fetched items), `fields` (decoders of collateral JSON fields), `coco` (guest-components' evidence JSON), [`eventlog`] (the CCEL event log and its replay into the RTMRs) and `verify` (the numbered steps and caches).
 //!
 //! Written here rather than by calling the `dcap-qvl` crate for two reasons: the broker must
 //! verify collateral once and reuse it (dcap-qvl re-verifies every certificate, CRL and
@@ -34,6 +34,7 @@ mod anchors;
 mod coco;
 mod collateral;
 pub mod eventlog;
+mod fields;
 mod pck;
 mod pcs;
 pub mod quote;

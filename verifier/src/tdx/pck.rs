@@ -8,9 +8,8 @@ use der::asn1::{AnyRef, OctetStringRef};
 use der::{Decode, Tag, Tagged};
 
 use super::anchors::TdxTrustAnchors;
-use super::collateral::VerifiedCollateral;
 use crate::error::{AtStep, Reason, Step, VerifyError};
-use crate::x509::{self, Certificate, KeyKind, PublicKey};
+use crate::x509::{self, Certificate, Crl, KeyKind, PublicKey};
 
 /// Intel SGX extension and its members.
 pub(crate) const SGX_EXTENSION: ObjectIdentifier =
@@ -188,20 +187,22 @@ pub(crate) struct VerifiedPck {
 }
 
 /// Step 3 (chain): the quote's PCK chain to the pinned root, every certificate valid at `now`,
-/// the CA not on the root CA CRL, the leaf not on the PCK CRL (which must be the CA's own).
-/// Failures are [`Step::Chain`].
+/// the CA not on the root CA CRL, the leaf not on the PCK CRL (which must be the CA's own); both
+/// CRLs come from verified collateral. Failures are [`Step::Chain`].
 pub(crate) fn verify_pck_chain(
     pem: &[u8],
-    collateral: &VerifiedCollateral,
+    root_crl: &Crl,
+    pck_crl: &Crl,
     anchors: &TdxTrustAnchors,
     now: i64,
 ) -> Result<VerifiedPck, VerifyError> {
-    verify_chain(pem, collateral, anchors, now).at(Step::Chain)
+    verify_chain(pem, root_crl, pck_crl, anchors, now).at(Step::Chain)
 }
 
 fn verify_chain(
     pem: &[u8],
-    collateral: &VerifiedCollateral,
+    root_crl: &Crl,
+    pck_crl: &Crl,
     anchors: &TdxTrustAnchors,
     now: i64,
 ) -> Result<VerifiedPck, Reason> {
@@ -218,7 +219,7 @@ fn verify_chain(
     ca.verify_issued_by("PCK CA certificate", &root)?;
     ca.check_valid_at("PCK CA certificate", now)?;
     require_ca(&ca)?;
-    if collateral.root_crl.revokes(&ca) {
+    if root_crl.revokes(&ca) {
         return Err(Reason::Revoked { what: "PCK CA certificate" });
     }
 
@@ -226,8 +227,8 @@ fn verify_chain(
     leaf.verify_issued_by("PCK certificate", &ca)?;
     leaf.check_valid_at("PCK certificate", now)?;
     // The PCK CRL must be the one this CA issued (platform and processor CAs have their own).
-    collateral.pck_crl.verify_issued_by("PCK CRL (for the quote's PCK CA)", &ca)?;
-    if collateral.pck_crl.revokes(&leaf) {
+    pck_crl.verify_issued_by("PCK CRL (for the quote's PCK CA)", &ca)?;
+    if pck_crl.revokes(&leaf) {
         return Err(Reason::Revoked { what: "PCK certificate" });
     }
     let key = leaf.public_key().clone();

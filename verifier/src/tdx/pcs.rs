@@ -4,7 +4,8 @@
 //! the items as Intel PCS / a PCCS serve them into a [`TdxCollateral`]; and
 //! [`TdxCollateral::next_update`] says until when the collateral may be used.
 
-use super::collateral::{parse_date, TdxCollateral};
+use super::collateral::TdxCollateral;
+use super::fields::parse_date;
 use super::pck::{SgxExtensions, SGX_EXTENSION};
 use super::quote::parse_quote;
 use super::tcb::TcbInfo;

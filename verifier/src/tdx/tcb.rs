@@ -29,7 +29,7 @@
 
 use serde::Deserialize;
 
-use super::collateral::{hex_array, parse_date, parse_status};
+use super::fields::{hex_array, parse_date, parse_status};
 use super::pck::SgxExtensions;
 use super::quote::TdReport;
 use crate::claims::TcbStatus;

@@ -144,7 +144,13 @@ impl TdxVerifier {
         if let Some(v) = cached.filter(|v| (v.not_before..=v.not_after).contains(&now)) {
             return Ok(v);
         }
-        let v = Arc::new(verify_pck_chain(&quote.pck_chain_pem, col, &self.anchors, now)?);
+        let v = Arc::new(verify_pck_chain(
+            &quote.pck_chain_pem,
+            &col.root_crl,
+            &col.pck_crl,
+            &self.anchors,
+            now,
+        )?);
         write(&self.chains).insert(key, Arc::clone(&v));
         Ok(v)
     }

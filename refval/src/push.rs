@@ -35,7 +35,8 @@ pub fn push(
         ),
     };
     let bytes = std::fs::read(bundle).with_context(|| format!("reading {}", bundle.display()))?;
-    crate::SignedBundle::from_bytes(&bytes).with_context(|| bundle.display().to_string())?;
+    reference_values::SignedBundle::from_bytes(&bytes)
+        .with_context(|| bundle.display().to_string())?;
     let ca_pem = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(&ca_pem) {

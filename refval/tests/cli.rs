@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing, clippy::expect_used)] // reason: tests fail loudly on purpose
 
+// The library's test support (vectors, claims from `expected.json`): one copy for both packages.
+#[path = "../../reference-values/tests/common/mod.rs"]
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
@@ -50,7 +52,7 @@ fn keygen(name: &str, dir: &Path) -> String {
 fn author_workflow_keygen_sign_cosign_verify_show() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/snp.toml");
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../reference-values/examples/snp.toml");
 
     let kids = [keygen("a", dir), keygen("b", dir), keygen("c", dir)];
     assert!(fails(&["keygen", "--out", "a"], dir).contains("refusing to overwrite"));
@@ -159,9 +161,12 @@ fn sign_refuses_bundle_with_unknown_key() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     keygen("a", dir);
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/tdx.toml"))
-        .unwrap()
-        .replace("allow_debug = false", "alow_debug = true");
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../reference-values/examples/tdx.toml"
+    ))
+    .unwrap()
+    .replace("allow_debug = false", "alow_debug = true");
     std::fs::write(dir.join("typo.toml"), text).unwrap();
     let err = fails(&["sign", "typo.toml", "--key", "a", "--out", "x.cose"], dir);
     assert!(err.contains("unknown field `alow_debug`"), "{err}");
