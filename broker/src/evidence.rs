@@ -249,6 +249,17 @@ fn simulated_refused() -> ApiError {
     )
 }
 
+/// The TEE names `/kbs/v0/auth` accepts: `snp` and `tdx`, and the unsigned `sample` only with
+/// `allow_sample`.
+#[must_use]
+pub fn served_tees(allow_sample: bool) -> &'static [&'static str] {
+    if allow_sample {
+        &["snp", "tdx", "sample"]
+    } else {
+        &["snp", "tdx"]
+    }
+}
+
 /// The refusal of the `sample` TEE when `allow_sample = false`.
 #[must_use]
 pub fn sample_refused() -> ApiError {

@@ -2,6 +2,11 @@
 //! defaults — the commented `keylatch.toml`, the token-signing key, a local CA and a TLS server
 //! certificate signed by it, the soft keystore's KEK, the SQLite database (mode 0600) and (with
 //! `--simulated`) a simulation PKI with `allow_simulated = true`. Never overwrites anything.
+//!
+//! The packaged layout splits it: `--config-dir /etc/keylatch` takes the configuration, keys,
+//! TLS files and simulation PKI (read-only to the service), `--dir /var/lib/keylatch` the state
+//! the broker writes (database, KEK file), named in the configuration by absolute path; and
+//! `--owner keylatch` gives everything `init` made to the service's user and its group.
 
 use std::path::{Path, PathBuf};
 
@@ -20,9 +25,18 @@ use keylatch_broker::token::TokenKey;
 
 #[derive(Debug, clap::Args)]
 pub struct InitArgs {
-    /// Directory to create (or an empty existing one).
+    /// Directory to create (or an empty existing one). With --config-dir: the state directory
+    /// (database, KEK file).
     #[arg(long)]
     pub dir: PathBuf,
+    /// Write keylatch.toml, the keys and TLS files here instead (e.g. /etc/keylatch); the
+    /// configuration names the state in --dir by absolute path.
+    #[arg(long)]
+    pub config_dir: Option<PathBuf>,
+    /// Give every directory and file init makes to this user and its primary group (e.g.
+    /// keylatch, the user keylatch.service runs as); needs root.
+    #[arg(long)]
+    pub owner: Option<String>,
     /// Also create a simulation PKI and accept simulated evidence (CI, demos).
     #[arg(long)]
     pub simulated: bool,
@@ -88,11 +102,93 @@ pub const SIM_DIR: &str = "sim-pki";
 
 pub async fn run(args: &InitArgs) -> anyhow::Result<()> {
     let keystore = args.keystore()?;
+    // Resolved before anything is written: an unknown user changes nothing.
+    let owner = args.owner.as_deref().map(user_ids).transpose()?;
+    let layout = match &args.config_dir {
+        None => Layout::one(&args.dir),
+        Some(config) => Layout {
+            config: config.clone(),
+            state: Some(
+                std::path::absolute(&args.dir)
+                    .with_context(|| format!("resolving {}", args.dir.display()))?,
+            ),
+        },
+    };
     let config =
-        init_dir(&args.dir, args.simulated, &args.hostnames, &args.listen, &keystore).await?;
+        init_layout(&layout, args.simulated, &args.hostnames, &args.listen, &keystore).await?;
+    if let Some(ids) = owner {
+        give(&layout, args.simulated, ids)?;
+    }
     println!("wrote {}", config.display());
-    println!("CA for clients: {}", args.dir.join(CA_FILE).display());
+    println!("CA for clients: {}", layout.config.join(CA_FILE).display());
     println!("run: keylatch serve --config {}", config.display());
+    Ok(())
+}
+
+/// Where `init` writes: the configuration directory, and the state directory when apart.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    /// keylatch.toml, keys, TLS files, simulation PKI.
+    pub config: PathBuf,
+    /// Database and KEK file, by absolute path; `None`: in `config`, by relative path.
+    pub state: Option<PathBuf>,
+}
+
+impl Layout {
+    /// Everything in one directory.
+    #[must_use]
+    pub fn one(dir: &Path) -> Self {
+        Self { config: dir.to_path_buf(), state: None }
+    }
+
+    fn state_dir(&self) -> &Path {
+        self.state.as_deref().unwrap_or(&self.config)
+    }
+}
+
+/// The uid and primary gid of the local user `name` (from /etc/passwd, where system users such
+/// as the package's `keylatch` live).
+fn user_ids(name: &str) -> anyhow::Result<(u32, u32)> {
+    let passwd = std::fs::read_to_string("/etc/passwd").context("reading /etc/passwd")?;
+    passwd
+        .lines()
+        .map(|line| line.split(':').collect::<Vec<_>>())
+        .find(|f| f.first() == Some(&name))
+        .and_then(|f| Some((f.get(2)?.parse().ok()?, f.get(3)?.parse().ok()?)))
+        .with_context(|| format!("--owner {name}: no such user in /etc/passwd"))
+}
+
+/// Gives the directories and every file `init` made in them to `(uid, gid)`; the modes stay.
+fn give(layout: &Layout, simulated: bool, (uid, gid): (u32, u32)) -> anyhow::Result<()> {
+    let config = &layout.config;
+    let state = layout.state_dir();
+    let mut paths = vec![config.clone(), config.join("tls"), state.to_path_buf()];
+    for name in
+        [CONFIG_FILE, TOKEN_KEY_FILE, AUDIT_KEY_FILE, AUDIT_PUB_FILE, CA_FILE, CERT_FILE, KEY_FILE]
+    {
+        paths.push(config.join(name));
+    }
+    if simulated {
+        let sim = config.join(SIM_DIR);
+        for entry in
+            std::fs::read_dir(&sim).with_context(|| format!("reading {}", sim.display()))?
+        {
+            paths.push(entry?.path());
+        }
+        paths.push(sim);
+    }
+    for name in [KEK_FILE, DB_FILE, "keylatch.db-wal", "keylatch.db-shm"] {
+        let path = state.join(name);
+        if path.exists() {
+            paths.push(path);
+        }
+    }
+    paths.sort();
+    paths.dedup();
+    for path in paths {
+        std::os::unix::fs::chown(&path, Some(uid), Some(gid))
+            .with_context(|| format!("giving {} to uid {uid}", path.display()))?;
+    }
     Ok(())
 }
 
@@ -104,12 +200,27 @@ pub async fn init_dir(
     listen: &str,
     keystore: &KeystoreChoice,
 ) -> anyhow::Result<PathBuf> {
+    init_layout(&Layout::one(dir), simulated, hostnames, listen, keystore).await
+}
+
+/// Creates the configuration (and state) directories; returns the path of `keylatch.toml`.
+pub async fn init_layout(
+    layout: &Layout,
+    simulated: bool,
+    hostnames: &[String],
+    listen: &str,
+    keystore: &KeystoreChoice,
+) -> anyhow::Result<PathBuf> {
+    let dir = layout.config.as_path();
+    let state = layout.state_dir();
     let config_path = dir.join(CONFIG_FILE);
     if config_path.exists() {
         bail!("{} exists; refusing to overwrite", config_path.display());
     }
     std::fs::create_dir_all(dir.join("tls"))
         .with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::create_dir_all(state).with_context(|| format!("creating {}", state.display()))?;
+    let text = config_text(simulated, listen, keystore, layout.state.as_deref());
 
     let token_key = TokenKey::generate()?;
     write_private(&dir.join(TOKEN_KEY_FILE), token_key.to_pkcs8_pem()?.as_bytes())?;
@@ -131,21 +242,21 @@ pub async fn init_dir(
 
     match keystore {
         KeystoreChoice::Soft => {
-            keylatch_keystore::soft::SoftKeystore::create(&dir.join(KEK_FILE))
+            keylatch_keystore::soft::SoftKeystore::create(&state.join(KEK_FILE))
                 .map_err(|e| anyhow::anyhow!("creating the soft KEK: {e}"))?;
         }
         KeystoreChoice::Pkcs11 { .. } => {
             // Opening the token now finds (or generates, inside the token) the KEK and the
             // BYOK import key, and proves the module, label and PIN work before any
             // resource is stored.
-            let config = Config::parse_str(&config_text(simulated, listen, keystore), dir)?;
+            let config = Config::parse_str(&text, dir)?;
             keylatch_broker::state::open_keystore(&config)?;
         }
     }
     // The database holds sealed resources and the audit trail: created private (0600) before
     // SQLite opens it, so its WAL and shared-memory files inherit that mode too.
-    write_private(&dir.join(DB_FILE), b"")?;
-    SqliteStore::open(&dir.join(DB_FILE), true).await.context("creating the SQLite database")?;
+    write_private(&state.join(DB_FILE), b"")?;
+    SqliteStore::open(&state.join(DB_FILE), true).await.context("creating the SQLite database")?;
 
     if simulated {
         let sim = dir.join(SIM_DIR);
@@ -159,7 +270,7 @@ pub async fn init_dir(
             }
         }
     }
-    write_public(&config_path, config_text(simulated, listen, keystore).as_bytes())?;
+    write_public(&config_path, text.as_bytes())?;
     Ok(config_path)
 }
 
@@ -193,14 +304,26 @@ fn tls_files(names: &[String]) -> anyhow::Result<(String, String, zeroize::Zeroi
 }
 
 /// The commented configuration `init` writes. Every key is explained (see also CONFIG.md).
+/// `state`: the directory of the database and KEK file, named by absolute path (`None`: next
+/// to the configuration, by relative path).
 #[must_use]
-pub fn config_text(simulated: bool, listen: &str, keystore: &KeystoreChoice) -> String {
+pub fn config_text(
+    simulated: bool,
+    listen: &str,
+    keystore: &KeystoreChoice,
+    state: Option<&Path>,
+) -> String {
+    let in_state = |name: &str| match state {
+        Some(dir) => toml_string(&dir.join(name).display().to_string()),
+        None => toml_string(name),
+    };
+    let (kek_file, db_file) = (in_state(KEK_FILE), in_state(DB_FILE));
     let keystore = match keystore {
         KeystoreChoice::Soft => format!(
             "# \"soft\": the key-encryption key in a local file (development only; the broker warns).\n\
              # \"pkcs11\": the KEK inside an HSM token, e.g.\n\
              # pkcs11 = {{ module = \"/usr/lib/softhsm/libsofthsm2.so\", token_label = \"keylatch\", pin = {{ file = \"hsm-pin\" }} }}\n\
-             backend = \"soft\"\nkek_file = \"{KEK_FILE}\""
+             backend = \"soft\"\nkek_file = {kek_file}"
         ),
         KeystoreChoice::Pkcs11 { module, token_label, pin_file } => format!(
             "# \"pkcs11\": the key-encryption key is generated inside this HSM token and never\n\
@@ -262,7 +385,7 @@ key = "{KEY_FILE}"
 # backend = "postgres" with url = "postgres://keylatch@db:5432/keylatch?sslmode=verify-full"
 # and password_file = "db-password" (mode 0600) instead of path; see broker/STORE.md.
 backend = "sqlite"
-path = "{DB_FILE}"
+path = {db_file}
 
 [keystore]
 {keystore}

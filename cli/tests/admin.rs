@@ -626,3 +626,139 @@ fn an_admin_api_resource_write_is_recorded_once_with_its_principal() {
     ];
     assert_eq!(entries, expected);
 }
+
+#[test]
+#[allow(clippy::too_many_lines)] // reason: one scenario, step by step, through the real binary
+fn keylatch_admin_covers_every_resource_operation_of_the_api() {
+    let a = authors();
+    let b = broker(&a);
+    let exe = env!("CARGO_BIN_EXE_keylatch");
+    let dir = b.dir.path();
+    let run = |args: &[&str]| {
+        std::process::Command::new(exe).args(args).env_remove("KEYLATCH_TOKEN").output().unwrap()
+    };
+    let config = dir.join("keylatch.toml");
+    let out = run(&[
+        "token",
+        "create",
+        "--config",
+        config.to_str().unwrap(),
+        "--role",
+        "key-custodian",
+        "--name",
+        "cli-custodian",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let token_file = dir.join("c.token");
+    std::fs::write(&token_file, &out.stdout).unwrap();
+    let ca = dir.join("tls/ca.pem");
+    // `keylatch admin --url --ca --token-file ARGS...`: the answer, or the failed run.
+    let admin = |args: &[&str]| -> Result<Value, std::process::Output> {
+        let mut all = vec![
+            "admin",
+            "--url",
+            &b.url,
+            "--ca",
+            ca.to_str().unwrap(),
+            "--token-file",
+            token_file.to_str().unwrap(),
+        ];
+        all.extend_from_slice(args);
+        let out = run(&all);
+        if out.status.success() {
+            Ok(serde_json::from_slice(&out.stdout).unwrap())
+        } else {
+            Err(out)
+        }
+    };
+    let ok = |args: &[&str]| {
+        admin(args).unwrap_or_else(|o| panic!("{args:?}: {}", String::from_utf8_lossy(&o.stderr)))
+    };
+    let target = "default/cli/byok";
+    let release = || b.fetch_path(b.source(SimTee::Snp), KeyKind::P256, target);
+
+    // BYOK: the import key over the API, wrapped offline, imported over the API.
+    let public = dir.join("import.pub.pem");
+    let public_s = public.to_str().unwrap();
+    assert_eq!(ok(&["keystore", "import-key", "--out", public_s]), json!({"written": public_s}));
+    let key = dir.join("customer.key");
+    std::fs::write(&key, [0x42u8; 32]).unwrap();
+    let blob = dir.join("customer.blob");
+    let wrap = run(&[
+        "key",
+        "wrap-for-import",
+        "--public-key",
+        public_s,
+        "--key",
+        key.to_str().unwrap(),
+        "--out",
+        blob.to_str().unwrap(),
+    ]);
+    assert!(wrap.status.success(), "{}", String::from_utf8_lossy(&wrap.stderr));
+    let imported = ok(&["resource", "import", target, "--wrapped", blob.to_str().unwrap()]);
+    assert_eq!(imported, json!({"path": target, "version": 1}));
+    b.put_policy(target, ALLOW_SIM);
+    assert_eq!(release().unwrap(), [0x42u8; 32]);
+
+    // Rotate: by default random bytes of the current length; or from a file, or a blob.
+    assert_eq!(ok(&["resource", "rotate", target]), json!({"path": target, "version": 2}));
+    let v2 = release().unwrap();
+    assert_eq!(v2.len(), 32);
+    assert_ne!(v2, [0x42u8; 32]);
+    let next = dir.join("next.key");
+    std::fs::write(&next, b"rotated from a file").unwrap();
+    let rotated = ok(&["resource", "rotate", target, "--from", next.to_str().unwrap()]);
+    assert_eq!(rotated["version"], 3);
+    assert_eq!(release().unwrap(), b"rotated from a file");
+    assert_eq!(ok(&["resource", "rotate", target, "--generate", "48"])["version"], 4);
+    assert_eq!(release().unwrap().len(), 48);
+    // A rotation needs an existing resource; a put needs key material.
+    let absent = admin(&["resource", "rotate", "default/cli/absent"]).unwrap_err();
+    assert_eq!(absent.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&absent.stderr);
+    assert!(stderr.contains("HTTP 404 not-found"), "{stderr}");
+    let bare = admin(&["resource", "put", "default/cli/bare"]).unwrap_err();
+    assert_eq!(bare.status.code(), Some(2));
+
+    // Disable and enable.
+    assert_eq!(
+        ok(&["resource", "disable", target]),
+        json!({"path": target, "changed": ["disabled"]})
+    );
+    let (status, body) = agent_error(&release().unwrap_err());
+    assert_eq!((status, body.error_type.as_str()), (403, "resource-disabled"));
+    assert_eq!(ok(&["resource", "show", target])["state"], "disabled");
+    assert_eq!(ok(&["resource", "enable", target])["changed"], json!(["enabled"]));
+    assert_eq!(release().unwrap().len(), 48);
+
+    // Set and clear the rotate-by date.
+    ok(&["resource", "set-rotate-by", target, "--rotate-by", "2030-01-01T00:00:00Z"]);
+    assert_eq!(ok(&["resource", "show", target])["rotate_by"], "2030-01-01T00:00:00Z");
+    ok(&["resource", "set-rotate-by", target, "--clear"]);
+    assert_eq!(ok(&["resource", "show", target])["rotate_by"], Value::Null);
+    let neither = admin(&["resource", "set-rotate-by", target]).unwrap_err();
+    assert_eq!(neither.status.code(), Some(2), "clap refuses it");
+
+    // Each change recorded once, as the operation it was, with the token's principal (reads
+    // and the harness's store-direct policy left out).
+    let ops: Vec<(String, String)> = admin_entries_about(&b, target)
+        .into_iter()
+        .filter(|(op, outcome, who)| outcome == "ok" && who != "cli" && op != "resource.show")
+        .map(|(op, _, who)| (op, who))
+        .collect();
+    let who = "cli-custodian".to_owned();
+    let expected: Vec<(String, String)> = [
+        "resource.import",
+        "resource.rotate",
+        "resource.rotate",
+        "resource.rotate",
+        "resource.disable",
+        "resource.enable",
+        "resource.set-rotate-by",
+        "resource.set-rotate-by",
+    ]
+    .into_iter()
+    .map(|op| (op.to_owned(), who.clone()))
+    .collect();
+    assert_eq!(ops, expected);
+}

@@ -204,6 +204,7 @@ on_both!(
     byok_imports_from_our_wrapper_and_python_release_byte_for_byte,
     rotate_disable_enable_destroy_behave_as_documented,
     kek_rotation_interrupted_midway_resumes_without_loss,
+    kek_rotated_by_the_cli_applies_to_the_serving_broker_without_restart,
     cryptoperiods_show_overdue_and_due_soon,
 );
 
@@ -382,7 +383,8 @@ fn kek_rotation_interrupted_midway_resumes_without_loss(backend: Backend) {
         serde_json::from_str(&s.keylatch_ok(&["kek", "status", "--json"])).unwrap()
     };
     let old = status(&s)["current"].as_str().unwrap().to_owned();
-    // Rotated by the running broker's own keystore (a soft keystore reads its file only at start).
+    // Rotated by the running broker's own keystore (another process's rotation: see
+    // kek_rotated_by_the_cli_applies_to_the_serving_broker_without_restart).
     let st = &s.broker.state;
     let new =
         s.broker.rt.block_on(custody::kek_rotate(&st.keystore, Actor::cli(&st.audit))).unwrap();
@@ -427,6 +429,55 @@ fn kek_rotation_interrupted_midway_resumes_without_loss(backend: Backend) {
     }
     let secrets: Vec<&[u8]> = expected.iter().map(|(_, b)| b.as_slice()).collect();
     s.assert_no_plaintext(&secrets);
+}
+
+fn kek_rotated_by_the_cli_applies_to_the_serving_broker_without_restart(backend: Backend) {
+    let Some(s) = Setup::new(backend) else { return };
+    let status = |s: &Setup| -> serde_json::Value {
+        serde_json::from_str(&s.keylatch_ok(&["kek", "status", "--json"])).unwrap()
+    };
+    let old = status(&s)["current"].as_str().unwrap().to_owned();
+    // `keylatch kek rotate` in its own process, while the broker serves.
+    let out = s.keylatch_ok(&["kek", "rotate"]);
+    let new = out.split_whitespace().nth(2).unwrap().to_owned();
+    assert!(out.starts_with(&format!("current KEK: {new} ")), "{out}");
+    assert_ne!(new, old);
+
+    // A new resource written through the serving broker's admin API is sealed under the new KEK.
+    let token = s.keylatch_ok(&["token", "create", "--role", "key-custodian", "--name", "k"]);
+    let b = &s.broker;
+    let admin = keylatch_cli::remote::AdminClient::new(
+        &b.url,
+        &b.ca,
+        Zeroizing::new(token.trim().to_owned()),
+    )
+    .unwrap();
+    let path = "default/kek/after-rotation";
+    let bytes = [0x3Cu8; 32];
+    let value = base64::engine::general_purpose::STANDARD.encode(bytes);
+    let put = admin
+        .call(
+            "PUT",
+            &format!("/admin/v1/resources/{path}"),
+            Some(&serde_json::json!({"value": value})),
+        )
+        .unwrap();
+    assert_eq!(put["version"], 1);
+    b.put_policy(path, ALLOW_SIM);
+    let kek_of = |st: &serde_json::Value, p: &str| {
+        st["versions"].as_array().unwrap().iter().find(|v| v["path"] == p).unwrap()["kek_id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let after = status(&s);
+    assert_eq!(after["current"], new.as_str());
+    assert_eq!(kek_of(&after, path), new, "new writes use the rotated KEK");
+    assert_eq!(kek_of(&after, RESOURCE), old, "old versions keep theirs");
+    // Both release, from the same broker, never restarted.
+    assert_eq!(s.release(RESOURCE).unwrap(), SECRET);
+    assert_eq!(s.release(path).unwrap(), bytes);
+    assert_eq!(b.state.keystore.describe().current_kek, new);
 }
 
 fn cryptoperiods_show_overdue_and_due_soon(backend: Backend) {

@@ -1,12 +1,19 @@
 //! The `soft` backend: AES-256 key-encryption keys in a local file (mode 0600), for quick starts
 //! and development only. The file is a JSON object `{"current": id, "keys": {id: hex}}`; it is
 //! created with mode 0600 atomically, replaced atomically (write a 0600 temporary, fsync, rename)
-//! on rotation and retirement, and refused when its permissions are looser. The BYOK import key
-//! (RSA-3072, PKCS#8 PEM, 0600) sits next to it as `<kek file>.import-key.pem`.
+//! on rotation and retirement (keeping its owner), and refused when its permissions are looser.
+//! The BYOK import key (RSA-3072, PKCS#8 PEM, 0600) sits next to it as `<kek file>.import-key.pem`.
+//!
+//! Several processes share the file (the broker, and `keylatch kek rotate|retire` run beside
+//! it), as replicas share a PKCS#11 token: every operation first compares the file's identity
+//! (device, inode, size, modification time) with the one it last read and re-reads it when it
+//! changed, so a running broker seals under a KEK rotated by another process, opens what it
+//! sealed, and forgets a retired KEK without a restart. A rotation or retirement re-reads the
+//! file under the write lock before changing it, so it never drops another process's KEK.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::{PoisonError, RwLock};
 
@@ -39,10 +46,25 @@ struct KekFile {
     keys: BTreeMap<String, String>,
 }
 
+/// What identifies one state of the KEK file: device, inode, size, modification time (ns).
+/// A replacement is a new inode (renamed over the old one while both exist), so it always differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp(u64, u64, u64, i128);
+
+impl Stamp {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        let mtime = i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec());
+        Self(meta.dev(), meta.ino(), meta.size(), mtime)
+    }
+}
+
 /// The KEKs in memory, as the file holds them.
 struct Keks {
     current: String,
     keys: BTreeMap<String, Zeroizing<[u8; 32]>>,
+    /// The file state they were read from; `None` after this process wrote the file (re-read
+    /// at the next operation).
+    stamp: Option<Stamp>,
 }
 
 impl Keks {
@@ -93,31 +115,14 @@ impl SoftKeystore {
         let mut key = Zeroizing::new([0u8; 32]);
         OsRng.fill_bytes(key.as_mut());
         let id = format!("{KEK_PREFIX}1");
-        let keks = Keks { current: id.clone(), keys: BTreeMap::from([(id, key)]) };
+        let keks = Keks { current: id.clone(), keys: BTreeMap::from([(id, key)]), stamp: None };
         write_private_file(path, &keks.to_file_bytes()?)?;
         Ok(Self { path: path.to_path_buf(), keks: RwLock::new(keks) })
     }
 
     /// Loads a KEK file; refuses one that group or others may read.
     pub fn open(path: &Path) -> Result<Self, KeystoreError> {
-        let text = read_private_file(path)?;
-        let file: KekFile = serde_json::from_slice(&text)
-            .map_err(|_| KeystoreError::Config(format!("{} is not a KEK file", path.display())))?;
-        let mut keys = BTreeMap::new();
-        for (id, hex_key) in &file.keys {
-            let mut key = Zeroizing::new([0u8; 32]);
-            hex::decode_to_slice(hex_key, key.as_mut())
-                .map_err(|_| KeystoreError::Config(format!("KEK {id} is not 32 bytes of hex")))?;
-            keys.insert(id.clone(), key);
-        }
-        if !keys.contains_key(&file.current) {
-            return Err(KeystoreError::Config(format!("current KEK {} is missing", file.current)));
-        }
-        let KekFile { current, keys: hex_keys } = file;
-        for (_, hex_key) in hex_keys {
-            drop(Zeroizing::new(hex_key));
-        }
-        Ok(Self { path: path.to_path_buf(), keks: RwLock::new(Keks { current, keys }) })
+        Ok(Self { path: path.to_path_buf(), keks: RwLock::new(load(path)?) })
     }
 
     /// Where the BYOK import key lives: next to the KEK file.
@@ -132,13 +137,49 @@ impl SoftKeystore {
         self.keks.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The AES-256-GCM key of `kek_id` (aws-lc-rs).
-    fn cipher(&self, kek_id: &str) -> Result<LessSafeKey, KeystoreError> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Keks> {
+        self.keks.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Re-reads the file when another process (or this one) changed it since it was last read.
+    /// A file that is gone or unreadable fails the operation (and `/readyz`).
+    fn refresh(&self) -> Result<(), KeystoreError> {
+        let meta = std::fs::metadata(&self.path)
+            .map_err(|e| KeystoreError::Unavailable(format!("{}: {e}", self.path.display())))?;
+        if self.read().stamp == Some(Stamp::of(&meta)) {
+            return Ok(());
+        }
+        let mut keks = self.write();
+        *keks = load(&self.path)?;
+        Ok(())
+    }
+
+    /// Applies `change` to the KEKs the file holds now (re-read under the write lock) and
+    /// writes the result over it; memory is updated only once the file is.
+    fn update<T>(
+        &self,
+        change: impl FnOnce(&mut Keks) -> Result<T, KeystoreError>,
+    ) -> Result<T, KeystoreError> {
+        let mut keks = self.write();
+        let mut next = load(&self.path)?;
+        let out = change(&mut next)?;
+        replace_private_file(&self.path, &next.to_file_bytes()?)?;
+        next.stamp = None;
+        *keks = next;
+        Ok(out)
+    }
+
+    /// The id and AES-256-GCM key (aws-lc-rs) of `kek_id`, or of the current KEK when `None`,
+    /// from the file as it is now.
+    fn cipher(&self, kek_id: Option<&str>) -> Result<(String, LessSafeKey), KeystoreError> {
+        self.refresh()?;
         let keks = self.read();
-        let key = keks.keys.get(kek_id).ok_or_else(|| KeystoreError::UnknownKek(kek_id.into()))?;
-        UnboundKey::new(&AES_256_GCM, key.as_ref())
+        let id = kek_id.unwrap_or(&keks.current);
+        let key = keks.keys.get(id).ok_or_else(|| KeystoreError::UnknownKek(id.into()))?;
+        let cipher = UnboundKey::new(&AES_256_GCM, key.as_ref())
             .map(LessSafeKey::new)
-            .map_err(|_| KeystoreError::InvalidInput("KEK length"))
+            .map_err(|_| KeystoreError::InvalidInput("KEK length"))?;
+        Ok((id.to_owned(), cipher))
     }
 
     /// The import key from its file, created (0600) when `create` and absent.
@@ -150,7 +191,7 @@ impl SoftKeystore {
             ));
         }
         if path.exists() {
-            let pem = read_private_file(&path)?;
+            let (pem, _) = read_private_file(&path)?;
             let text = std::str::from_utf8(&pem)
                 .map_err(|_| KeystoreError::Config(format!("{} is not PEM", path.display())))?;
             return RsaPrivateKey::from_pkcs8_pem(text).map_err(|_| {
@@ -167,10 +208,38 @@ impl SoftKeystore {
     }
 }
 
-/// Reads a file that must be private to its owner (no group or other bits).
-fn read_private_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, KeystoreError> {
-    let meta = std::fs::metadata(path)
-        .map_err(|e| KeystoreError::Unavailable(format!("{}: {e}", path.display())))?;
+/// Reads the KEK file at `path` (private to its owner) with the stamp of what was read.
+fn load(path: &Path) -> Result<Keks, KeystoreError> {
+    let (text, meta) = read_private_file(path)?;
+    let file: KekFile = serde_json::from_slice(&text)
+        .map_err(|_| KeystoreError::Config(format!("{} is not a KEK file", path.display())))?;
+    let mut keys = BTreeMap::new();
+    for (id, hex_key) in &file.keys {
+        let mut key = Zeroizing::new([0u8; 32]);
+        hex::decode_to_slice(hex_key, key.as_mut())
+            .map_err(|_| KeystoreError::Config(format!("KEK {id} is not 32 bytes of hex")))?;
+        keys.insert(id.clone(), key);
+    }
+    if !keys.contains_key(&file.current) {
+        return Err(KeystoreError::Config(format!("current KEK {} is missing", file.current)));
+    }
+    let KekFile { current, keys: hex_keys } = file;
+    for (_, hex_key) in hex_keys {
+        drop(Zeroizing::new(hex_key));
+    }
+    Ok(Keks { current, keys, stamp: Some(Stamp::of(&meta)) })
+}
+
+/// Reads a file that must be private to its owner (no group or other bits), with the metadata
+/// of the very file read (one open, so a concurrent replacement cannot mix the two).
+fn read_private_file(
+    path: &Path,
+) -> Result<(Zeroizing<Vec<u8>>, std::fs::Metadata), KeystoreError> {
+    use std::io::Read as _;
+    let unavailable =
+        |e: std::io::Error| KeystoreError::Unavailable(format!("{}: {e}", path.display()));
+    let mut file = std::fs::File::open(path).map_err(unavailable)?;
+    let meta = file.metadata().map_err(unavailable)?;
     if meta.permissions().mode() & 0o077 != 0 {
         return Err(KeystoreError::Config(format!(
             "{} is readable by others (mode {:o}); it must be 0600",
@@ -178,9 +247,9 @@ fn read_private_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, KeystoreError> {
             meta.permissions().mode() & 0o777
         )));
     }
-    std::fs::read(path)
-        .map(Zeroizing::new)
-        .map_err(|e| KeystoreError::Unavailable(format!("{}: {e}", path.display())))
+    let mut bytes = Zeroizing::new(Vec::new());
+    file.read_to_end(&mut bytes).map_err(unavailable)?;
+    Ok((bytes, meta))
 }
 
 /// Creates `path` with mode 0600; fails if it exists.
@@ -197,15 +266,26 @@ fn write_private_file(path: &Path, bytes: &[u8]) -> Result<(), KeystoreError> {
         .map_err(|e| KeystoreError::Config(format!("writing {}: {e}", path.display())))
 }
 
-/// Replaces `path` atomically: a fresh 0600 temporary beside it, fsynced, renamed over it, and
-/// the directory fsynced, so a crash leaves either the old or the new file.
+/// Replaces `path` atomically: a fresh 0600 temporary beside it with the old file's owner,
+/// fsynced, renamed over it, and the directory fsynced, so a crash leaves either the old or the
+/// new file, and a rotation run by root does not lock the broker's user out of its KEKs.
 fn replace_private_file(path: &Path, bytes: &[u8]) -> Result<(), KeystoreError> {
     let mut name = path.file_name().map(std::ffi::OsStr::to_os_string).unwrap_or_default();
     name.push(".tmp");
     let tmp = path.with_file_name(name);
+    let owner = std::fs::metadata(path)
+        .map_err(|e| KeystoreError::Unavailable(format!("{}: {e}", path.display())))?;
     // A leftover from a crash holds either the old or the new KEKs, never the only copy.
     let _ = std::fs::remove_file(&tmp);
     write_private_file(&tmp, bytes)?;
+    let made = std::fs::metadata(&tmp)
+        .map_err(|e| KeystoreError::Unavailable(format!("{}: {e}", tmp.display())))?;
+    if (made.uid(), made.gid()) != (owner.uid(), owner.gid()) {
+        std::os::unix::fs::chown(&tmp, Some(owner.uid()), Some(owner.gid())).map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            KeystoreError::Unavailable(format!("giving {} its owner back: {e}", tmp.display()))
+        })?;
+    }
     std::fs::rename(&tmp, path)
         .map_err(|e| KeystoreError::Unavailable(format!("replacing {}: {e}", path.display())))?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -227,7 +307,7 @@ impl Keystore for SoftKeystore {
     }
 
     fn health(&self) -> Result<(), KeystoreError> {
-        Ok(())
+        self.refresh()
     }
 
     fn seal(
@@ -238,9 +318,9 @@ impl Keystore for SoftKeystore {
         let mut nonce = [0u8; 12];
         OsRng.fill_bytes(&mut nonce);
         let aad = binding.aad();
-        let kek_id = self.read().current.clone();
+        let (kek_id, cipher) = self.cipher(None)?;
         let mut ciphertext = plaintext.to_vec();
-        self.cipher(&kek_id)?
+        cipher
             .seal_in_place_append_tag(
                 Nonce::assume_unique_for_key(nonce),
                 Aad::from(aad.as_slice()),
@@ -265,7 +345,8 @@ impl Keystore for SoftKeystore {
         let aad = binding.aad();
         let mut buf = Zeroizing::new(sealed.ciphertext.clone());
         let len = self
-            .cipher(&sealed.kek_id)?
+            .cipher(Some(&sealed.kek_id))?
+            .1
             .open_in_place(
                 Nonce::assume_unique_for_key(nonce),
                 Aad::from(aad.as_slice()),
@@ -316,37 +397,29 @@ impl Keystore for SoftKeystore {
     }
 
     fn rotate_kek(&self) -> Result<String, KeystoreError> {
-        let mut keks = self.keks.write().unwrap_or_else(PoisonError::into_inner);
-        let next = keks.keys.keys().map(|id| kek_number(id)).max().unwrap_or(0) + 1;
-        let id = format!("{KEK_PREFIX}{next}");
-        let mut key = Zeroizing::new([0u8; 32]);
-        OsRng.fill_bytes(key.as_mut());
-        let previous = std::mem::replace(&mut keks.current, id.clone());
-        keks.keys.insert(id.clone(), key);
-        if let Err(e) = replace_private_file(&self.path, &keks.to_file_bytes()?) {
-            keks.keys.remove(&id);
-            keks.current = previous;
-            return Err(e);
-        }
-        Ok(id)
+        self.update(|keks| {
+            let next = keks.keys.keys().map(|id| kek_number(id)).max().unwrap_or(0) + 1;
+            let id = format!("{KEK_PREFIX}{next}");
+            let mut key = Zeroizing::new([0u8; 32]);
+            OsRng.fill_bytes(key.as_mut());
+            keks.current.clone_from(&id);
+            keks.keys.insert(id.clone(), key);
+            Ok(id)
+        })
     }
 
     fn kek_ids(&self) -> Result<Vec<String>, KeystoreError> {
+        self.refresh()?;
         Ok(self.read().ids())
     }
 
     fn retire_kek(&self, kek_id: &str) -> Result<(), KeystoreError> {
-        let mut keks = self.keks.write().unwrap_or_else(PoisonError::into_inner);
-        if keks.current == kek_id {
-            return Err(KeystoreError::InvalidInput("the current KEK cannot be retired"));
-        }
-        let Some(old) = keks.keys.remove(kek_id) else {
-            return Err(KeystoreError::UnknownKek(kek_id.into()));
-        };
-        if let Err(e) = replace_private_file(&self.path, &keks.to_file_bytes()?) {
-            keks.keys.insert(kek_id.to_string(), old);
-            return Err(e);
-        }
-        Ok(())
+        self.update(|keks| {
+            if keks.current == kek_id {
+                return Err(KeystoreError::InvalidInput("the current KEK cannot be retired"));
+            }
+            keks.keys.remove(kek_id).ok_or_else(|| KeystoreError::UnknownKek(kek_id.into()))?;
+            Ok(())
+        })
     }
 }

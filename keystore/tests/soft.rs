@@ -90,3 +90,42 @@ fn import_key_and_rotated_kek_file_stay_private() {
         Err(KeystoreError::Unavailable(_))
     ));
 }
+
+#[test]
+fn kek_rotated_and_retired_by_another_process_apply_without_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kek.json");
+    // `broker` stays open as a serving broker's keystore; `cli` is `keylatch kek ...` beside it.
+    let broker = SoftKeystore::create(&path).unwrap();
+    let old = ResourceBinding::new("default/disk/old", 1);
+    let sealed_old = broker.seal(&old, b"old key").unwrap();
+    assert_eq!(sealed_old.kek_id, "soft-kek-1");
+
+    let cli = SoftKeystore::open(&path).unwrap();
+    assert_eq!(cli.rotate_kek().unwrap(), "soft-kek-2");
+    assert_eq!(broker.describe().current_kek, "soft-kek-1", "not read yet");
+    let new = ResourceBinding::new("default/disk/new", 1);
+    let sealed_new = broker.seal(&new, b"new key").unwrap();
+    assert_eq!(sealed_new.kek_id, "soft-kek-2", "the broker seals under the rotated KEK");
+    assert_eq!(broker.describe().current_kek, "soft-kek-2");
+    assert_eq!(broker.unseal(&old, &sealed_old).unwrap().as_slice(), b"old key");
+    assert_eq!(cli.unseal(&new, &sealed_new).unwrap().as_slice(), b"new key");
+
+    // A rotation by the broker keeps the KEK the CLI added (the file is re-read first).
+    assert_eq!(broker.rotate_kek().unwrap(), "soft-kek-3");
+    assert_eq!(cli.kek_ids().unwrap(), ["soft-kek-1", "soft-kek-2", "soft-kek-3"]);
+
+    // Retired elsewhere: the broker no longer opens what only that KEK sealed.
+    cli.retire_kek("soft-kek-1").unwrap();
+    assert!(matches!(broker.unseal(&old, &sealed_old), Err(KeystoreError::UnknownKek(_))));
+    assert_eq!(broker.unseal(&new, &sealed_new).unwrap().as_slice(), b"new key");
+    assert_eq!(broker.kek_ids().unwrap(), ["soft-kek-2", "soft-kek-3"]);
+
+    // A KEK file that vanished fails closed (health and every operation), then recovers.
+    let moved = dir.path().join("moved.json");
+    std::fs::rename(&path, &moved).unwrap();
+    assert!(matches!(broker.health(), Err(KeystoreError::Unavailable(_))));
+    assert!(matches!(broker.seal(&new, b"x"), Err(KeystoreError::Unavailable(_))));
+    std::fs::rename(&moved, &path).unwrap();
+    broker.health().unwrap();
+}

@@ -136,6 +136,7 @@ fn init_writes_the_documented_defaults() {
         false,
         "127.0.0.1:8443",
         &keylatch_cli::init::KeystoreChoice::Soft,
+        None,
     ))
     .unwrap();
     let minimal: Config = toml::from_str(

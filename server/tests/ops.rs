@@ -1,6 +1,7 @@
 //! The operations surface against the real broker: `/healthz`, `/readyz` (ready on the soft
 //! keystore with its warning, 503 naming the keystore when the SoftHSM2 token directory is
-//! moved away), `/metrics` after a release and a denial, the rate limit (429 with
+//! moved away, 503 naming the store when the SQLite file is removed, replaced or made
+//! unwritable), `/metrics` after a release and a denial, the rate limit (429 with
 //! `Retry-After`, then recovery), the body limit, request ids, JSON log lines, and graceful
 //! shutdown (an in-flight request completes; new connections are refused). Raw HTTP/1.1 over
 //! TCP (plain-HTTP brokers) where headers matter; the agent library over HTTPS for releases.
@@ -166,6 +167,77 @@ fn readyz_is_503_naming_the_keystore_while_the_hsm_token_is_gone() {
     std::fs::rename(hsm.unplugged_dir(), &hsm.token_dir).unwrap();
     assert_eq!(get(addr, "/readyz").status, 200);
     drop(b);
+}
+
+/// `/readyz` is 503 naming the store (and only it), while `/healthz` stays 200.
+fn assert_store_unavailable(addr: SocketAddr) {
+    let r = get(addr, "/readyz");
+    assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+    let v = r.json();
+    assert_eq!(v["status"], "unavailable");
+    assert_eq!(v["unavailable"], serde_json::json!(["store"]));
+    assert_eq!(v["store"]["status"], "unavailable");
+    assert_eq!(v["keystore"]["status"], "ok");
+    assert_eq!(get(addr, "/healthz").status, 200);
+}
+
+#[test]
+fn readyz_is_503_naming_the_store_when_the_sqlite_file_is_removed() {
+    let (b, addr) = plain(|c| c);
+    let db = b.dir.path().join("keylatch.db");
+    assert_eq!(get(addr, "/readyz").status, 200);
+    // The open connections would go on writing to the unlinked file: not ready.
+    let kept = b.dir.path().join("kept.db");
+    std::fs::hard_link(&db, &kept).unwrap();
+    std::fs::remove_file(&db).unwrap();
+    assert_store_unavailable(addr);
+    // Another file at the path is not the database the broker opened either.
+    std::fs::write(&db, b"").unwrap();
+    assert_store_unavailable(addr);
+    // The same file back at its path: ready again.
+    std::fs::rename(&kept, &db).unwrap();
+    assert_eq!(get(addr, "/readyz").status, 200);
+}
+
+/// Makes a file unwritable for this process, root included (mode 0444, and the immutable
+/// attribute when the mode alone does not stop us); undone on drop.
+struct Unwritable(std::path::PathBuf);
+
+impl Unwritable {
+    fn make(path: &std::path::Path) -> Self {
+        use std::os::unix::fs::PermissionsExt as _;
+        let guard = Self(path.to_path_buf());
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o444)).unwrap();
+        if std::fs::OpenOptions::new().write(true).open(path).is_ok() {
+            let out = std::process::Command::new("chattr").arg("+i").arg(path).output();
+            assert!(
+                out.as_ref().is_ok_and(|o| o.status.success()),
+                "as root, making {} unwritable needs `chattr +i` (e2fsprogs, CAP_LINUX_IMMUTABLE): {out:?}",
+                path.display()
+            );
+        }
+        assert!(std::fs::OpenOptions::new().write(true).open(path).is_err());
+        guard
+    }
+}
+
+impl Drop for Unwritable {
+    fn drop(&mut self) {
+        use std::os::unix::fs::PermissionsExt as _;
+        let _ = std::process::Command::new("chattr").arg("-i").arg(&self.0).output();
+        let _ = std::fs::set_permissions(&self.0, std::fs::Permissions::from_mode(0o600));
+    }
+}
+
+#[test]
+fn readyz_is_503_naming_the_store_when_the_sqlite_file_becomes_unwritable() {
+    let (b, addr) = plain(|c| c);
+    let db = b.dir.path().join("keylatch.db");
+    assert_eq!(get(addr, "/readyz").status, 200);
+    let unwritable = Unwritable::make(&db);
+    assert_store_unavailable(addr);
+    drop(unwritable);
+    assert_eq!(get(addr, "/readyz").status, 200);
 }
 
 // ---------------------------------------------------------------- metrics

@@ -201,6 +201,32 @@ fn refuses_sample_tee_unless_enabled_and_named_by_the_policy() {
     assert_eq!(r.status, 200);
 }
 
+/// `/kbs/v0/auth` for `tee` on `broker`: the 401 `unsupported-tee` detail.
+fn unsupported_tee_detail(broker: &Broker, tee: &str) -> String {
+    let body = json!({"version": "0.4.0", "tee": tee, "extra-params": ""}).to_string();
+    let reply = broker.http().post_json("auth", "/kbs/v0/auth", None, body.as_bytes(), T).unwrap();
+    let e = error_of(&reply, 401);
+    assert_eq!(e.error_type, "unsupported-tee", "{}", e.detail);
+    e.detail
+}
+
+#[test]
+fn unsupported_tee_refusal_lists_exactly_the_tees_served() {
+    let broker = Broker::start(|c| c, ALLOW_SIM);
+    assert_eq!(unsupported_tee_detail(&broker, "sgx"), "tee \"sgx\" is not served (snp, tdx)");
+
+    let broker =
+        Broker::start(|c| c.replace("allow_sample = false", "allow_sample = true"), ALLOW_SIM);
+    assert_eq!(
+        unsupported_tee_detail(&broker, "sgx"),
+        "tee \"sgx\" is not served (snp, tdx, sample)"
+    );
+    // Each TEE it lists is served: auth answers a challenge.
+    for tee in ["snp", "tdx", "sample"] {
+        Raw::auth(&broker, tee);
+    }
+}
+
 /// A simulated SNP guest launched with the DEBUG policy bit.
 struct DebugSnp(verifier::sim::SimPki);
 

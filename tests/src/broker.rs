@@ -343,6 +343,35 @@ impl Broker {
         crate::https::Client::new(&self.ca, self.addr)
     }
 
+    /// Runs `command`, a `keylatch serve --config ...` made by the caller (for instance behind
+    /// `setpriv`, as the user a systemd unit names), with its stderr in `log`, and returns once
+    /// it accepts TLS on `addr` with the CA `ca`. (Its [`Broker::target`] trusts no sim PKI.)
+    pub fn start_command(
+        mut command: Command,
+        addr: SocketAddr,
+        ca: &Path,
+        log: &Path,
+    ) -> anyhow::Result<Self> {
+        let stderr =
+            std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .with_context(|| format!("starting {command:?}"))?;
+        let broker = Self {
+            child,
+            addr,
+            log: log.to_path_buf(),
+            ca: ca.to_path_buf(),
+            sim_pki: PathBuf::new(),
+        };
+        broker
+            .ready(ca)?
+            .map_err(|log| anyhow::anyhow!("{command:?} exited before accepting TLS:\n{log}"))
+    }
+
     /// SIGKILL, as a crash: no shutdown code runs. Returns once the process is reaped.
     pub fn kill(mut self) -> anyhow::Result<()> {
         self.child.kill().context("killing keylatch serve")?;

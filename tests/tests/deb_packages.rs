@@ -3,8 +3,14 @@
 //! (scripts/test.sh builds them into target/debian before the tests; `KEYLATCH_DEB_DIR` points
 //! elsewhere). Checks the files each package installs, the `keylatch` system user and its
 //! directories, and the unit (`systemd-analyze verify` clean, `security` exposure "OK" or
-//! better), then purges both. Builds nothing itself. Needs root; outside CI a missing piece
-//! prints `skipped: ...`, under `CI=true` it fails.
+//! better); then `keylatch init` for the packaged layout (configuration in /etc/keylatch, state
+//! in /var/lib/keylatch, owned by the `keylatch` user) and the unit's own `ExecStart` run as its
+//! `User` (setpriv, as systemd would; this container runs no systemd) until `/healthz` and
+//! `/readyz` answer; then purges both packages and what init wrote. Builds nothing itself.
+//! Needs root; outside CI a missing piece prints `skipped: ...`, under `CI=true` it fails.
+
+// reason: shared test bodies fail loudly; clippy.toml relaxes this only inside #[test] fns.
+#![allow(clippy::unwrap_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -38,17 +44,27 @@ fn run(program: &str, args: &[&str]) -> Outcome {
     )
 }
 
-/// Purges both packages when the test ends, however it ends.
+/// The packaged layout's directories.
+const CONFIG_DIR: &str = "/etc/keylatch";
+const STATE_DIR: &str = "/var/lib/keylatch";
+
+/// Purges both packages when the test ends, however it ends, and removes the directories
+/// (tmpfiles.d made them; the test's `keylatch init` filled them), which existed only for this
+/// test: it refuses to start on a machine that had them. The system user stays, as Debian keeps
+/// users of purged packages.
 struct Purge;
 
 impl Drop for Purge {
     fn drop(&mut self) {
         let _ = Command::new("dpkg").args(["--purge", "keylatch-agent", "keylatch"]).output();
-        // tmpfiles.d made these (empty) directories; the system user stays, as Debian keeps
-        // users of purged packages.
-        let _ = std::fs::remove_dir("/etc/keylatch");
-        let _ = std::fs::remove_dir("/var/lib/keylatch");
+        let _ = std::fs::remove_dir_all(CONFIG_DIR);
+        let _ = std::fs::remove_dir_all(STATE_DIR);
     }
+}
+
+/// `stat -c '%U:%G %a' path`.
+fn owner_and_mode(path: &str) -> String {
+    run("stat", &["-c", "%U:%G %a", path]).success("stat").unwrap().stdout_text().trim().to_owned()
 }
 
 #[test]
@@ -69,6 +85,11 @@ fn deb_packages_install_the_broker_service_user_and_the_boot_integration() {
         .unwrap();
         return;
     };
+    assert!(
+        !Path::new(CONFIG_DIR).exists() && !Path::new(STATE_DIR).exists(),
+        "{CONFIG_DIR} or {STATE_DIR} exists: this test installs, initializes and purges keylatch, \
+         run it on a machine without it"
+    );
     let _purge = Purge;
     run("dpkg", &["-i", broker.to_str().unwrap(), agent.to_str().unwrap()])
         .success("dpkg -i")
@@ -112,9 +133,8 @@ fn deb_packages_install_the_broker_service_user_and_the_boot_integration() {
             .success("systemd-tmpfiles")
             .unwrap();
     }
-    for (path, mode) in [("/var/lib/keylatch", "700"), ("/etc/keylatch", "750")] {
-        let stat = run("stat", &["-c", "%U:%G %a", path]).success("stat").unwrap();
-        assert_eq!(stat.stdout_text().trim(), format!("keylatch:keylatch {mode}"), "{path}");
+    for (path, mode) in [(STATE_DIR, "700"), (CONFIG_DIR, "750")] {
+        assert_eq!(owner_and_mode(path), format!("keylatch:keylatch {mode}"), "{path}");
     }
 
     // The unit: verified clean, and hardened to an exposure of "OK" or better.
@@ -137,4 +157,70 @@ fn deb_packages_install_the_broker_service_user_and_the_boot_integration() {
     assert!(score <= 2.0, "exposure {score} is not OK or better: {overall}");
     let enabled = run("systemctl", &["is-enabled", "keylatch.service"]);
     assert_eq!(enabled.stdout_text().trim(), "disabled", "enabled before `keylatch init`");
+
+    packaged_init_serves_as_the_unit_runs_it();
+}
+
+/// `keylatch init` as root for the packaged layout, then the unit's `ExecStart` as its `User`.
+fn packaged_init_serves_as_the_unit_runs_it() {
+    let addr = e2e::broker::free_port().unwrap();
+    let init = run(
+        "/usr/bin/keylatch",
+        &[
+            "init",
+            "--config-dir",
+            CONFIG_DIR,
+            "--dir",
+            STATE_DIR,
+            "--owner",
+            "keylatch",
+            "--listen",
+            &addr.to_string(),
+        ],
+    )
+    .success("keylatch init (packaged layout)")
+    .unwrap();
+    println!("{}", init.stdout_text().trim());
+    // Everything init wrote belongs to the service's user; keys and state stay 0600 and the
+    // directories keep the modes tmpfiles.d gave them.
+    for (path, mode) in [
+        (CONFIG_DIR, "750"),
+        (STATE_DIR, "700"),
+        ("/etc/keylatch/keylatch.toml", "644"),
+        ("/etc/keylatch/token-signing-key.pem", "600"),
+        ("/etc/keylatch/audit-signing-key.pem", "600"),
+        ("/etc/keylatch/tls/server-key.pem", "600"),
+        ("/etc/keylatch/tls/ca.pem", "644"),
+        ("/var/lib/keylatch/keylatch.db", "600"),
+        ("/var/lib/keylatch/kek.json", "600"),
+    ] {
+        assert_eq!(owner_and_mode(path), format!("keylatch:keylatch {mode}"), "{path}");
+    }
+
+    // The unit's own command line and user, as systemd would start them.
+    let unit = std::fs::read_to_string(UNIT).unwrap();
+    let key = |k: &str| -> String {
+        unit.lines()
+            .find_map(|l| l.strip_prefix(k).and_then(|r| r.strip_prefix('=')))
+            .unwrap_or_else(|| panic!("{UNIT} has no {k}="))
+            .trim()
+            .to_owned()
+    };
+    let exec = key("ExecStart");
+    assert_eq!(exec, "/usr/bin/keylatch serve --config /etc/keylatch/keylatch.toml");
+    let (user, group) = (key("User"), key("Group"));
+    let mut serve = Command::new("setpriv");
+    serve
+        .args(["--reuid", &user, "--regid", &group, "--init-groups", "--"])
+        .args(exec.split_whitespace())
+        .current_dir("/");
+    let log = Path::new(STATE_DIR).join("test-serve.log");
+    let broker =
+        e2e::Broker::start_command(serve, addr, Path::new("/etc/keylatch/tls/ca.pem"), &log)
+            .unwrap();
+    // Alive, and ready: it opened the database and the KEK file as the keylatch user.
+    broker.client().unwrap().healthy().unwrap();
+    let wal = owner_and_mode("/var/lib/keylatch/keylatch.db-wal");
+    assert_eq!(wal, "keylatch:keylatch 600", "the database's WAL");
+    assert_eq!(broker.terminate().unwrap(), Some(0), "stops cleanly on SIGTERM");
 }

@@ -1,13 +1,15 @@
-//! `/admin/v1/resources`: put (a new sealed version from base64 bytes, or keystore-generated
-//! random bytes), list, show metadata, delete. Key custodians write; custodians and auditors
-//! read; both only inside their prefixes, lists included. Key bytes are decoded into zeroizing
-//! memory, sealed by the keystore and never echoed or logged.
+//! `/admin/v1/resources`: put (a new sealed version from base64 bytes, keystore-generated
+//! random bytes or a BYOK blob; `rotate` for an existing resource), patch (state, rotate-by),
+//! list, show metadata, delete. Key custodians write; custodians and auditors read; both only
+//! inside their prefixes, lists included. Key bytes are decoded into zeroizing memory, sealed by
+//! the keystore and never echoed or logged.
 //!
 //! The work on store and keystore is done by [`crate::custody`] (the same functions the
-//! store-direct CLI uses): a new version through `custody::put`, DELETE as `custody::destroy`
-//! (crypto-shred: final, the path can never be reused). A write is recorded once: custody
-//! records the change (intent, then outcome) with the caller as principal; only a call refused
-//! before it reaches custody is recorded here, as `resource.put|update|delete`.
+//! store-direct CLI uses): a new version through `custody::put` (or `custody::rotate`), DELETE
+//! as `custody::destroy` (crypto-shred: final, the path can never be reused). A write is
+//! recorded once: custody records the change (intent, then outcome) with the caller as
+//! principal; only a call refused before it reaches custody is recorded here, as
+//! `resource.put|update|delete`.
 
 use std::collections::BTreeMap;
 
@@ -29,10 +31,14 @@ pub const MAX_GENERATE: usize = 4096;
 
 /// `PUT` body: exactly one of `value` (standard base64 of the bytes), `generate` (a length) or
 /// `wrapped` (standard base64 of a BYOK blob for the keystore's import key, as
-/// `keylatch key wrap-for-import` writes it).
+/// `keylatch key wrap-for-import` writes it). With `rotate: true` the resource must exist
+/// (`custody::rotate`), and without any of the three a key of the current version's length is
+/// generated.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PutBody {
+    #[serde(default)]
+    rotate: bool,
     #[serde(default)]
     value: Option<String>,
     #[serde(default)]
@@ -58,24 +64,27 @@ fn actor(caller: &Caller) -> Actor<'_> {
     }
 }
 
-/// Seals and stores a new version of `path` (the new current version: a rotation when the path
-/// had one); returns the version.
+/// Seals and stores a new version of `path`, which becomes current: `resource.rotate` (the path
+/// must exist; no material generates a key of the current length) or a put (creating the
+/// resource when new); returns the version.
 async fn seal_new_version(
     state: &Broker,
     caller: &Caller,
     path: &str,
-    material: Material,
+    material: Option<Material>,
+    rotate: bool,
 ) -> Result<u64, ApiError> {
-    let added = custody::put(
-        state.store.as_ref(),
-        &state.keystore,
-        actor(caller),
-        caller.now.unix_timestamp(),
-        path,
-        material,
-        Cryptoperiod::Inherit,
-    )
-    .await?;
+    let (store, keystore, now) = (state.store.as_ref(), &state.keystore, caller.now.unix_timestamp());
+    let period = Cryptoperiod::Inherit;
+    let added = match (rotate, material) {
+        (true, m) => custody::rotate(store, keystore, actor(caller), now, path, m, period).await?,
+        (false, Some(m)) => {
+            custody::put(store, keystore, actor(caller), now, path, m, period).await?
+        }
+        (false, None) => {
+            return Err(ApiError::new(ErrorKind::BadRequest, "no key material for a new resource"))
+        }
+    };
     Ok(added.version)
 }
 
@@ -119,12 +128,13 @@ pub async fn put(
         let path = caller.authorize_path(&[Role::KeyCustodian], path)?;
         let body: PutBody = json_body(body?, "resource")?;
         let material = match (&body.value, body.generate, &body.wrapped) {
+            (None, None, None) if body.rotate => None,
             (None, None, Some(w)) => {
                 let blob =
                     base64::engine::general_purpose::STANDARD.decode(w.trim()).map_err(|_| {
                         ApiError::new(ErrorKind::BadRequest, "wrapped is not standard base64")
                     })?;
-                Material::Wrapped(blob)
+                Some(Material::Wrapped(blob))
             }
             (Some(v), None, None) => {
                 let bytes = Zeroizing::new(
@@ -135,28 +145,30 @@ pub async fn put(
                 if bytes.is_empty() {
                     return Err(ApiError::new(ErrorKind::BadRequest, "value is empty"));
                 }
-                Material::Plaintext(bytes)
+                Some(Material::Plaintext(bytes))
             }
-            (None, Some(n), None) if (1..=MAX_GENERATE).contains(&n) => Material::Generate(n),
+            (None, Some(n), None) if (1..=MAX_GENERATE).contains(&n) => Some(Material::Generate(n)),
             _ => {
                 return Err(ApiError::new(
                     ErrorKind::BadRequest,
                     format!(
                         "give exactly one of value (base64), generate (1..={MAX_GENERATE}) or \
-                         wrapped (base64 BYOK blob)"
+                         wrapped (base64 BYOK blob); with rotate, none generates a key of the \
+                         current length"
                     ),
                 ))
             }
         };
+        let rotate = body.rotate;
         drop(body);
-        Ok((path, material))
+        Ok((path, material, rotate))
     }
     .await;
-    let (path, material) = match checked {
+    let (path, material, rotate) = match checked {
         Ok(checked) => checked,
         Err(e) => return conclude(caller, "resource.put", Some(path), Err(e)).await,
     };
-    let version = seal_new_version(state, caller, &path, material).await?;
+    let version = seal_new_version(state, caller, &path, material, rotate).await?;
     Ok(Done {
         created: true,
         body: json!({"path": path, "version": version}),

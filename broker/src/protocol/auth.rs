@@ -82,16 +82,17 @@ async fn challenge(broker: &Broker, req: &AuthRequest, now: i64) -> Result<Chall
             ),
         ));
     }
+    let served = crate::evidence::served_tees(broker.settings.allow_sample);
     match req.tee.as_str() {
-        "snp" | "tdx" => {}
-        "sample" if broker.settings.allow_sample => {}
+        tee if served.contains(&tee) => {}
         "sample" => return Err(crate::evidence::sample_refused()),
         other => {
             return Err(ApiError::new(
                 ErrorKind::UnsupportedTee,
                 format!(
-                    "tee {:?} is not served (snp, tdx)",
-                    other.chars().take(32).collect::<String>()
+                    "tee {:?} is not served ({})",
+                    other.chars().take(32).collect::<String>(),
+                    served.join(", ")
                 ),
             ))
         }

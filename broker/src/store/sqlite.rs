@@ -5,9 +5,13 @@
 //! [`crate::store`], "Durability"). This file owns only what is
 //! SQLite's own — opening the file with its pragmas and the migration transaction
 //! (`BEGIN IMMEDIATE`, so two processes opening one file at once apply each migration once);
-//! every statement lives in [`sql`](super::sql), shared with PostgreSQL.
+//! every statement lives in [`sql`](super::sql), shared with PostgreSQL — and the readiness
+//! probe of the file itself ([`file_probe`]): open connections keep working on a database file
+//! that was removed (they write to an unlinked inode, lost at the next start) or made
+//! unwritable (until the pool opens a new connection), so `SELECT 1` alone cannot see either.
 
-use std::path::Path;
+use std::os::unix::fs::MetadataExt as _;
+use std::path::{Path, PathBuf};
 use std::str::FromStr as _;
 use std::time::Duration;
 
@@ -31,6 +35,9 @@ use sql::unavailable;
 pub struct SqliteStore {
     pool: SqlitePool,
     relaxed: SqlitePool,
+    /// The database file and its identity (device, inode) when it was opened.
+    file: PathBuf,
+    identity: (u64, u64),
 }
 
 impl SqliteStore {
@@ -57,8 +64,29 @@ impl SqliteStore {
             .connect_with(options.synchronous(SqliteSynchronous::Normal))
             .await
             .map_err(unavailable)?;
-        Ok(Self { pool, relaxed })
+        let meta = std::fs::metadata(path)
+            .map_err(|e| super::StoreError::Unavailable(format!("{}: {e}", path.display())))?;
+        Ok(Self { pool, relaxed, file: path.to_path_buf(), identity: (meta.dev(), meta.ino()) })
     }
+}
+
+/// The readiness probe of the database file (run by `health` after `SELECT 1`): the path still
+/// names the file the pools opened (not removed, not replaced), and it can be opened for
+/// writing as a new connection would. Fails closed with what is wrong.
+pub(super) fn file_probe(store: &SqliteStore) -> Result<(), super::StoreError> {
+    let file = store.file.display();
+    let unavailable = |why: String| super::StoreError::Unavailable(format!("{file}: {why}"));
+    let meta = std::fs::metadata(&store.file)
+        .map_err(|e| unavailable(format!("database file gone: {e}")))?;
+    if (meta.dev(), meta.ino()) != store.identity {
+        return Err(unavailable("replaced since the broker opened it".into()));
+    }
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&store.file)
+        .map_err(|e| unavailable(format!("not writable: {e}")))?;
+    Ok(())
 }
 
 /// A write transaction from its first statement, so concurrent openers queue (busy timeout)

@@ -1,7 +1,8 @@
 //! The remote subcommands: each builds one admin API request, sends it with [`AdminClient`]
 //! and prints the JSON answer. Key bytes are read into zeroizing memory and sent base64-encoded.
+//! The resource commands cover every resource operation of the API: put, import (BYOK),
+//! rotate, disable, enable, set-rotate-by, list, show, delete, and the keystore's import key.
 
-use std::io::Read as _;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
@@ -36,17 +37,74 @@ pub enum AdminCommand {
     /// Admin tokens (admin).
     #[command(subcommand)]
     Token(TokenCmd),
+    /// The keystore (key-custodian).
+    #[command(subcommand)]
+    Keystore(KeystoreCmd),
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum KeystoreCmd {
+    /// The RSA import public key that BYOK blobs are wrapped to (PEM; give it to
+    /// `keylatch key wrap-for-import --public-key`).
+    ImportKey {
+        /// Write the PEM here (created, never overwritten) instead of printing the answer.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+/// The new version's key: exactly one source.
+#[derive(Debug, clap::Args)]
+#[group(multiple = false)]
+pub struct MaterialArgs {
+    /// The bytes from a file (`-` for stdin).
+    #[arg(long)]
+    pub from: Option<PathBuf>,
+    /// N random bytes made in the keystore.
+    #[arg(long)]
+    pub generate: Option<usize>,
+    /// A BYOK blob (`keylatch key wrap-for-import` output), unwrapped in the keystore.
+    #[arg(long)]
+    pub wrapped: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ResourceCmd {
-    /// Store a new version: bytes from a file (`-` for stdin) or `--generate N` random bytes.
+    /// Store a new version (creating the resource when new) from one of `--from`,
+    /// `--generate` or `--wrapped`.
     Put {
         path: String,
-        #[arg(long, conflicts_with = "generate")]
-        from: Option<PathBuf>,
+        #[command(flatten)]
+        material: MaterialArgs,
+    },
+    /// Store a new version from a BYOK blob (wrapped to `keystore import-key`).
+    Import {
+        path: String,
         #[arg(long)]
-        generate: Option<usize>,
+        wrapped: PathBuf,
+    },
+    /// Make a new version of an existing resource current (default: random bytes of the
+    /// current length, made in the keystore); older versions stay.
+    Rotate {
+        path: String,
+        #[command(flatten)]
+        material: MaterialArgs,
+    },
+    /// Stop releasing a resource.
+    Disable {
+        path: String,
+    },
+    /// Release a disabled resource again.
+    Enable {
+        path: String,
+    },
+    /// Set (`--rotate-by`, RFC 3339) or clear (`--clear`) the date it should be rotated by.
+    SetRotateBy {
+        path: String,
+        #[arg(long, required_unless_present = "clear")]
+        rotate_by: Option<String>,
+        #[arg(long, conflicts_with = "rotate_by")]
+        clear: bool,
     },
     List,
     /// Metadata of one resource (versions, policy); never its bytes.
@@ -139,41 +197,79 @@ pub fn run(args: &AdminArgs) -> anyhow::Result<Value> {
             c.call("GET", &format!("/admin/v1/reference-values/{}", segment(name)), None)
         }
         AdminCommand::Token(cmd) => token(&c, cmd),
+        AdminCommand::Keystore(KeystoreCmd::ImportKey { out }) => {
+            let answer = c.call("GET", "/admin/v1/keystore/import-key", None)?;
+            let Some(out) = out else { return Ok(answer) };
+            let pem = answer
+                .get("public_key_pem")
+                .and_then(Value::as_str)
+                .context("the answer holds no public_key_pem")?;
+            crate::write_public(out, pem.as_bytes())?;
+            Ok(json!({"written": out}))
+        }
     }
+}
+
+/// The `PUT` body of a new version, as text in zeroizing memory (it may hold key bytes).
+fn material_body(material: &MaterialArgs, rotate: bool) -> anyhow::Result<Zeroizing<String>> {
+    let b64 =
+        |bytes: &[u8]| Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(bytes));
+    // Base64 needs no JSON escaping; the text is zeroized after the request.
+    let field = match (&material.from, material.generate, &material.wrapped) {
+        (Some(from), None, None) => {
+            let bytes = crate::custody::read_secret(from)?;
+            Zeroizing::new(format!("\"value\":\"{}\"", b64(&bytes).as_str()))
+        }
+        (None, Some(n), None) => Zeroizing::new(format!("\"generate\":{n}")),
+        (None, None, Some(w)) => {
+            let blob = std::fs::read(w).with_context(|| format!("reading {}", w.display()))?;
+            Zeroizing::new(format!("\"wrapped\":\"{}\"", b64(&blob).as_str()))
+        }
+        (None, None, None) if rotate => Zeroizing::new(String::new()),
+        _ => anyhow::bail!("give one of --from FILE, --generate N or --wrapped FILE"),
+    };
+    let sep = if field.is_empty() { "" } else { "," };
+    Ok(Zeroizing::new(format!("{{\"rotate\":{rotate}{sep}{}}}", field.as_str())))
 }
 
 fn resource(c: &AdminClient, cmd: &ResourceCmd) -> anyhow::Result<Value> {
     match cmd {
-        ResourceCmd::Put { path, from, generate } => {
-            let body = match (from, generate) {
-                (Some(from), None) => {
-                    let mut bytes = Zeroizing::new(Vec::new());
-                    if from.as_os_str() == "-" {
-                        std::io::stdin().read_to_end(&mut bytes).context("reading stdin")?;
-                    } else {
-                        *bytes = std::fs::read(from)
-                            .with_context(|| format!("reading {}", from.display()))?;
-                    }
-                    let b64 = Zeroizing::new(
-                        base64::engine::general_purpose::STANDARD.encode(bytes.as_slice()),
-                    );
-                    // Base64 needs no JSON escaping; the text is zeroized after the request.
-                    Zeroizing::new(format!("{{\"value\":\"{}\"}}", b64.as_str()))
-                }
-                (None, Some(n)) => Zeroizing::new(json!({"generate": n}).to_string()),
-                _ => anyhow::bail!("give --from FILE or --generate N"),
+        ResourceCmd::Put { path, material } => {
+            let body = material_body(material, false)?;
+            c.call_text("PUT", &at(path), Some(body.as_str()))
+        }
+        ResourceCmd::Import { path, wrapped } => {
+            let material =
+                MaterialArgs { from: None, generate: None, wrapped: Some(wrapped.clone()) };
+            let body = material_body(&material, false)?;
+            c.call_text("PUT", &at(path), Some(body.as_str()))
+        }
+        ResourceCmd::Rotate { path, material } => {
+            let body = material_body(material, true)?;
+            c.call_text("PUT", &at(path), Some(body.as_str()))
+        }
+        ResourceCmd::Disable { path } => {
+            c.call("PATCH", &at(path), Some(&json!({"state": "disabled"})))
+        }
+        ResourceCmd::Enable { path } => {
+            c.call("PATCH", &at(path), Some(&json!({"state": "active"})))
+        }
+        ResourceCmd::SetRotateBy { path, rotate_by, clear } => {
+            let body = match rotate_by {
+                Some(t) if !clear => json!({"rotate_by": t}),
+                _ => json!({"clear_rotate_by": true}),
             };
-            let path = format!("/admin/v1/resources/{}", resource_path(path));
-            c.call_text("PUT", &path, Some(body.as_str()))
+            c.call("PATCH", &at(path), Some(&body))
         }
         ResourceCmd::List => c.call("GET", "/admin/v1/resources", None),
-        ResourceCmd::Show { path } => {
-            c.call("GET", &format!("/admin/v1/resources/{}", resource_path(path)), None)
-        }
-        ResourceCmd::Delete { path } => {
-            c.call("DELETE", &format!("/admin/v1/resources/{}", resource_path(path)), None)
-        }
+        ResourceCmd::Show { path } => c.call("GET", &at(path), None),
+        ResourceCmd::Delete { path } => c.call("DELETE", &at(path), None),
     }
+}
+
+/// The API path of resource `path`.
+fn at(path: &str) -> String {
+    format!("/admin/v1/resources/{}", resource_path(path))
 }
 
 fn policy(c: &AdminClient, cmd: &PolicyCmd) -> anyhow::Result<Value> {

@@ -7,7 +7,8 @@
 //! `TEXT`, `BIGINT`, `BOOLEAN`, `ON CONFLICT ... DO ...`, `RETURNING`.
 //!
 //! Also here: the migration runner (shared; each backend supplies `begin_migration`, the
-//! transaction that serializes concurrent start-ups) and the error mapping.
+//! transaction that serializes concurrent start-ups), `health` (each backend supplies
+//! `file_probe`, the check of its own storage beyond `SELECT 1`) and the error mapping.
 //!
 //! To add statements: put them in an `impl This { ... }` block in a new file of this directory
 //! (`mod <name>;` below), take rows as `&DbRow`, and route the new `Store` methods to them from
@@ -355,7 +356,7 @@ impl Store for This {
     fn health(&self) -> StoreFuture<'_, ()> {
         Box::pin(async move {
             sqlx::query("SELECT 1").execute(&self.pool).await.map_err(unavailable)?;
-            Ok(())
+            super::file_probe(self)
         })
     }
 }
