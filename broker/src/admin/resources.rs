@@ -74,7 +74,8 @@ async fn seal_new_version(
     material: Option<Material>,
     rotate: bool,
 ) -> Result<u64, ApiError> {
-    let (store, keystore, now) = (state.store.as_ref(), &state.keystore, caller.now.unix_timestamp());
+    let (store, keystore, now) =
+        (state.store.as_ref(), &state.keystore, caller.now.unix_timestamp());
     let period = Cryptoperiod::Inherit;
     let added = match (rotate, material) {
         (true, m) => custody::rotate(store, keystore, actor(caller), now, path, m, period).await?,
