@@ -5,26 +5,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::os::unix::fs::PermissionsExt as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use serde_json::Value;
 
 fn keylatch(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_keylatch")).args(args).output().expect("run keylatch")
-}
-
-fn vectors() -> Option<PathBuf> {
-    let dir = std::env::var_os("KEYLATCH_VECTORS").map_or_else(
-        || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vectors")),
-        PathBuf::from,
-    );
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        println!("skipped: vectors not found at {}", dir.display());
-        None
-    }
 }
 
 fn json_file(path: &Path) -> Value {
@@ -77,7 +64,7 @@ fn assert_claims_match(expected: &Value, claims: &Value) -> usize {
 
 #[test]
 fn verify_reproduces_every_expected_field_of_the_shared_vectors() {
-    let Some(dir) = vectors() else { return };
+    let Some(dir) = keylatch_test_vectors::dir() else { return };
     let cases: [(&str, &[&str]); 6] = [
         ("snp/milan-v2-virtee", &["--endorsement", "vcek.der"]),
         ("snp/milan-v2-go-sev-guest", &["--endorsement", "vcek.der"]),
@@ -115,7 +102,7 @@ fn verify_reproduces_every_expected_field_of_the_shared_vectors() {
 
 #[test]
 fn verify_fails_with_step_and_reason_for_the_tdx_vector_without_tcb_level() {
-    let Some(dir) = vectors() else { return };
+    let Some(dir) = keylatch_test_vectors::dir() else { return };
     let case = dir.join("tdx/v5-dcap-qvl-no-tcb-level");
     let out = keylatch(&[
         "evidence",
@@ -146,7 +133,7 @@ fn verify_vlek(dir: &Path, at: &str, extra: &[&str]) -> Output {
 
 #[test]
 fn verify_reports_the_vlek_expired_one_second_after_not_after() {
-    let Some(dir) = vectors() else { return };
+    let Some(dir) = keylatch_test_vectors::dir() else { return };
     let run = |at: &str| verify_vlek(&dir, at, &[]);
     assert!(run("2025-12-10T22:14:21Z").status.success());
     let out = run("2025-12-10T22:14:22Z");
@@ -159,7 +146,7 @@ fn verify_reports_the_vlek_expired_one_second_after_not_after() {
 
 #[test]
 fn wrong_report_data_fails_at_the_report_data_step() {
-    let Some(dir) = vectors() else { return };
+    let Some(dir) = keylatch_test_vectors::dir() else { return };
     let case = dir.join("snp/genoa-v5-oak");
     let out = keylatch(&[
         "evidence",
@@ -315,7 +302,7 @@ fn sim_debug_flag_sets_the_guest_debug_bit() {
 
 #[test]
 fn chain_still_accepts_an_extra_intermediate_checked_against_the_pinned_ark() {
-    let Some(dir) = vectors() else { return };
+    let Some(dir) = keylatch_test_vectors::dir() else { return };
     let run = |asvk: &str| {
         let path = dir.join(asvk);
         verify_vlek(&dir, "2025-06-01T00:00:00Z", &["--chain", path.to_str().unwrap()])

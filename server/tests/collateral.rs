@@ -24,19 +24,6 @@ use verifier::snp::{SnpEndorsements, SnpTrustAnchors, SnpVerifier};
 use verifier::tdx::{TdxCollateral, TdxTrustAnchors, TdxVerifier};
 use verifier::Tee;
 
-fn vectors() -> Option<PathBuf> {
-    let dir = std::env::var_os("KEYLATCH_VECTORS").map_or_else(
-        || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vectors")),
-        PathBuf::from,
-    );
-    if dir.join("README.md").is_file() {
-        Some(dir)
-    } else {
-        println!("skipped: vectors not found at {}", dir.display());
-        None
-    }
-}
-
 fn at(case: &Path) -> time::OffsetDateTime {
     let expected: Value =
         serde_json::from_slice(&std::fs::read(case.join("expected.json")).unwrap()).unwrap();
@@ -204,7 +191,7 @@ fn verify_snp(c: &SnpCase, e: &SnpEndorsements) -> verifier::Claims {
 
 #[tokio::test]
 async fn vcek_is_fetched_from_kds_once_then_served_from_cache_and_store() {
-    let Some(v) = vectors() else { return };
+    let Some(v) = keylatch_test_vectors::dir() else { return };
     let c = milan_case(&v);
     let up = snp_upstream(&c, vec![]);
     let base = serve(Arc::clone(&up)).await;
@@ -242,7 +229,7 @@ async fn vcek_is_fetched_from_kds_once_then_served_from_cache_and_store() {
 
 #[tokio::test]
 async fn kds_429_with_retry_after_is_waited_out_then_succeeds() {
-    let Some(v) = vectors() else { return };
+    let Some(v) = keylatch_test_vectors::dir() else { return };
     let c = milan_case(&v);
     let up = snp_upstream(&c, vec![Scripted::Status(429, Some("1"))]);
     let base = serve(Arc::clone(&up)).await;
@@ -261,7 +248,7 @@ async fn kds_429_with_retry_after_is_waited_out_then_succeeds() {
 
 #[tokio::test]
 async fn kds_5xx_is_retried_a_bounded_number_of_times_then_collateral_unavailable() {
-    let Some(v) = vectors() else { return };
+    let Some(v) = keylatch_test_vectors::dir() else { return };
     let c = milan_case(&v);
     let script = vec![Scripted::Status(503, None); 10];
     let up = snp_upstream(&c, script);
@@ -284,7 +271,7 @@ async fn kds_5xx_is_retried_a_bounded_number_of_times_then_collateral_unavailabl
 
 #[tokio::test]
 async fn retry_after_beyond_max_backoff_gives_up_at_once() {
-    let Some(v) = vectors() else { return };
+    let Some(v) = keylatch_test_vectors::dir() else { return };
     let c = milan_case(&v);
     let up = snp_upstream(&c, vec![Scripted::Status(429, Some("3600"))]);
     let base = serve(Arc::clone(&up)).await;
@@ -304,7 +291,7 @@ async fn retry_after_beyond_max_backoff_gives_up_at_once() {
 
 #[tokio::test]
 async fn offline_snp_directory_is_preferred_over_kds() {
-    let Some(v) = vectors() else { return };
+    let Some(v) = keylatch_test_vectors::dir() else { return };
     let c = milan_case(&v);
     let up = snp_upstream(&c, vec![]);
     let base = serve(Arc::clone(&up)).await;
@@ -323,7 +310,7 @@ async fn offline_snp_directory_is_preferred_over_kds() {
 
 #[tokio::test]
 async fn missing_vcek_with_fetching_disabled_is_collateral_unavailable() {
-    let Some(v) = vectors() else { return };
+    let Some(v) = keylatch_test_vectors::dir() else { return };
     let c = milan_case(&v);
     let dir = tempfile::tempdir().unwrap();
     let cfg = CollateralConfig { fetch: false, ..config("http://127.0.0.1:9") };
@@ -336,7 +323,7 @@ async fn missing_vcek_with_fetching_disabled_is_collateral_unavailable() {
 
 #[tokio::test]
 async fn certificate_table_in_evidence_is_preferred_over_everything() {
-    let Some(v) = vectors() else { return };
+    let Some(v) = keylatch_test_vectors::dir() else { return };
     let case = v.join("coco/snp-genoa-v3");
     let evidence: Value =
         serde_json::from_slice(&std::fs::read(case.join("evidence.json")).unwrap()).unwrap();
@@ -405,7 +392,7 @@ fn verify_tdx(c: &TdxCase, col: &TdxCollateral) -> verifier::Claims {
 
 #[tokio::test]
 async fn tdx_collateral_is_fetched_from_pcs_assembled_cached_and_verifies_the_quote() {
-    let Some(v) = vectors() else { return };
+    let Some(v) = keylatch_test_vectors::dir() else { return };
     let c = tdx_case(&v);
     let up = tdx_upstream(&c);
     let base = serve(Arc::clone(&up)).await;
@@ -438,7 +425,7 @@ async fn tdx_collateral_is_fetched_from_pcs_assembled_cached_and_verifies_the_qu
 
 #[tokio::test]
 async fn tdx_collateral_past_next_update_is_refetched_and_never_used_stale() {
-    let Some(v) = vectors() else { return };
+    let Some(v) = keylatch_test_vectors::dir() else { return };
     let c = tdx_case(&v);
     let up = tdx_upstream(&c);
     let base = serve(Arc::clone(&up)).await;
@@ -466,7 +453,7 @@ async fn tdx_collateral_past_next_update_is_refetched_and_never_used_stale() {
 
 #[tokio::test]
 async fn offline_tdx_collateral_is_preferred_over_pcs() {
-    let Some(v) = vectors() else { return };
+    let Some(v) = keylatch_test_vectors::dir() else { return };
     let c = tdx_case(&v);
     let up = tdx_upstream(&c);
     let base = serve(Arc::clone(&up)).await;
@@ -491,7 +478,7 @@ async fn offline_tdx_collateral_is_preferred_over_pcs() {
 
 #[tokio::test]
 async fn tdx_pcs_5xx_gives_up_with_collateral_unavailable() {
-    let Some(v) = vectors() else { return };
+    let Some(v) = keylatch_test_vectors::dir() else { return };
     let c = tdx_case(&v);
     let up = tdx_upstream(&c);
     *up.script.lock().unwrap() = vec![Scripted::Status(500, None); 10].into();
@@ -521,7 +508,7 @@ fn genoa_coco_evidence(v: &Path) -> (Value, time::OffsetDateTime) {
 /// 503 `collateral-unavailable` on the path `attest` takes, before any verification.
 #[tokio::test]
 async fn amd_crl_kds_down_is_collateral_unavailable() {
-    let Some(v) = vectors() else { return };
+    let Some(v) = keylatch_test_vectors::dir() else { return };
     let (evidence, now) = genoa_coco_evidence(&v);
     let milan = milan_case(&v);
     let dir = tempfile::tempdir().unwrap();
@@ -568,7 +555,7 @@ async fn amd_crl_kds_down_is_collateral_unavailable() {
 
 #[tokio::test]
 async fn amd_crl_with_fetching_disabled_and_no_offline_crl_is_collateral_unavailable() {
-    let Some(v) = vectors() else { return };
+    let Some(v) = keylatch_test_vectors::dir() else { return };
     let (evidence, now) = genoa_coco_evidence(&v);
     let dir = tempfile::tempdir().unwrap();
     let cfg = CollateralConfig { fetch: false, ..config("http://127.0.0.1:9") };
