@@ -5,26 +5,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::os::unix::fs::PermissionsExt as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use serde_json::Value;
 
 fn keylatch(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_keylatch")).args(args).output().expect("run keylatch")
-}
-
-fn vectors() -> Option<PathBuf> {
-    let dir = std::env::var_os("KEYLATCH_VECTORS").map_or_else(
-        || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vectors")),
-        PathBuf::from,
-    );
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        println!("skipped: vectors not found at {}", dir.display());
-        None
-    }
 }
 
 fn json_file(path: &Path) -> Value {
@@ -77,7 +64,7 @@ fn assert_claims_match(expected: &Value, claims: &Value) -> usize {
 
 #[test]
 fn verify_reproduces_every_expected_field_of_the_shared_vectors() {
-    let Some(dir) = vectors() else { return };
+    let Some(dir) = keylatch_test_vectors::dir() else { return };
     let cases: [(&str, &[&str]); 6] = [
         ("snp/milan-v2-virtee", &["--endorsement", "vcek.der"]),
         ("snp/milan-v2-go-sev-guest", &["--endorsement", "vcek.der"]),
@@ -115,38 +102,44 @@ fn verify_reproduces_every_expected_field_of_the_shared_vectors() {
 
 #[test]
 fn verify_fails_with_step_and_reason_for_the_tdx_vector_without_tcb_level() {
-    let Some(dir) = vectors() else { return };
-    let case = dir.join("tdx/v5-dcap-qvl-no-tcb-level");
-    let out = keylatch(&[
-        "evidence",
-        "verify",
-        "--tee",
+    let Some(dir) = keylatch_test_vectors::dir() else { return };
+    let out = verify_case(
+        &dir.join("tdx/v5-dcap-qvl-no-tcb-level"),
         "tdx",
-        "--evidence",
-        case.join("quote.bin").to_str().unwrap(),
-        "--collateral",
-        case.join("collateral.json").to_str().unwrap(),
-        "--at",
         "2026-03-20T10:41:14Z",
-    ]);
+        ["quote.bin", "--collateral", "collateral.json"],
+        &[],
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stdout.is_empty());
     assert_eq!(String::from_utf8_lossy(&out.stderr), "error: tcb: no TCB level applies\n");
 }
 
-/// `keylatch evidence verify` of the AWS VLEK vector at `at`, with `extra` arguments.
-fn verify_vlek(dir: &Path, at: &str, extra: &[&str]) -> Output {
-    let case = dir.join("snp/milan-v3-vlek");
-    let (report, vlek) = (case.join("report.bin"), case.join("vlek.der"));
-    let mut args = vec!["evidence", "verify", "--tee", "snp", "--at", at];
-    args.extend(["--evidence", report.to_str().unwrap(), "--endorsement", vlek.to_str().unwrap()]);
+/// `keylatch evidence verify --tee <tee> --at <at>` of the vector in `case`: its `evidence` file,
+/// then `flag` (`--endorsement` or `--collateral`) with its `signer` file, then `extra`.
+fn verify_case(
+    case: &Path,
+    tee: &str,
+    at: &str,
+    [evidence, flag, signer]: [&str; 3],
+    extra: &[&str],
+) -> Output {
+    let (evidence, signer) = (case.join(evidence), case.join(signer));
+    let mut args = vec!["evidence", "verify", "--tee", tee, "--at", at];
+    args.extend(["--evidence", evidence.to_str().unwrap(), flag, signer.to_str().unwrap()]);
     args.extend(extra);
     keylatch(&args)
 }
 
+/// `keylatch evidence verify` of the AWS VLEK vector at `at`, with `extra` arguments.
+fn verify_vlek(dir: &Path, at: &str, extra: &[&str]) -> Output {
+    let vlek = ["report.bin", "--endorsement", "vlek.der"];
+    verify_case(&dir.join("snp/milan-v3-vlek"), "snp", at, vlek, extra)
+}
+
 #[test]
 fn verify_reports_the_vlek_expired_one_second_after_not_after() {
-    let Some(dir) = vectors() else { return };
+    let Some(dir) = keylatch_test_vectors::dir() else { return };
     let run = |at: &str| verify_vlek(&dir, at, &[]);
     assert!(run("2025-12-10T22:14:21Z").status.success());
     let out = run("2025-12-10T22:14:22Z");
@@ -159,22 +152,14 @@ fn verify_reports_the_vlek_expired_one_second_after_not_after() {
 
 #[test]
 fn wrong_report_data_fails_at_the_report_data_step() {
-    let Some(dir) = vectors() else { return };
-    let case = dir.join("snp/genoa-v5-oak");
-    let out = keylatch(&[
-        "evidence",
-        "verify",
-        "--tee",
+    let Some(dir) = keylatch_test_vectors::dir() else { return };
+    let out = verify_case(
+        &dir.join("snp/genoa-v5-oak"),
         "snp",
-        "--evidence",
-        case.join("report.bin").to_str().unwrap(),
-        "--endorsement",
-        case.join("vcek.der").to_str().unwrap(),
-        "--at",
         "2026-01-01T00:00:00Z",
-        "--report-data",
-        "00",
-    ]);
+        ["report.bin", "--endorsement", "vcek.der"],
+        &["--report-data", "00"],
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).starts_with("error: report-data: "));
 }
@@ -273,49 +258,49 @@ fn simulated_evidence_verifies_only_under_the_simulation_pki() {
     }
 }
 
+/// Simulated SNP evidence: a simulation PKI made in `tmp/pki`, then a report with report data
+/// `01` and `extra` arguments minted under it into `tmp/r.bin` (its VCEK beside it).
+struct SimSnp {
+    pki: String,
+    out: String,
+}
+
+impl SimSnp {
+    fn mint(tmp: &Path, extra: &[&str]) -> Self {
+        let pki = tmp.join("pki").display().to_string();
+        let out = tmp.join("r.bin").display().to_string();
+        assert!(keylatch(&["sim", "init", "--out", &pki]).status.success());
+        let mut args = vec!["sim", "evidence", "--tee", "snp", "--pki", &pki];
+        args.extend(["--report-data", "01", "--out", &out]);
+        args.extend(extra);
+        let minted = keylatch(&args);
+        assert!(minted.status.success(), "{}", String::from_utf8_lossy(&minted.stderr));
+        Self { pki, out }
+    }
+
+    /// `keylatch evidence verify` of the report with its VCEK under the simulation PKI, with
+    /// `extra` arguments.
+    fn verify(&self, extra: &[&str]) -> Output {
+        let vcek = format!("{}.vcek.der", self.out);
+        let mut args = vec!["evidence", "verify", "--tee", "snp", "--evidence", &self.out];
+        args.extend(["--endorsement", &vcek, "--sim-pki", &self.pki]);
+        args.extend(extra);
+        keylatch(&args)
+    }
+}
+
 #[test]
 fn sim_debug_flag_sets_the_guest_debug_bit() {
     let tmp = tempfile::tempdir().unwrap();
-    let pki = tmp.path().join("pki");
-    let pki_s = pki.to_str().unwrap();
-    assert!(keylatch(&["sim", "init", "--out", pki_s]).status.success());
-    let out = tmp.path().join("r.bin");
-    let out_s = out.to_str().unwrap();
-    assert!(keylatch(&[
-        "sim",
-        "evidence",
-        "--tee",
-        "snp",
-        "--pki",
-        pki_s,
-        "--report-data",
-        "01",
-        "--debug",
-        "--out",
-        out_s
-    ])
-    .status
-    .success());
-    let vcek = format!("{out_s}.vcek.der");
-    let claims = claims_of(&keylatch(&[
-        "evidence",
-        "verify",
-        "--tee",
-        "snp",
-        "--evidence",
-        out_s,
-        "--endorsement",
-        &vcek,
-        "--sim-pki",
-        pki_s,
-    ]));
+    let sim = SimSnp::mint(tmp.path(), &["--debug"]);
+    let claims = claims_of(&sim.verify(&[]));
     assert_eq!(claims["snp"]["policy"]["debug"], true);
     assert_eq!(claims["snp"]["policy"]["raw"], "0xb0000");
 }
 
 #[test]
 fn chain_still_accepts_an_extra_intermediate_checked_against_the_pinned_ark() {
-    let Some(dir) = vectors() else { return };
+    let Some(dir) = keylatch_test_vectors::dir() else { return };
     let run = |asvk: &str| {
         let path = dir.join(asvk);
         verify_vlek(&dir, "2025-06-01T00:00:00Z", &["--chain", path.to_str().unwrap()])
@@ -331,25 +316,9 @@ fn chain_still_accepts_an_extra_intermediate_checked_against_the_pinned_ark() {
 fn amd_crl_evidence_verify_with_crl_file() {
     use verifier::sim::SimPki;
     let tmp = tempfile::tempdir().unwrap();
-    let pki_dir = tmp.path().join("pki");
-    let pki_s = pki_dir.to_str().unwrap();
-    assert!(keylatch(&["sim", "init", "--out", pki_s]).status.success());
-    let out = tmp.path().join("r.bin");
-    let out_s = out.to_str().unwrap();
-    let minted = keylatch(&[
-        "sim",
-        "evidence",
-        "--tee",
-        "snp",
-        "--pki",
-        pki_s,
-        "--report-data",
-        "01",
-        "--out",
-        out_s,
-    ]);
-    assert!(minted.status.success(), "{}", String::from_utf8_lossy(&minted.stderr));
-    let pki = SimPki::from_files(|name| std::fs::read(pki_dir.join(name)).ok()).unwrap();
+    let sim = SimSnp::mint(tmp.path(), &[]);
+    let pki = SimPki::from_files(|name| std::fs::read(Path::new(&sim.pki).join(name)).ok());
+    let pki = pki.unwrap();
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let write = |name: &str, revoked: &[&[u8]], window: (i64, i64)| {
         let path = tmp.path().join(name);
@@ -360,23 +329,7 @@ fn amd_crl_evidence_verify_with_crl_file() {
     let good = write("good.crl", &[], (now - 3600, now + 86_400));
     let revoked = write("revoked.crl", &[&[0]], (now - 3600, now + 86_400));
     let stale = write("stale.crl", &[], (now - 86_400, now - 3600));
-    let vcek = format!("{out_s}.vcek.der");
-    let verify = |crl: &str| {
-        keylatch(&[
-            "evidence",
-            "verify",
-            "--tee",
-            "snp",
-            "--evidence",
-            out_s,
-            "--endorsement",
-            &vcek,
-            "--sim-pki",
-            pki_s,
-            "--crl",
-            crl,
-        ])
-    };
+    let verify = |crl: &str| sim.verify(&["--crl", crl]);
     assert_eq!(claims_of(&verify(&good))["simulated"], true);
     let err = verify(&revoked);
     assert_eq!(err.status.code(), Some(1));

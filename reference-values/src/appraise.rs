@@ -171,24 +171,18 @@ fn appraise_tdx(out: &mut Findings, c: &TdxClaims, r: &TdxReference) {
 
 fn appraise_event_log(out: &mut Findings, c: &EventLogClaims, r: &EventLogReference) {
     let hex48 = HexBytes::<48>::to_hex;
-    out.one_of_present(
-        "tdx.event_log.kernel_sha384",
-        r.kernel_sha384.as_deref(),
-        c.kernel_sha384.as_ref(),
-        hex48,
-    );
-    out.one_of_present(
-        "tdx.event_log.kernel_authenticode_sha384",
-        r.kernel_authenticode_sha384.as_deref(),
-        c.kernel_authenticode_sha384.as_ref(),
-        hex48,
-    );
-    out.one_of_present(
-        "tdx.event_log.initrd_sha384",
-        r.initrd_sha384.as_deref(),
-        c.initrd_sha384.as_ref(),
-        hex48,
-    );
+    let files = [
+        ("tdx.event_log.kernel_sha384", r.kernel_sha384.as_deref(), c.kernel_sha384.as_ref()),
+        (
+            "tdx.event_log.kernel_authenticode_sha384",
+            r.kernel_authenticode_sha384.as_deref(),
+            c.kernel_authenticode_sha384.as_ref(),
+        ),
+        ("tdx.event_log.initrd_sha384", r.initrd_sha384.as_deref(), c.initrd_sha384.as_ref()),
+    ];
+    for (field, allowed, actual) in files {
+        out.one_of_present(field, allowed, actual, hex48);
+    }
     out.one_of_present(
         "tdx.event_log.cmdline",
         r.cmdline.as_deref(),

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{all_cases, claims_of, vectors_dir, Case};
+use common::{all_cases, claims_of, Case};
 use reference_values::bundle::{SnpMinTcb, SnpPolicyRequirements, TdAttributeRequirements};
 use reference_values::{appraise, Bundle, Mismatch, SnpReference, TdxReference};
 use time::format_description::well_known::Rfc3339;
@@ -29,7 +29,7 @@ fn at(case: &Case) -> OffsetDateTime {
 }
 
 fn valid_cases() -> Option<Vec<Case>> {
-    let dir = vectors_dir()?;
+    let dir = keylatch_test_vectors::dir()?;
     let cases: Vec<Case> =
         all_cases(&dir).into_iter().filter(|c| c.expected["expect"] == "valid").collect();
     let names: Vec<&str> = cases.iter().map(|c| c.name.as_str()).collect();

@@ -133,7 +133,7 @@ fn ccel_malformed_log_fails_with_the_verifiers_event_log_error() {
 
 #[test]
 fn ccel_real_cos_log_names_its_kernel_and_cmdline_and_replays_to_the_quote() {
-    let Some(dir) = common::vectors_dir() else { return };
+    let Some(dir) = keylatch_test_vectors::dir() else { return };
     let case = dir.join("tdx/ccel-cos-113");
     if !case.join("expected.json").is_file() {
         println!("skipped: vector case tdx/ccel-cos-113 not found under {}", dir.display());

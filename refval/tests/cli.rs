@@ -241,7 +241,7 @@ fn measure_tdx_event_log_prints_the_ccel_table() {
 
 #[test]
 fn appraise_reports_mismatches_of_recorded_claims() {
-    let Some(dir) = common::vectors_dir() else { return };
+    let Some(dir) = keylatch_test_vectors::dir() else { return };
     let case = common::all_cases(&dir)
         .into_iter()
         .find(|c| c.name == "snp/milan-v2-go-sev-guest")

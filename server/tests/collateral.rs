@@ -24,19 +24,6 @@ use verifier::snp::{SnpEndorsements, SnpTrustAnchors, SnpVerifier};
 use verifier::tdx::{TdxCollateral, TdxTrustAnchors, TdxVerifier};
 use verifier::Tee;
 
-fn vectors() -> Option<PathBuf> {
-    let dir = std::env::var_os("KEYLATCH_VECTORS").map_or_else(
-        || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vectors")),
-        PathBuf::from,
-    );
-    if dir.join("README.md").is_file() {
-        Some(dir)
-    } else {
-        println!("skipped: vectors not found at {}", dir.display());
-        None
-    }
-}
-
 fn at(case: &Path) -> time::OffsetDateTime {
     let expected: Value =
         serde_json::from_slice(&std::fs::read(case.join("expected.json")).unwrap()).unwrap();
@@ -98,29 +85,28 @@ impl Upstream {
             return StatusCode::NOT_FOUND.into_response();
         };
         let s = |k: &str| c[k].as_str().unwrap().to_owned();
-        let mut h = HeaderMap::new();
+        // PCS serves a signed item as `{"<name>":<item>,"signature":"<hex>"}`, its issuer chain
+        // in a header; the recorded collateral keeps `<key>`, `<key>_signature` and
+        // `<key>_issuer_chain`.
+        let signed = |header: &'static str, key: &str, name: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header, enc(&s(&format!("{key}_issuer_chain"))));
+            let body = format!(
+                r#"{{"{name}":{},"signature":"{}"}}"#,
+                s(key),
+                s(&format!("{key}_signature"))
+            );
+            (h, body).into_response()
+        };
         match path {
             "/sgx/certification/v4/pckcrl" if query.contains("ca=platform") => {
+                let mut h = HeaderMap::new();
                 h.insert("SGX-PCK-CRL-Issuer-Chain", enc(&s("pck_crl_issuer_chain")));
                 (h, hex::decode(s("pck_crl")).unwrap()).into_response()
             }
-            "/tdx/certification/v4/tcb" => {
-                h.insert("TCB-Info-Issuer-Chain", enc(&s("tcb_info_issuer_chain")));
-                let body = format!(
-                    r#"{{"tcbInfo":{},"signature":"{}"}}"#,
-                    s("tcb_info"),
-                    s("tcb_info_signature")
-                );
-                (h, body).into_response()
-            }
+            "/tdx/certification/v4/tcb" => signed("TCB-Info-Issuer-Chain", "tcb_info", "tcbInfo"),
             "/tdx/certification/v4/qe/identity" => {
-                h.insert("SGX-Enclave-Identity-Issuer-Chain", enc(&s("qe_identity_issuer_chain")));
-                let body = format!(
-                    r#"{{"enclaveIdentity":{},"signature":"{}"}}"#,
-                    s("qe_identity"),
-                    s("qe_identity_signature")
-                );
-                (h, body).into_response()
+                signed("SGX-Enclave-Identity-Issuer-Chain", "qe_identity", "enclaveIdentity")
             }
             // A PCCS serves the root CA CRL as hex text.
             "/sgx/certification/v4/rootcacrl" => s("root_ca_crl").into_response(),
@@ -155,13 +141,29 @@ fn config(base: &str) -> CollateralConfig {
     }
 }
 
-/// The edge's collateral fetcher for `config`, as the server wires it in.
-fn fetcher(config: &CollateralConfig) -> Arc<dyn CollateralFetcher> {
-    Arc::new(keylatch_server::fetch::UreqFetcher::new(config))
+/// The collateral service as the server wires it: `config`, an optional offline TDX source,
+/// `db`, and the edge's fetcher.
+fn service(
+    config: &CollateralConfig,
+    tdx_offline: Option<&Path>,
+    db: Arc<dyn CollateralStore>,
+) -> CollateralService {
+    let fetcher: Arc<dyn CollateralFetcher> =
+        Arc::new(keylatch_server::fetch::UreqFetcher::new(config));
+    CollateralService::new(config, tdx_offline, db, Some(fetcher)).unwrap()
 }
 
 async fn store(dir: &Path) -> Arc<dyn CollateralStore> {
     Arc::new(SqliteStore::open(&dir.join("kbs.db"), true).await.unwrap())
+}
+
+/// `up` served on a local port and the service over it with the test configuration and a fresh
+/// database; also the base URL, and the directory, which must outlive the service.
+async fn service_over(up: &Arc<Upstream>) -> (CollateralService, String, tempfile::TempDir) {
+    let base = serve(Arc::clone(up)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let svc = service(&config(&base), None, store(dir.path()).await);
+    (svc, base, dir)
 }
 
 struct SnpCase {
@@ -187,6 +189,14 @@ fn milan_case(v: &Path) -> SnpCase {
     }
 }
 
+/// An offline SNP certificate directory under `dir` holding `vcek` as the Milan VCEK.
+fn offline_snp_certs(dir: &Path, vcek: &[u8]) -> PathBuf {
+    let certs = dir.join("snp-certs");
+    std::fs::create_dir(&certs).unwrap();
+    std::fs::write(certs.join("milan-vcek.der"), vcek).unwrap();
+    certs
+}
+
 fn snp_upstream(c: &SnpCase, script: Vec<Scripted>) -> Arc<Upstream> {
     Arc::new(Upstream {
         vcek: Some((c.kds_path.clone(), c.vcek.clone())),
@@ -204,19 +214,13 @@ fn verify_snp(c: &SnpCase, e: &SnpEndorsements) -> verifier::Claims {
 
 #[tokio::test]
 async fn vcek_is_fetched_from_kds_once_then_served_from_cache_and_store() {
-    let Some(v) = vectors() else { return };
+    let Some(v) = keylatch_test_vectors::dir() else { return };
     let c = milan_case(&v);
     let up = snp_upstream(&c, vec![]);
     let base = serve(Arc::clone(&up)).await;
     let dir = tempfile::tempdir().unwrap();
     let db = store(dir.path()).await;
-    let svc = CollateralService::new(
-        &config(&base),
-        None,
-        Arc::clone(&db),
-        Some(fetcher(&config(&base))),
-    )
-    .unwrap();
+    let svc = service(&config(&base), None, Arc::clone(&db));
 
     let first = svc.snp().for_report(&c.report).await.unwrap();
     assert_eq!(first.signer, c.vcek);
@@ -226,8 +230,7 @@ async fn vcek_is_fetched_from_kds_once_then_served_from_cache_and_store() {
     assert_eq!(up.hits(), 1, "second lookup is a memory hit");
 
     // A restarted broker (new service, same database) finds it in the store.
-    let svc2 =
-        CollateralService::new(&config(&base), None, db, Some(fetcher(&config(&base)))).unwrap();
+    let svc2 = service(&config(&base), None, db);
     assert_eq!(svc2.snp().for_report(&c.report).await.unwrap(), first);
     assert_eq!(up.hits(), 1, "store hit: no request");
 
@@ -242,18 +245,10 @@ async fn vcek_is_fetched_from_kds_once_then_served_from_cache_and_store() {
 
 #[tokio::test]
 async fn kds_429_with_retry_after_is_waited_out_then_succeeds() {
-    let Some(v) = vectors() else { return };
+    let Some(v) = keylatch_test_vectors::dir() else { return };
     let c = milan_case(&v);
     let up = snp_upstream(&c, vec![Scripted::Status(429, Some("1"))]);
-    let base = serve(Arc::clone(&up)).await;
-    let dir = tempfile::tempdir().unwrap();
-    let svc = CollateralService::new(
-        &config(&base),
-        None,
-        store(dir.path()).await,
-        Some(fetcher(&config(&base))),
-    )
-    .unwrap();
+    let (svc, _base, _dir) = service_over(&up).await;
     let e = svc.snp().for_report(&c.report).await.unwrap();
     assert_eq!(e.signer, c.vcek);
     assert_eq!(up.hits(), 2, "one 429, one success");
@@ -261,19 +256,11 @@ async fn kds_429_with_retry_after_is_waited_out_then_succeeds() {
 
 #[tokio::test]
 async fn kds_5xx_is_retried_a_bounded_number_of_times_then_collateral_unavailable() {
-    let Some(v) = vectors() else { return };
+    let Some(v) = keylatch_test_vectors::dir() else { return };
     let c = milan_case(&v);
     let script = vec![Scripted::Status(503, None); 10];
     let up = snp_upstream(&c, script);
-    let base = serve(Arc::clone(&up)).await;
-    let dir = tempfile::tempdir().unwrap();
-    let svc = CollateralService::new(
-        &config(&base),
-        None,
-        store(dir.path()).await,
-        Some(fetcher(&config(&base))),
-    )
-    .unwrap();
+    let (svc, _base, _dir) = service_over(&up).await;
     let err = svc.snp().for_report(&c.report).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::CollateralUnavailable);
     assert_eq!(err.kind.type_id(), "collateral-unavailable");
@@ -284,18 +271,10 @@ async fn kds_5xx_is_retried_a_bounded_number_of_times_then_collateral_unavailabl
 
 #[tokio::test]
 async fn retry_after_beyond_max_backoff_gives_up_at_once() {
-    let Some(v) = vectors() else { return };
+    let Some(v) = keylatch_test_vectors::dir() else { return };
     let c = milan_case(&v);
     let up = snp_upstream(&c, vec![Scripted::Status(429, Some("3600"))]);
-    let base = serve(Arc::clone(&up)).await;
-    let dir = tempfile::tempdir().unwrap();
-    let svc = CollateralService::new(
-        &config(&base),
-        None,
-        store(dir.path()).await,
-        Some(fetcher(&config(&base))),
-    )
-    .unwrap();
+    let (svc, _base, _dir) = service_over(&up).await;
     let err = svc.snp().for_report(&c.report).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::CollateralUnavailable);
     assert!(err.detail.contains("Retry-After 3600s beyond max_backoff_s"), "{}", err.detail);
@@ -304,17 +283,14 @@ async fn retry_after_beyond_max_backoff_gives_up_at_once() {
 
 #[tokio::test]
 async fn offline_snp_directory_is_preferred_over_kds() {
-    let Some(v) = vectors() else { return };
+    let Some(v) = keylatch_test_vectors::dir() else { return };
     let c = milan_case(&v);
     let up = snp_upstream(&c, vec![]);
     let base = serve(Arc::clone(&up)).await;
     let dir = tempfile::tempdir().unwrap();
-    let certs = dir.path().join("snp-certs");
-    std::fs::create_dir(&certs).unwrap();
-    std::fs::write(certs.join("milan-vcek.der"), &c.vcek).unwrap();
+    let certs = offline_snp_certs(dir.path(), &c.vcek);
     let cfg = CollateralConfig { snp_cert_dir: Some(certs), ..config(&base) };
-    let svc =
-        CollateralService::new(&cfg, None, store(dir.path()).await, Some(fetcher(&cfg))).unwrap();
+    let svc = service(&cfg, None, store(dir.path()).await);
     let e = svc.snp().for_report(&c.report).await.unwrap();
     assert_eq!(e.signer, c.vcek);
     assert_eq!(up.hits(), 0);
@@ -323,12 +299,11 @@ async fn offline_snp_directory_is_preferred_over_kds() {
 
 #[tokio::test]
 async fn missing_vcek_with_fetching_disabled_is_collateral_unavailable() {
-    let Some(v) = vectors() else { return };
+    let Some(v) = keylatch_test_vectors::dir() else { return };
     let c = milan_case(&v);
     let dir = tempfile::tempdir().unwrap();
     let cfg = CollateralConfig { fetch: false, ..config("http://127.0.0.1:9") };
-    let svc =
-        CollateralService::new(&cfg, None, store(dir.path()).await, Some(fetcher(&cfg))).unwrap();
+    let svc = service(&cfg, None, store(dir.path()).await);
     let err = svc.snp().for_report(&c.report).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::CollateralUnavailable);
     assert!(err.detail.contains("fetching is disabled"), "{}", err.detail);
@@ -336,7 +311,7 @@ async fn missing_vcek_with_fetching_disabled_is_collateral_unavailable() {
 
 #[tokio::test]
 async fn certificate_table_in_evidence_is_preferred_over_everything() {
-    let Some(v) = vectors() else { return };
+    let Some(v) = keylatch_test_vectors::dir() else { return };
     let case = v.join("coco/snp-genoa-v3");
     let evidence: Value =
         serde_json::from_slice(&std::fs::read(case.join("evidence.json")).unwrap()).unwrap();
@@ -345,13 +320,10 @@ async fn certificate_table_in_evidence_is_preferred_over_everything() {
     let up = snp_upstream(&milan, vec![]);
     let base = serve(Arc::clone(&up)).await;
     let dir = tempfile::tempdir().unwrap();
-    let certs = dir.path().join("snp-certs");
-    std::fs::create_dir(&certs).unwrap();
-    std::fs::write(certs.join("milan-vcek.der"), &milan.vcek).unwrap();
+    let certs = offline_snp_certs(dir.path(), &milan.vcek);
     // CRLs are another question (amd_crl_* tests below); this one is about the VCEK only.
     let cfg = CollateralConfig { snp_cert_dir: Some(certs), amd_crl_check: false, ..config(&base) };
-    let svc =
-        CollateralService::new(&cfg, None, store(dir.path()).await, Some(fetcher(&cfg))).unwrap();
+    let svc = service(&cfg, None, store(dir.path()).await);
     let hw = svc.resolve(Tee::Snp, &evidence, at(&case)).await.unwrap();
     assert!(hw.snp.is_none(), "the evidence's own VCEK is used");
     assert_eq!(up.hits(), 0);
@@ -405,19 +377,13 @@ fn verify_tdx(c: &TdxCase, col: &TdxCollateral) -> verifier::Claims {
 
 #[tokio::test]
 async fn tdx_collateral_is_fetched_from_pcs_assembled_cached_and_verifies_the_quote() {
-    let Some(v) = vectors() else { return };
+    let Some(v) = keylatch_test_vectors::dir() else { return };
     let c = tdx_case(&v);
     let up = tdx_upstream(&c);
     let base = serve(Arc::clone(&up)).await;
     let dir = tempfile::tempdir().unwrap();
     let db = store(dir.path()).await;
-    let svc = CollateralService::new(
-        &config(&base),
-        None,
-        Arc::clone(&db),
-        Some(fetcher(&config(&base))),
-    )
-    .unwrap();
+    let svc = service(&config(&base), None, Arc::clone(&db));
     let now = c.at.unix_timestamp();
     let col = svc.tdx().for_quote(&c.quote, now).await.unwrap().unwrap();
     assert_eq!(up.hits(), 4, "PCK CRL, TCB info, QE identity, root CA CRL");
@@ -429,8 +395,7 @@ async fn tdx_collateral_is_fetched_from_pcs_assembled_cached_and_verifies_the_qu
 
     svc.tdx().for_quote(&c.quote, now).await.unwrap().unwrap();
     assert_eq!(up.hits(), 4, "memory hit");
-    let svc2 =
-        CollateralService::new(&config(&base), None, db, Some(fetcher(&config(&base)))).unwrap();
+    let svc2 = service(&config(&base), None, db);
     let from_store = svc2.tdx().for_quote(&c.quote, now).await.unwrap().unwrap();
     assert_eq!(from_store.digest(), recorded.digest());
     assert_eq!(up.hits(), 4, "store hit");
@@ -438,18 +403,10 @@ async fn tdx_collateral_is_fetched_from_pcs_assembled_cached_and_verifies_the_qu
 
 #[tokio::test]
 async fn tdx_collateral_past_next_update_is_refetched_and_never_used_stale() {
-    let Some(v) = vectors() else { return };
+    let Some(v) = keylatch_test_vectors::dir() else { return };
     let c = tdx_case(&v);
     let up = tdx_upstream(&c);
-    let base = serve(Arc::clone(&up)).await;
-    let dir = tempfile::tempdir().unwrap();
-    let svc = CollateralService::new(
-        &config(&base),
-        None,
-        store(dir.path()).await,
-        Some(fetcher(&config(&base))),
-    )
-    .unwrap();
+    let (svc, _base, _dir) = service_over(&up).await;
     let col = svc.tdx().for_quote(&c.quote, c.at.unix_timestamp()).await.unwrap().unwrap();
     assert_eq!(up.hits(), 4);
     let next_update = col.next_update().unwrap();
@@ -466,7 +423,7 @@ async fn tdx_collateral_past_next_update_is_refetched_and_never_used_stale() {
 
 #[tokio::test]
 async fn offline_tdx_collateral_is_preferred_over_pcs() {
-    let Some(v) = vectors() else { return };
+    let Some(v) = keylatch_test_vectors::dir() else { return };
     let c = tdx_case(&v);
     let up = tdx_upstream(&c);
     let base = serve(Arc::clone(&up)).await;
@@ -476,13 +433,7 @@ async fn offline_tdx_collateral_is_preferred_over_pcs() {
     std::fs::create_dir(&offline).unwrap();
     std::fs::copy(&c.path, offline.join("some-name.json")).unwrap();
     for source in [c.path.clone(), offline] {
-        let svc = CollateralService::new(
-            &config(&base),
-            Some(&source),
-            store(dir.path()).await,
-            Some(fetcher(&config(&base))),
-        )
-        .unwrap();
+        let svc = service(&config(&base), Some(&source), store(dir.path()).await);
         let col = svc.tdx().for_quote(&c.quote, c.at.unix_timestamp()).await.unwrap().unwrap();
         verify_tdx(&c, &col);
     }
@@ -491,19 +442,11 @@ async fn offline_tdx_collateral_is_preferred_over_pcs() {
 
 #[tokio::test]
 async fn tdx_pcs_5xx_gives_up_with_collateral_unavailable() {
-    let Some(v) = vectors() else { return };
+    let Some(v) = keylatch_test_vectors::dir() else { return };
     let c = tdx_case(&v);
     let up = tdx_upstream(&c);
     *up.script.lock().unwrap() = vec![Scripted::Status(500, None); 10].into();
-    let base = serve(Arc::clone(&up)).await;
-    let dir = tempfile::tempdir().unwrap();
-    let svc = CollateralService::new(
-        &config(&base),
-        None,
-        store(dir.path()).await,
-        Some(fetcher(&config(&base))),
-    )
-    .unwrap();
+    let (svc, _base, _dir) = service_over(&up).await;
     let err = svc.tdx().for_quote(&c.quote, c.at.unix_timestamp()).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::CollateralUnavailable);
     assert!(err.detail.contains("HTTP 500"), "{}", err.detail);
@@ -521,20 +464,12 @@ fn genoa_coco_evidence(v: &Path) -> (Value, time::OffsetDateTime) {
 /// 503 `collateral-unavailable` on the path `attest` takes, before any verification.
 #[tokio::test]
 async fn amd_crl_kds_down_is_collateral_unavailable() {
-    let Some(v) = vectors() else { return };
+    let Some(v) = keylatch_test_vectors::dir() else { return };
     let (evidence, now) = genoa_coco_evidence(&v);
     let milan = milan_case(&v);
-    let dir = tempfile::tempdir().unwrap();
 
     let up = snp_upstream(&milan, vec![Scripted::Status(500, None); 10]);
-    let base = serve(Arc::clone(&up)).await;
-    let svc = CollateralService::new(
-        &config(&base),
-        None,
-        store(dir.path()).await,
-        Some(fetcher(&config(&base))),
-    )
-    .unwrap();
+    let (svc, _base, _dir) = service_over(&up).await;
     let err = svc.resolve(Tee::Snp, &evidence, now).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::CollateralUnavailable);
     assert!(err.detail.starts_with("AMD Genoa CRL from AMD KDS: "), "{}", err.detail);
@@ -546,21 +481,14 @@ async fn amd_crl_kds_down_is_collateral_unavailable() {
         format!("http://{}", l.local_addr().unwrap())
     };
     let cfg = CollateralConfig { max_retries: 0, timeout_s: 2, ..config(&closed) };
-    let svc =
-        CollateralService::new(&cfg, None, store(dir.path()).await, Some(fetcher(&cfg))).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let svc = service(&cfg, None, store(dir.path()).await);
     let err = svc.resolve(Tee::Snp, &evidence, now).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::CollateralUnavailable);
     assert!(err.detail.starts_with("AMD Genoa CRL from AMD KDS: "), "{}", err.detail);
 
     let up = snp_upstream(&milan, vec![]);
-    let base = serve(Arc::clone(&up)).await;
-    let svc = CollateralService::new(
-        &config(&base),
-        None,
-        store(dir.path()).await,
-        Some(fetcher(&config(&base))),
-    )
-    .unwrap();
+    let (svc, base, _dir) = service_over(&up).await;
     let err = svc.resolve(Tee::Snp, &evidence, now).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::CollateralUnavailable);
     assert!(err.detail.contains(&format!("{base}/vcek/v1/Genoa/crl")), "{}", err.detail);
@@ -568,12 +496,11 @@ async fn amd_crl_kds_down_is_collateral_unavailable() {
 
 #[tokio::test]
 async fn amd_crl_with_fetching_disabled_and_no_offline_crl_is_collateral_unavailable() {
-    let Some(v) = vectors() else { return };
+    let Some(v) = keylatch_test_vectors::dir() else { return };
     let (evidence, now) = genoa_coco_evidence(&v);
     let dir = tempfile::tempdir().unwrap();
     let cfg = CollateralConfig { fetch: false, ..config("http://127.0.0.1:9") };
-    let svc =
-        CollateralService::new(&cfg, None, store(dir.path()).await, Some(fetcher(&cfg))).unwrap();
+    let svc = service(&cfg, None, store(dir.path()).await);
     let err = svc.resolve(Tee::Snp, &evidence, now).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::CollateralUnavailable);
     assert_eq!(

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use common::{agent_error, error_of, Broker, Raw, ALLOW_SIM, RESOURCE, SECRET};
+use common::{agent_error, error_of, post_auth, Broker, Raw, ALLOW_SIM, RESOURCE, SECRET};
 use keylatch_agent::evidence::sim::SimSource;
 use keylatch_agent::evidence::{EvidenceSource, SimTee};
 use keylatch_agent::AgentError;
@@ -173,16 +173,8 @@ fn sample_body(raw: &Raw) -> Vec<u8> {
 #[test]
 fn refuses_sample_tee_unless_enabled_and_named_by_the_policy() {
     let broker = Broker::start(|c| c, ALLOW_SIM);
-    let reply = broker
-        .http()
-        .post_json(
-            "auth",
-            "/kbs/v0/auth",
-            None,
-            br#"{"version":"0.4.0","tee":"sample","extra-params":""}"#,
-            T,
-        )
-        .unwrap();
+    let reply =
+        post_auth(&broker.http(), br#"{"version":"0.4.0","tee":"sample","extra-params":""}"#);
     assert_eq!(error_of(&reply, 401).error_type, "sample-not-allowed");
 
     let broker =
@@ -415,16 +407,7 @@ fn refuses_forged_expired_and_alg_none_tokens() {
 #[test]
 fn rejects_protocol_version_0_3_0() {
     let broker = Broker::start(|c| c, ALLOW_SIM);
-    let reply = broker
-        .http()
-        .post_json(
-            "auth",
-            "/kbs/v0/auth",
-            None,
-            br#"{"version":"0.3.0","tee":"snp","extra-params":""}"#,
-            T,
-        )
-        .unwrap();
+    let reply = post_auth(&broker.http(), br#"{"version":"0.3.0","tee":"snp","extra-params":""}"#);
     let e = error_of(&reply, 401);
     assert_eq!(e.error_type, "version-mismatch");
     assert!(e.detail.starts_with("protocol version mismatch"), "{}", e.detail);
@@ -439,10 +422,7 @@ fn every_refusal_has_a_json_body_even_oversized_and_unknown_routes() {
     );
     let http = broker.http();
     let big = vec![b' '; 8192];
-    assert_eq!(
-        error_of(&http.post_json("auth", "/kbs/v0/auth", None, &big, T).unwrap(), 413).error_type,
-        "too-large"
-    );
+    assert_eq!(error_of(&post_auth(&http, &big), 413).error_type, "too-large");
     assert_eq!(
         error_of(&http.get("x", "/kbs/v0/nothing", None, None, T).unwrap(), 404).error_type,
         "not-found"
@@ -451,10 +431,7 @@ fn every_refusal_has_a_json_body_even_oversized_and_unknown_routes() {
         error_of(&http.get("x", "/kbs/v0/auth", None, None, T).unwrap(), 405).error_type,
         "method-not-allowed"
     );
-    assert_eq!(
-        error_of(&http.post_json("auth", "/kbs/v0/auth", None, b"{", T).unwrap(), 400).error_type,
-        "bad-request"
-    );
+    assert_eq!(error_of(&post_auth(&http, b"{"), 400).error_type, "bad-request");
     let r = http.post_json("attest", "/kbs/v0/attest", None, b"{}", T).unwrap();
     assert_eq!(error_of(&r, 401).error_type, "session-missing");
     let r =

@@ -70,22 +70,6 @@ impl Outcome {
     }
 }
 
-/// The shared conformance vectors (`KEYLATCH_VECTORS`, default `../shared/vectors` next to the
-/// workspace), or `None` after printing `skipped: ...`.
-#[must_use]
-pub fn vectors() -> Option<std::path::PathBuf> {
-    let dir = std::env::var_os("KEYLATCH_VECTORS").map_or_else(
-        || std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vectors")),
-        std::path::PathBuf::from,
-    );
-    if dir.join("README.md").is_file() {
-        Some(dir)
-    } else {
-        skipped(&format!("conformance vectors not found at {}", dir.display()));
-        None
-    }
-}
-
 /// Prints the skip line every optional component uses.
 pub fn skipped(why: &str) {
     println!("skipped: {why}");

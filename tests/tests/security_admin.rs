@@ -1170,7 +1170,7 @@ fn destroyed_resource_is_refused(
 /// KDS is a closed port: 503 `collateral-unavailable` at once, the evidence not judged, and the
 /// session spent.
 fn missing_collateral_is_unavailable(api: &Api) {
-    let Some(vectors) = e2e::vectors() else { return };
+    let Some(vectors) = keylatch_test_vectors::dir() else { return };
     let text = std::fs::read(vectors.join("coco/snp-genoa-v3/evidence.json")).unwrap();
     let mut evidence: Value = serde_json::from_slice(&text).unwrap();
     evidence.as_object_mut().unwrap().remove("cert_chain");

@@ -5,7 +5,7 @@
 mod snp_common;
 
 use sha2::{Digest, Sha256};
-use snp_common::{assert_claims, at, expected, production_anchors, read, vectors, REAL_CASES};
+use snp_common::{assert_claims, at, expected, production_anchors, read, REAL_CASES};
 use verifier::claims::{SnpProduct, SnpSigningKey};
 use verifier::snp::{
     coco_evidence_json, parse_report, report_from_coco_evidence, CocoCertType, SnpEndorsements,
@@ -15,7 +15,7 @@ use verifier::{Reason, Step};
 
 #[test]
 fn every_real_report_verifies_with_its_expected_claims() {
-    let Some(dir) = vectors() else { return };
+    let Some(dir) = keylatch_test_vectors::dir() else { return };
     let verifier = SnpVerifier::new(production_anchors());
     for (case, signer) in REAL_CASES {
         let exp = expected(&dir, case);
@@ -43,7 +43,7 @@ fn case_inputs(
 
 #[test]
 fn guest_components_evidence_rebuilds_the_signed_genoa_v3_report() {
-    let Some(dir) = vectors() else { return };
+    let Some(dir) = keylatch_test_vectors::dir() else { return };
     let case = "coco/snp-genoa-v3";
     let exp = expected(&dir, case);
     let evidence =
@@ -64,7 +64,7 @@ fn guest_components_evidence_rebuilds_the_signed_genoa_v3_report() {
 
 #[test]
 fn real_reports_round_trip_through_the_guest_components_form() {
-    let Some(dir) = vectors() else { return };
+    let Some(dir) = keylatch_test_vectors::dir() else { return };
     for (case, signer) in REAL_CASES {
         let (report, e, _) = case_inputs(&dir, case, signer);
         let kind = parse_report(&report).unwrap().key_info.signing_key;
@@ -75,7 +75,7 @@ fn real_reports_round_trip_through_the_guest_components_form() {
 
 #[test]
 fn debug_policy_report_verifies_and_says_debug() {
-    let Some(dir) = vectors() else { return };
+    let Some(dir) = keylatch_test_vectors::dir() else { return };
     let (report, e, now) = case_inputs(&dir, "snp/milan-v2-go-sev-guest", "vcek.der");
     let claims = SnpVerifier::new(production_anchors()).verify(&report, &e, None, now).unwrap();
     let policy = claims.snp.unwrap().policy;
@@ -85,7 +85,7 @@ fn debug_policy_report_verifies_and_says_debug() {
 
 #[test]
 fn vlek_expires_one_second_after_not_after() {
-    let Some(dir) = vectors() else { return };
+    let Some(dir) = keylatch_test_vectors::dir() else { return };
     let (report, e, _) = case_inputs(&dir, "snp/milan-v3-vlek", "vlek.der");
     let vlek = verifier::x509::Certificate::from_der("VLEK", &e.signer).unwrap();
     let not_after = vlek.not_after();
@@ -106,7 +106,7 @@ fn vlek_expires_one_second_after_not_after() {
 
 #[test]
 fn vlek_verifies_under_the_built_in_asvk_and_with_its_asvk_in_the_endorsements() {
-    let Some(dir) = vectors() else { return };
+    let Some(dir) = keylatch_test_vectors::dir() else { return };
     let (report, e, now) = case_inputs(&dir, "snp/milan-v3-vlek", "vlek.der");
     let bare = SnpVerifier::new(SnpTrustAnchors::production().unwrap());
     assert!(bare.verify(&report, &e, None, now).is_ok());
@@ -126,7 +126,7 @@ fn vlek_verifies_under_the_built_in_asvk_and_with_its_asvk_in_the_endorsements()
 /// cases give the expected claims, invalid ones fail at `failing_step`.
 #[test]
 fn every_vector_case_verifies_as_its_expected_json_says_with_production_anchors_only() {
-    let Some(dir) = vectors() else { return };
+    let Some(dir) = keylatch_test_vectors::dir() else { return };
     let verifier = SnpVerifier::new(SnpTrustAnchors::production().unwrap());
     let mut seen = 0;
     for group in ["snp", "coco"] {
@@ -164,7 +164,7 @@ fn every_vector_case_verifies_as_its_expected_json_says_with_production_anchors_
 
 #[test]
 fn every_truncated_prefix_of_every_real_report_fails_to_parse() {
-    let Some(dir) = vectors() else { return };
+    let Some(dir) = keylatch_test_vectors::dir() else { return };
     for (case, _) in REAL_CASES {
         let report = read(&dir, &format!("{case}/report.bin"));
         assert!(parse_report(&report).is_ok());
@@ -190,7 +190,7 @@ fn every_truncated_prefix_of_every_real_report_fails_to_parse() {
 /// report fails verification: 4 reports x 816 bytes x 8 bits.
 #[test]
 fn every_bit_flip_in_the_signed_region_or_signature_of_any_real_report_fails_verification() {
-    let Some(dir) = vectors() else { return };
+    let Some(dir) = keylatch_test_vectors::dir() else { return };
     let verifier = SnpVerifier::new(production_anchors());
     let mut flips = 0usize;
     for (case, signer) in REAL_CASES {
@@ -225,7 +225,7 @@ fn every_bit_flip_in_the_signed_region_or_signature_of_any_real_report_fails_ver
 
 #[test]
 fn milan_report_fails_with_genoa_anchors_only() {
-    let Some(dir) = vectors() else { return };
+    let Some(dir) = keylatch_test_vectors::dir() else { return };
     let (report, e, now) = case_inputs(&dir, "snp/milan-v2-virtee", "vcek.der");
     let genoa_only =
         SnpVerifier::new(SnpTrustAnchors::production().unwrap().only(&[SnpProduct::Genoa]));
@@ -235,7 +235,7 @@ fn milan_report_fails_with_genoa_anchors_only() {
 
 #[test]
 fn another_reports_vcek_fails() {
-    let Some(dir) = vectors() else { return };
+    let Some(dir) = keylatch_test_vectors::dir() else { return };
     let verifier = SnpVerifier::new(production_anchors());
     let (report, _, now) = case_inputs(&dir, "snp/milan-v2-virtee", "vcek.der");
     let other = SnpEndorsements::new(read(&dir, "snp/milan-v2-go-sev-guest/vcek.der"));
@@ -253,7 +253,7 @@ fn another_reports_vcek_fails() {
 
 #[test]
 fn tampered_vcek_fails_at_the_chain_step() {
-    let Some(dir) = vectors() else { return };
+    let Some(dir) = keylatch_test_vectors::dir() else { return };
     let verifier = SnpVerifier::new(production_anchors());
     let (report, e, now) = case_inputs(&dir, "snp/milan-v2-virtee", "vcek.der");
     // Flip one byte inside the TBS: in the subject public key, and in the blSPL extension.
@@ -272,7 +272,7 @@ fn tampered_vcek_fails_at_the_chain_step() {
 
 #[test]
 fn real_evidence_fails_under_simulation_anchors() {
-    let Some(dir) = vectors() else { return };
+    let Some(dir) = keylatch_test_vectors::dir() else { return };
     let sim = SnpVerifier::new(snp_common::sim_pki().anchors().unwrap());
     for (case, signer) in REAL_CASES {
         let (report, e, now) = case_inputs(&dir, case, signer);
@@ -282,7 +282,7 @@ fn real_evidence_fails_under_simulation_anchors() {
 
 #[test]
 fn wrong_report_data_fails_at_the_report_data_step() {
-    let Some(dir) = vectors() else { return };
+    let Some(dir) = keylatch_test_vectors::dir() else { return };
     let (report, e, now) = case_inputs(&dir, "snp/genoa-v5-oak", "vcek.der");
     let verifier = SnpVerifier::new(production_anchors());
     let actual: [u8; 64] = report[0x50..0x90].try_into().unwrap();

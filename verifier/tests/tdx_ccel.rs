@@ -18,10 +18,7 @@ use verifier::tdx::{parse_quote, TdxVerifier};
 use verifier::{Reason, Step};
 
 fn case(name: &str) -> Option<(PathBuf, serde_json::Value)> {
-    let root = std::env::var_os("KEYLATCH_VECTORS").map_or_else(
-        || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vectors")),
-        PathBuf::from,
-    );
+    let root = keylatch_test_vectors::dir()?;
     let dir = root.join("tdx").join(name);
     if !dir.join("expected.json").is_file() {
         println!("skipped: vector case tdx/{name} not found under {}", root.display());

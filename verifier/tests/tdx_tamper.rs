@@ -4,27 +4,12 @@
 // reason: test code; a panic here is a test failure with its location.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
-use std::path::PathBuf;
-
 use proptest::prelude::*;
 use rand_core::OsRng;
 use time::OffsetDateTime;
 use verifier::sim::tdx::{SimIntelPki, SimTdxQuote};
 use verifier::tdx::{parse_quote, TdxCollateral, TdxTrustAnchors, TdxVerifier};
 use verifier::{Reason, Step};
-
-fn vectors() -> Option<PathBuf> {
-    let dir = std::env::var_os("KEYLATCH_VECTORS").map_or_else(
-        || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vectors")),
-        PathBuf::from,
-    );
-    if dir.join("tdx").is_dir() {
-        Some(dir)
-    } else {
-        println!("skipped: vectors not found at {}", dir.display());
-        None
-    }
-}
 
 struct Case {
     quote: Vec<u8>,
@@ -34,7 +19,7 @@ struct Case {
 }
 
 fn case(name: &str) -> Option<Case> {
-    let dir = vectors()?.join("tdx").join(name);
+    let dir = keylatch_test_vectors::dir()?.join("tdx").join(name);
     let expected: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("expected.json")).unwrap()).unwrap();
     let at = OffsetDateTime::parse(

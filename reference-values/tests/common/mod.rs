@@ -1,10 +1,8 @@
-//! Test support: locating the shared vectors and building `Claims` from their `expected.json`
-//! (the SNP/TDX verifiers that produce real claims are separate; here the vectors' recorded field
+//! Test support: the shared vectors' cases and `Claims` built from their `expected.json` (the
+//! SNP/TDX verifiers that produce real claims are separate; here the vectors' recorded field
 //! values stand in for their output).
 #![allow(dead_code)] // reason: each test binary uses a different subset of these helpers
 #![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing, clippy::expect_used)] // reason: tests fail loudly on purpose
-
-use std::path::PathBuf;
 
 use serde_json::Value;
 use verifier::claims::{
@@ -12,20 +10,6 @@ use verifier::claims::{
     SnpTcb, TcbStatus, TdAttributes, TdxBody, TdxClaims,
 };
 use verifier::{Claims, HexBytes, Tee};
-
-/// The vectors directory, or `None` (after printing `skipped: ...`) when it is absent.
-pub fn vectors_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("KEYLATCH_VECTORS").map_or_else(
-        || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vectors")),
-        PathBuf::from,
-    );
-    if dir.join("README.md").is_file() {
-        Some(dir)
-    } else {
-        println!("skipped: vectors not found at {}", dir.display());
-        None
-    }
-}
 
 /// One vector case: its folder name (`snp/milan-v2-virtee`) and parsed `expected.json`.
 pub struct Case {

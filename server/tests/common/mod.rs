@@ -183,12 +183,16 @@ pub struct Raw {
 
 const T: Duration = Duration::from_secs(20);
 
+/// The broker's reply to `body` POSTed to `/kbs/v0/auth`, whatever its status.
+pub fn post_auth(http: &Http, body: &[u8]) -> Reply {
+    http.post_json("auth", "/kbs/v0/auth", None, body, T).unwrap()
+}
+
 impl Raw {
     pub fn auth(broker: &Broker, tee: &str) -> Self {
         let http = broker.http();
-        let reply = http
-            .post_json("auth", "/kbs/v0/auth", None, json!({"version":"0.4.0","tee":tee,"extra-params":{"supported-hash-algorithms":["sha384"]}}).to_string().as_bytes(), T)
-            .unwrap();
+        let request = json!({"version":"0.4.0","tee":tee,"extra-params":{"supported-hash-algorithms":["sha384"]}});
+        let reply = post_auth(&http, request.to_string().as_bytes());
         assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
         let cookie = reply.set_cookie[0].split(';').next().unwrap().to_owned();
         let challenge: Value = serde_json::from_slice(&reply.body).unwrap();

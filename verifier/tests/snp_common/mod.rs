@@ -1,27 +1,11 @@
-//! Shared helpers for the SNP integration tests: the vector directory, expected.json, and
+//! Shared helpers for the SNP integration tests: reading vector files, expected.json, and
 //! claims checks against it.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)] // reason: tests fail loudly on purpose
 #![allow(dead_code)] // reason: each test binary uses a different subset of these helpers
 
-use std::path::PathBuf;
-
 use serde_json::Value;
 use verifier::claims::{SnpProduct, SnpSigningKey};
 use verifier::Claims;
-
-/// The vector directory, or `None` (after printing the skip notice) when absent.
-pub fn vectors() -> Option<PathBuf> {
-    let dir = std::env::var_os("KEYLATCH_VECTORS").map_or_else(
-        || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vectors")),
-        PathBuf::from,
-    );
-    if dir.join("snp").is_dir() {
-        Some(dir)
-    } else {
-        println!("skipped: vectors not found at {}", dir.display());
-        None
-    }
-}
 
 pub fn read(dir: &std::path::Path, rel: &str) -> Vec<u8> {
     std::fs::read(dir.join(rel)).unwrap_or_else(|e| panic!("read {rel}: {e}"))

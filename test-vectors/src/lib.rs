@@ -1,0 +1,27 @@
+//! Where the shared conformance vectors (recorded SEV-SNP reports, TDX quotes, their collateral
+//! and `expected.json`) are, for tests. Its own crate because the tests of `verifier`,
+//! `reference-values`, `keylatch-server`, `keylatch` and `e2e` all read the same vectors and must
+//! find and skip them the same way; it is only ever a dev-dependency (and `e2e`'s harness).
+
+use std::path::PathBuf;
+
+/// `KEYLATCH_VECTORS`, else `shared/vectors` beside the workspace.
+fn location() -> PathBuf {
+    std::env::var_os("KEYLATCH_VECTORS").map_or_else(
+        || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vectors")),
+        PathBuf::from,
+    )
+}
+
+/// The vectors directory, or `None` after printing `skipped: vectors not found at ...` when it
+/// is absent (it is recognised by its `README.md`), so that the caller's test returns early.
+#[must_use]
+pub fn dir() -> Option<PathBuf> {
+    let dir = location();
+    if dir.join("README.md").is_file() {
+        Some(dir)
+    } else {
+        println!("skipped: vectors not found at {}", dir.display());
+        None
+    }
+}
