@@ -381,14 +381,9 @@ fn attestation_appraises_against_the_newest_published_bundle() {
 fn keylatch_binary_bootstraps_a_token_and_drives_the_api() {
     let a = authors();
     let b = broker(&a);
-    let exe = env!("CARGO_BIN_EXE_keylatch");
     let config = b.dir.path().join("keylatch.toml");
     let run = |args: &[&str]| {
-        let out = std::process::Command::new(exe)
-            .args(args)
-            .env_remove("KEYLATCH_TOKEN")
-            .output()
-            .unwrap();
+        let out = keylatch(args);
         assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8(out.stdout).unwrap()
     };
@@ -448,7 +443,7 @@ fn keylatch_binary_bootstraps_a_token_and_drives_the_api() {
         signed(&bundle(5, "2100-01-01T00:00:00Z", "00"), &[&a.alice, &a.bob]),
     )
     .unwrap();
-    let pushed: Value = serde_json::from_str(&run(&[
+    let push = [
         "refval",
         "push",
         "--url",
@@ -459,25 +454,11 @@ fn keylatch_binary_bootstraps_a_token_and_drives_the_api() {
         atok.to_str().unwrap(),
         "web",
         bundle_file.to_str().unwrap(),
-    ]))
-    .unwrap();
+    ];
+    let pushed: Value = serde_json::from_str(&run(&push)).unwrap();
     assert_eq!(pushed["version"], 5);
     // A refusal exits non-zero and names the type.
-    let out = std::process::Command::new(exe)
-        .args([
-            "refval",
-            "push",
-            "--url",
-            &b.url,
-            "--ca",
-            ca.to_str().unwrap(),
-            "--token-file",
-            atok.to_str().unwrap(),
-            "web",
-            bundle_file.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let out = keylatch(&push);
     assert_eq!(out.status.code(), Some(2));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("HTTP 409 stale-version"),
@@ -632,11 +613,8 @@ fn an_admin_api_resource_write_is_recorded_once_with_its_principal() {
 fn keylatch_admin_covers_every_resource_operation_of_the_api() {
     let a = authors();
     let b = broker(&a);
-    let exe = env!("CARGO_BIN_EXE_keylatch");
     let dir = b.dir.path();
-    let run = |args: &[&str]| {
-        std::process::Command::new(exe).args(args).env_remove("KEYLATCH_TOKEN").output().unwrap()
-    };
+    let run = keylatch;
     let config = dir.join("keylatch.toml");
     let out = run(&[
         "token",
@@ -761,4 +739,14 @@ fn keylatch_admin_covers_every_resource_operation_of_the_api() {
     .map(|op| (op.to_owned(), who.clone()))
     .collect();
     assert_eq!(ops, expected);
+}
+
+/// Runs the `keylatch` binary with `args` as an operator would, without a `KEYLATCH_TOKEN` from
+/// the test's environment.
+fn keylatch(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_keylatch"))
+        .args(args)
+        .env_remove("KEYLATCH_TOKEN")
+        .output()
+        .unwrap()
 }

@@ -154,30 +154,24 @@ fn readyz_is_503_naming_the_keystore_while_the_hsm_token_is_gone() {
     assert_eq!(ready.json()["warnings"], serde_json::json!([]));
 
     std::fs::rename(&hsm.token_dir, hsm.unplugged_dir()).unwrap();
-    let r = get(addr, "/readyz");
-    assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
-    let v = r.json();
-    assert_eq!(v["status"], "unavailable");
-    assert_eq!(v["unavailable"], serde_json::json!(["keystore"]));
-    assert_eq!(v["store"]["status"], "ok");
-    assert_eq!(v["keystore"]["status"], "unavailable");
-    // Liveness is not readiness.
-    assert_eq!(get(addr, "/healthz").status, 200);
+    assert_only_unavailable(addr, "keystore");
 
     std::fs::rename(hsm.unplugged_dir(), &hsm.token_dir).unwrap();
     assert_eq!(get(addr, "/readyz").status, 200);
     drop(b);
 }
 
-/// `/readyz` is 503 naming the store (and only it), while `/healthz` stays 200.
-fn assert_store_unavailable(addr: SocketAddr) {
+/// `/readyz` is 503 naming `part` (`store` or `keystore`) and only it, the other part is ok,
+/// and `/healthz` stays 200 (liveness is not readiness).
+fn assert_only_unavailable(addr: SocketAddr, part: &str) {
+    let other = if part == "store" { "keystore" } else { "store" };
     let r = get(addr, "/readyz");
     assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
     let v = r.json();
     assert_eq!(v["status"], "unavailable");
-    assert_eq!(v["unavailable"], serde_json::json!(["store"]));
-    assert_eq!(v["store"]["status"], "unavailable");
-    assert_eq!(v["keystore"]["status"], "ok");
+    assert_eq!(v["unavailable"], serde_json::json!([part]));
+    assert_eq!(v[part]["status"], "unavailable");
+    assert_eq!(v[other]["status"], "ok");
     assert_eq!(get(addr, "/healthz").status, 200);
 }
 
@@ -190,10 +184,10 @@ fn readyz_is_503_naming_the_store_when_the_sqlite_file_is_removed() {
     let kept = b.dir.path().join("kept.db");
     std::fs::hard_link(&db, &kept).unwrap();
     std::fs::remove_file(&db).unwrap();
-    assert_store_unavailable(addr);
+    assert_only_unavailable(addr, "store");
     // Another file at the path is not the database the broker opened either.
     std::fs::write(&db, b"").unwrap();
-    assert_store_unavailable(addr);
+    assert_only_unavailable(addr, "store");
     // The same file back at its path: ready again.
     std::fs::rename(&kept, &db).unwrap();
     assert_eq!(get(addr, "/readyz").status, 200);
@@ -235,7 +229,7 @@ fn readyz_is_503_naming_the_store_when_the_sqlite_file_becomes_unwritable() {
     let db = b.dir.path().join("keylatch.db");
     assert_eq!(get(addr, "/readyz").status, 200);
     let unwritable = Unwritable::make(&db);
-    assert_store_unavailable(addr);
+    assert_only_unavailable(addr, "store");
     drop(unwritable);
     assert_eq!(get(addr, "/readyz").status, 200);
 }
