@@ -42,6 +42,9 @@ pub enum TokenError {
     Expired { exp: i64, now: i64 },
     #[error("token not valid before {nbf} (now {now})")]
     NotYetValid { nbf: i64, now: i64 },
+    /// The broker could not sign a token (aws-lc-rs reports only allocation failure).
+    #[error("token could not be signed")]
+    Signing,
 }
 
 /// The broker's token-signing key. No `Debug` that prints it.
@@ -99,17 +102,18 @@ impl TokenKey {
     }
 
     /// Signs `claims` (an object) as a JWT, adding `iss`. aws-lc-rs fails to sign only when it
-    /// cannot allocate; the token then carries an empty signature, which every verifier
-    /// (this one first) refuses: fail closed rather than panic.
-    #[must_use]
-    pub fn sign(&self, mut claims: Map<String, Value>) -> String {
+    /// cannot allocate; that is an error here, so no unusable token is ever handed out (or
+    /// recorded as issued).
+    pub fn sign(&self, mut claims: Map<String, Value>) -> Result<String, TokenError> {
         claims.insert("iss".into(), json!(ISSUER));
         let header = b64::encode(br#"{"alg":"ES256","typ":"JWT"}"#);
         let payload = b64::encode(Value::Object(claims).to_string().as_bytes());
         let signing_input = format!("{header}.{payload}");
-        let signature = self.signing.sign(&SystemRandom::new(), signing_input.as_bytes());
-        let signature = signature.as_ref().map_or(&[][..], AsRef::as_ref);
-        format!("{signing_input}.{}", b64::encode(signature))
+        let signature = self
+            .signing
+            .sign(&SystemRandom::new(), signing_input.as_bytes())
+            .map_err(|_| TokenError::Signing)?;
+        Ok(format!("{signing_input}.{}", b64::encode(signature.as_ref())))
     }
 
     /// Verifies `token` at `now` (Unix seconds) and returns its claims.
@@ -168,7 +172,7 @@ mod tests {
     #[test]
     fn accepts_own_token_within_validity() {
         let key = TokenKey::generate().unwrap();
-        let t = key.sign(claims(100, 200));
+        let t = key.sign(claims(100, 200)).unwrap();
         let c = key.verify(&t, 150).unwrap();
         assert_eq!(c.get("jti"), Some(&json!("j1")));
         assert_eq!(c.get("iss"), Some(&json!("keylatch")));
@@ -177,7 +181,7 @@ mod tests {
     #[test]
     fn refuses_expired_and_not_yet_valid_tokens() {
         let key = TokenKey::generate().unwrap();
-        let t = key.sign(claims(100, 200));
+        let t = key.sign(claims(100, 200)).unwrap();
         assert_eq!(key.verify(&t, 200), Err(TokenError::Expired { exp: 200, now: 200 }));
         assert_eq!(key.verify(&t, 99), Err(TokenError::NotYetValid { nbf: 100, now: 99 }));
     }
@@ -185,7 +189,7 @@ mod tests {
     #[test]
     fn refuses_alg_none_and_other_algorithms() {
         let key = TokenKey::generate().unwrap();
-        let t = key.sign(claims(100, 200));
+        let t = key.sign(claims(100, 200)).unwrap();
         let payload = t.split('.').nth(1).unwrap();
         let none = format!("{}.{payload}.", b64::encode(br#"{"alg":"none","typ":"JWT"}"#));
         assert_eq!(key.verify(&none, 150), Err(TokenError::Algorithm("none".into())));
@@ -197,9 +201,9 @@ mod tests {
     fn refuses_token_of_another_key_and_edited_payload() {
         let key = TokenKey::generate().unwrap();
         let other = TokenKey::generate().unwrap();
-        let t = other.sign(claims(100, 200));
+        let t = other.sign(claims(100, 200)).unwrap();
         assert_eq!(key.verify(&t, 150), Err(TokenError::Signature));
-        let mine = key.sign(claims(100, 200));
+        let mine = key.sign(claims(100, 200)).unwrap();
         let mut parts: Vec<&str> = mine.split('.').collect();
         let edited = b64::encode(br#"{"nbf":100,"exp":999999,"iss":"keylatch"}"#);
         parts[1] = &edited;
@@ -219,7 +223,7 @@ mod tests {
         std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o600);
         std::fs::set_permissions(&path, perms).unwrap();
         let key = TokenKey::load(&path).unwrap();
-        let t = key.sign(claims(100, 200));
+        let t = key.sign(claims(100, 200)).unwrap();
         let (input, sig) = t.rsplit_once('.').unwrap();
         let sig = p256::ecdsa::Signature::from_slice(&b64::decode("sig", sig).unwrap()).unwrap();
         old.verifying_key().verify(input.as_bytes(), &sig).unwrap();

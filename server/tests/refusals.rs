@@ -380,14 +380,15 @@ fn refuses_forged_expired_and_alg_none_tokens() {
     let token = raw.attest_ok(broker.source(SimTee::Snp).as_ref());
     let claims = token_payload(&token);
 
-    let forged = keylatch_broker::token::TokenKey::generate().unwrap().sign(claims.clone());
+    let forged =
+        keylatch_broker::token::TokenKey::generate().unwrap().sign(claims.clone()).unwrap();
     let own =
         keylatch_broker::token::TokenKey::load(&broker.dir.path().join("token-signing-key.pem"))
             .unwrap();
     let mut old = claims.clone();
     old.insert("nbf".into(), json!(1_000));
     old.insert("exp".into(), json!(2_000));
-    let expired = own.sign(old);
+    let expired = own.sign(old).unwrap();
     let header = keylatch_wire::b64::encode(br#"{"alg":"none","typ":"JWT"}"#);
     let none = format!("{header}.{}.", token.split('.').nth(1).unwrap());
     for (t, want) in [

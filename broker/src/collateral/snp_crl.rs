@@ -97,8 +97,12 @@ impl AmdCrlSource {
     /// and every offline CRL.
     pub async fn for_signer(&self, signer: &[u8], now: i64) -> Result<Vec<Arc<[u8]>>, ApiError> {
         let mut out: Vec<Arc<[u8]>> = Vec::new();
-        let needed =
-            self.production.issuer_named_by(signer).filter(|_| self.check).map(|(p, k)| (k, p));
+        // The signer is parsed only when a CRL may be needed for it.
+        let needed = self
+            .check
+            .then(|| self.production.issuer_named_by(signer))
+            .flatten()
+            .map(|(p, k)| (k, p));
         if let Some(key) = needed {
             out.push(self.current(key, now).await?);
         }

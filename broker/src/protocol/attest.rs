@@ -195,7 +195,7 @@ async fn appraise_session(
         "init_data".into(),
         init.map_or(Value::Null, |(alg, d)| json!({"algorithm": alg, "digest": hex::encode(d)})),
     );
-    let token = broker.token_key.sign(token_claims);
+    let token = broker.token_key.sign(token_claims).map_err(|e| ApiError::internal("token", &e))?;
     broker.store.attest_session(id, &jti, &token).await.map_err(|e| store_error(&e))?;
     Ok(Attested { claims, jti, token, bundles })
 }
