@@ -93,6 +93,35 @@ pub async fn open(config: &StoreConfig) -> Result<Arc<dyn Store>, StoreError> {
     }
 }
 
+/// Orders this process's writes when the database admits one writer at a time (SQLite): each
+/// write waits here, first come first served, instead of in SQLite's busy handler, which
+/// polls the lock with sleeps of up to 100 ms and lets a late writer overtake one that has
+/// waited long (the tail latency of concurrent releases). Another process writing the same
+/// file (a CLI command) still meets the busy timeout. PostgreSQL locks rows, not the
+/// database, so its gate lets every write through at once.
+#[derive(Debug)]
+pub(crate) struct WriteGate(Option<tokio::sync::Mutex<()>>);
+
+impl WriteGate {
+    /// One write at a time, in arrival order (tokio's mutex is fair).
+    pub(crate) fn one_at_a_time() -> Self {
+        Self(Some(tokio::sync::Mutex::new(())))
+    }
+
+    /// No ordering: the database takes concurrent writers itself.
+    pub(crate) fn open() -> Self {
+        Self(None)
+    }
+
+    /// Waits for this write's turn; the turn lasts as long as the returned guard.
+    pub(crate) async fn enter(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match &self.0 {
+            Some(gate) => Some(gate.lock().await),
+            None => None,
+        }
+    }
+}
+
 /// A boxed future, so the trait stays object-safe (`Arc<dyn Store>`).
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 

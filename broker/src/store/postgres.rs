@@ -45,6 +45,8 @@ pub struct PgStore {
     /// The same database with `synchronous_commit = off`, for the session statements only
     /// (see [`crate::store`], "Durability").
     relaxed: PgPool,
+    /// Lets writes through concurrently (see [`super::WriteGate`]).
+    writes: std::sync::Arc<super::WriteGate>,
     /// `host:port/database`, for logs (no user, no password).
     target: String,
 }
@@ -92,7 +94,7 @@ impl PgStore {
             .connect_with(options.options([("synchronous_commit", "off")]))
             .await
             .map_err(unavailable)?;
-        Ok(Self { pool, relaxed, target })
+        Ok(Self { pool, relaxed, writes: std::sync::Arc::new(super::WriteGate::open()), target })
     }
 
     /// `host:port/database` this store talks to.

@@ -35,6 +35,8 @@ use sql::unavailable;
 pub struct SqliteStore {
     pool: SqlitePool,
     relaxed: SqlitePool,
+    /// Every write of this process, one at a time (see [`super::WriteGate`]).
+    writes: std::sync::Arc<super::WriteGate>,
     /// The database file and its identity (device, inode) when it was opened.
     file: PathBuf,
     identity: (u64, u64),
@@ -53,20 +55,30 @@ impl SqliteStore {
             .foreign_keys(true)
             // Freed pages (a destroyed resource's ciphertext) are zeroed, not left behind.
             .pragma("secure_delete", "ON");
+        // No ping before each use: a local file connection does not go stale, and the ping is
+        // a round trip to the connection's worker thread on every statement.
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
+            .test_before_acquire(false)
             .connect_with(options.clone())
             .await
             .map_err(unavailable)?;
         sql::migrate(&pool).await?;
         let relaxed = SqlitePoolOptions::new()
             .max_connections(4)
+            .test_before_acquire(false)
             .connect_with(options.synchronous(SqliteSynchronous::Normal))
             .await
             .map_err(unavailable)?;
         let meta = std::fs::metadata(path)
             .map_err(|e| super::StoreError::Unavailable(format!("{}: {e}", path.display())))?;
-        Ok(Self { pool, relaxed, file: path.to_path_buf(), identity: (meta.dev(), meta.ino()) })
+        Ok(Self {
+            pool,
+            relaxed,
+            writes: std::sync::Arc::new(super::WriteGate::one_at_a_time()),
+            file: path.to_path_buf(),
+            identity: (meta.dev(), meta.ino()),
+        })
     }
 }
 

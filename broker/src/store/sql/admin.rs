@@ -48,6 +48,7 @@ const BUNDLE_COLUMNS: &str = "name, version, signed, digest, expires, publisher,
 impl AdminStore for This {
     fn create_admin_token<'a>(&'a self, t: &'a AdminToken) -> StoreFuture<'a, ()> {
         Box::pin(async move {
+            let _turn = self.writes.enter().await;
             let prefixes = serde_json::to_string(&t.prefixes)
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?;
             sqlx::query(
@@ -94,6 +95,7 @@ impl AdminStore for This {
 
     fn revoke_admin_token<'a>(&'a self, id: &'a str, now: i64) -> StoreFuture<'a, bool> {
         Box::pin(async move {
+            let _turn = self.writes.enter().await;
             let done = sqlx::query(
                 "UPDATE admin_tokens SET revoked = $2 WHERE id = $1 AND revoked IS NULL",
             )
@@ -108,6 +110,7 @@ impl AdminStore for This {
 
     fn put_bundle<'a>(&'a self, b: &'a StoredBundle) -> StoreFuture<'a, ()> {
         Box::pin(async move {
+            let _turn = self.writes.enter().await;
             sqlx::query(
                 "INSERT INTO reference_value_bundles \
                  (name, version, signed, digest, expires, publisher, published) \

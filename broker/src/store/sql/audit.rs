@@ -66,6 +66,7 @@ impl AuditStore for This {
         now: i64,
     ) -> StoreFuture<'a, (u64, u64)> {
         Box::pin(async move {
+            let _turn = self.writes.enter().await;
             let mut tx = self.pool.begin().await.map_err(unavailable)?;
             // Lock first (a write), read after: no lock upgrade, so no SQLITE_BUSY snapshot race.
             sqlx::query("UPDATE audit_state SET size = size WHERE id = 1")

@@ -34,6 +34,7 @@ impl CollateralStore for This {
 
     fn put_collateral<'a>(&'a self, item: &'a CachedCollateral) -> StoreFuture<'a, ()> {
         Box::pin(async move {
+            let _turn = self.writes.enter().await;
             sqlx::query(UPSERT_SQL)
                 .bind(&item.kind)
                 .bind(&item.key)

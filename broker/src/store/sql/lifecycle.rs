@@ -37,6 +37,7 @@ impl This {
         r: &StoredResource,
         update: LifecycleUpdate,
     ) -> Result<bool, StoreError> {
+        let _turn = self.writes.enter().await;
         let sealed =
             serde_json::to_string(&r.sealed).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
@@ -124,6 +125,7 @@ impl This {
         state: ResourceState,
         now: i64,
     ) -> Result<bool, StoreError> {
+        let _turn = self.writes.enter().await;
         let done = sqlx::query(
             "UPDATE resource_lifecycle SET state = $2, updated = $3 \
              WHERE path = $1 AND state <> 'destroyed'",
@@ -143,6 +145,7 @@ impl This {
         update: LifecycleUpdate,
         now: i64,
     ) -> Result<bool, StoreError> {
+        let _turn = self.writes.enter().await;
         let done = sqlx::query(
             "UPDATE resource_lifecycle SET rotate_by = $2, cryptoperiod_days = $3, updated = $4 \
              WHERE path = $1 AND state <> 'destroyed'",
@@ -158,6 +161,7 @@ impl This {
     }
 
     pub(super) async fn destroy_tx(&self, path: &str, now: i64) -> Result<Option<u64>, StoreError> {
+        let _turn = self.writes.enter().await;
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
         let marked = sqlx::query(
             "UPDATE resource_lifecycle SET state = 'destroyed', destroyed = $2, updated = $2, \
@@ -196,6 +200,7 @@ impl This {
         r: &StoredResource,
         new: &keylatch_keystore::SealedResource,
     ) -> Result<bool, StoreError> {
+        let _turn = self.writes.enter().await;
         let old =
             serde_json::to_string(&r.sealed).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let new = serde_json::to_string(new).map_err(|e| StoreError::Corrupt(e.to_string()))?;

@@ -2,7 +2,8 @@
 //! and `postgres.rs` each include this directory as their child module `sql` (`#[path]`),
 //! after defining `Db` (the sqlx database), `DbRow` and `This` (their store type, which has
 //! `pool: sqlx::Pool<Db>` and `relaxed: sqlx::Pool<Db>` fields: session writes go to `relaxed`,
-//! everything else to `pool`; see [`crate::store`], "Durability"). The statements therefore run unchanged on SQLite and
+//! everything else to `pool`; see [`crate::store`], "Durability"; and `writes`, the
+//! [`WriteGate`](crate::store::WriteGate) every write method enters first). The statements therefore run unchanged on SQLite and
 //! PostgreSQL, and a query added here exists on both at once: `$n` placeholders, columns only
 //! `TEXT`, `BIGINT`, `BOOLEAN`, `ON CONFLICT ... DO ...`, `RETURNING`.
 //!
@@ -11,7 +12,8 @@
 //! `file_probe`, the check of its own storage beyond `SELECT 1`) and the error mapping.
 //!
 //! To add statements: put them in an `impl This { ... }` block in a new file of this directory
-//! (`mod <name>;` below), take rows as `&DbRow`, and route the new `Store` methods to them from
+//! (`mod <name>;` below), take rows as `&DbRow`, begin every write with
+//! `let _turn = self.writes.enter().await;`, and route the new `Store` methods to them from
 //! the `impl Store for This` block below.
 
 use sqlx::Row as _;
@@ -118,6 +120,7 @@ impl Store for This {
     fn create_session(&self, s: &Session) -> StoreFuture<'_, ()> {
         let s = s.clone();
         Box::pin(async move {
+            let _turn = self.writes.enter().await;
             sqlx::query(
                 "INSERT INTO sessions (id, nonce, tee, created, expires, state, token_jti, token) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -155,6 +158,7 @@ impl Store for This {
         now: i64,
     ) -> StoreFuture<'a, bool> {
         Box::pin(async move {
+            let _turn = self.writes.enter().await;
             let done = sqlx::query(
                 "UPDATE sessions SET state = 'consumed' \
                  WHERE id = $1 AND nonce = $2 AND state = 'issued' AND expires > $3",
@@ -176,6 +180,7 @@ impl Store for This {
         token: &'a str,
     ) -> StoreFuture<'a, ()> {
         Box::pin(async move {
+            let _turn = self.writes.enter().await;
             let done = sqlx::query(
                 "UPDATE sessions SET state = 'attested', token_jti = $2, token = $3 \
                  WHERE id = $1 AND state = 'consumed'",
@@ -196,6 +201,7 @@ impl Store for This {
 
     fn purge_sessions(&self, now: i64) -> StoreFuture<'_, u64> {
         Box::pin(async move {
+            let _turn = self.writes.enter().await;
             let done = sqlx::query("DELETE FROM sessions WHERE expires < $1")
                 .bind(now)
                 .execute(&self.relaxed)
@@ -220,6 +226,7 @@ impl Store for This {
 
     fn put_resource<'a>(&'a self, r: &'a StoredResource) -> StoreFuture<'a, ()> {
         Box::pin(async move {
+            let _turn = self.writes.enter().await;
             let sealed =
                 serde_json::to_string(&r.sealed).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             sqlx::query(
@@ -260,6 +267,7 @@ impl Store for This {
         now: i64,
     ) -> StoreFuture<'a, u64> {
         Box::pin(async move {
+            let _turn = self.writes.enter().await;
             let row = sqlx::query(
                 "INSERT INTO policies (path, version, body, digest, created) \
                  SELECT $1, COALESCE(MAX(version), 0) + 1, $2, $3, $4 FROM policies WHERE path = $1 \
