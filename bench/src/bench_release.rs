@@ -55,6 +55,29 @@ pub struct BenchReleaseArgs {
     /// Resource to fetch on a remote broker.
     #[arg(long, default_value = "default/bench/key")]
     pub resource: String,
+    /// The throwaway broker's store: its own SQLite file, or a PostgreSQL server the bench
+    /// starts in a temporary directory and stops at exit, as the tests do (Debian's
+    /// `postgresql` package). PostgreSQL's own writes are not in the bytes-written figure.
+    #[arg(long, value_enum, default_value = "sqlite", conflicts_with = "url")]
+    pub store: StoreArg,
+    /// The throwaway broker's keystore: a KEK file, or a fresh SoftHSM2 token the bench
+    /// initializes, reached through PKCS#11 (Debian's `softhsm2` package).
+    #[arg(long, value_enum, default_value = "soft", conflicts_with = "url")]
+    pub keystore: KeystoreArg,
+}
+
+/// Where the throwaway broker keeps its state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StoreArg {
+    Sqlite,
+    Postgres,
+}
+
+/// Where the throwaway broker's key-encryption key lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KeystoreArg {
+    Soft,
+    Pkcs11,
 }
 
 /// Ephemeral key kinds.
@@ -106,7 +129,7 @@ pub async fn run(args: &BenchReleaseArgs) -> anyhow::Result<()> {
         )
     } else {
         tmp = tempfile::tempdir().context("temporary directory")?;
-        let (url, stop) = local_broker(tmp.path()).await?;
+        let (url, stop) = local_broker(tmp.path(), args.store, args.keystore).await?;
         let ca = std::fs::read(tmp.path().join(keylatch_cli::init::CA_FILE))?;
         (
             url,
@@ -136,6 +159,9 @@ pub async fn run(args: &BenchReleaseArgs) -> anyhow::Result<()> {
     let path =
         ResourcePath::parse(&format!("kbs:///{resource}")).map_err(|e| anyhow::anyhow!("{e}"))?;
     let duration = Duration::from_secs(args.duration);
+    if args.url.is_none() {
+        println!("local broker: store {:?}, keystore {:?}", args.store, args.keystore);
+    }
     match load {
         Load::Closed { guests } => println!(
             "bench release: {url}, closed loop, {guests} guests, {} s, tee {:?}, key {:?}",
@@ -376,16 +402,35 @@ fn report(run: &mut Run, used: &Usage) -> f64 {
 /// Starts a throwaway broker in `dir`; returns its URL and the shutdown trigger.
 async fn local_broker(
     dir: &std::path::Path,
+    store: StoreArg,
+    keystore: KeystoreArg,
 ) -> anyhow::Result<(String, tokio::sync::oneshot::Sender<()>)> {
-    let config_path = keylatch_cli::init::init_dir(
-        dir,
-        true,
-        &[],
-        "127.0.0.1:0",
-        &keylatch_cli::init::KeystoreChoice::Soft,
-    )
-    .await?;
+    let keystore = match keystore {
+        KeystoreArg::Soft => keylatch_cli::init::KeystoreChoice::Soft,
+        KeystoreArg::Pkcs11 => {
+            let hsm = e2e::SoftHsm::create(dir)?
+                .context("--keystore pkcs11 needs SoftHSM2 (apt-get install softhsm2)")?;
+            let (name, conf) = hsm.env();
+            // Before any PKCS#11 call: SoftHSM2 reads its configuration when loaded.
+            std::env::set_var(name, conf);
+            keylatch_cli::init::KeystoreChoice::Pkcs11 {
+                module: e2e::hsm::MODULE.into(),
+                token_label: hsm.label.clone(),
+                pin_file: hsm.pin_file.clone(),
+            }
+        }
+    };
+    let config_path =
+        keylatch_cli::init::init_dir(dir, true, &[], "127.0.0.1:0", &keystore).await?;
     let mut config = Config::load(&config_path)?;
+    if store == StoreArg::Postgres {
+        let server = e2e::postgres::server()?
+            .context("--store postgres needs PostgreSQL (apt-get install postgresql)")?;
+        config.store.backend = keylatch_broker::config::StoreBackend::Postgres;
+        config.store.url = Some(server.database()?);
+        config.store.password_file = Some(server.password_file.clone());
+        config.store.path = None;
+    }
     // Every simulated guest comes from 127.0.0.1: the per-address rate limit would measure
     // itself, not the broker.
     config.rate_limit.per_second = 0;
