@@ -14,9 +14,9 @@ use serde_json::Value;
 use sha2::{Digest as _, Sha256, Sha384, Sha512};
 use std::sync::Arc;
 
-use verifier::snp::{report_from_coco_evidence, SnpRevocation, SnpTrustAnchors, SnpVerifier};
-use verifier::tdx::{tdx_from_coco_evidence, TdxCollateral, TdxTrustAnchors, TdxVerifier};
-use verifier::{Claims, HexBytes, Now, Reason, Step, Tee, VerifyError};
+use verifier::snp::{SnpRevocation, SnpTrustAnchors, SnpVerifier};
+use verifier::tdx::{TdxCollateral, TdxTrustAnchors, TdxVerifier};
+use verifier::{Claims, CocoEvidence, HexBytes, Now, Reason, Step, Tee, VerifyError};
 
 use crate::collateral::HardwareCollateral;
 use crate::error::{ApiError, ErrorKind};
@@ -70,69 +70,63 @@ impl Verifiers {
         })
     }
 
-    /// Verifies `primary` evidence of `tee` expecting `expected` REPORT_DATA (64 bytes for SNP
-    /// and TDX; the sample TEE carries the first 48). CPU-bound: call off the async runtime.
+    /// Verifies decoded `evidence` expecting `expected` REPORT_DATA (64 bytes). CPU-bound:
+    /// call off the async runtime.
     pub fn verify(
         &self,
-        tee: Tee,
-        primary: &Value,
+        evidence: &CocoEvidence,
         expected: &[u8; 64],
         now: Now,
     ) -> Result<Claims, ApiError> {
-        self.verify_with(tee, primary, expected, now, &HardwareCollateral::default())
+        self.verify_with(evidence, expected, now, &HardwareCollateral::default())
     }
 
     /// [`Verifiers::verify`] with collateral found for the hardware domain.
     pub fn verify_with(
         &self,
-        tee: Tee,
-        primary: &Value,
+        evidence: &CocoEvidence,
         expected: &[u8; 64],
         now: Now,
         hw: &HardwareCollateral,
     ) -> Result<Claims, ApiError> {
+        let tee = evidence.tee();
         // The simulation domain gets the CRLs only: its endorsements and collateral are its own.
         let sim_collateral =
             HardwareCollateral { snp_crls: hw.snp_crls.clone(), ..Default::default() };
         let grace = self.amd_crl_grace_s;
-        match tee {
-            Tee::Sample => self.verify_sample(primary, expected),
-            Tee::Snp | Tee::Tdx => {
-                let attempt = |d: &Domain, c: &HardwareCollateral, r: &SnpRevocation| {
-                    verify_in(d, tee, primary, expected, now, c, r)
-                };
-                if let Some(sim) = &self.sim {
-                    let revocation = SnpRevocation::when_given(hw.snp_crls.clone(), grace);
-                    match attempt(sim, &sim_collateral, &revocation) {
-                        Ok(claims) if self.allow_simulated => return Ok(claims),
-                        Ok(_) => return Err(simulated_refused()),
-                        Err(e) if e.step == Step::Parse => return Err(evidence_error(tee, &e)),
-                        // The chain verified under the simulation PKI; its CRL refused it.
-                        Err(e) if is_revocation_failure(tee, &e) => {
-                            return Err(if self.allow_simulated {
-                                evidence_error(tee, &e)
-                            } else {
-                                simulated_refused()
-                            })
-                        }
-                        Err(e) if e.step != Step::Chain && e.step != Step::Collateral => {
-                            return Err(if self.allow_simulated {
-                                evidence_error(tee, &e)
-                            } else {
-                                simulated_refused()
-                            })
-                        }
-                        Err(_) => {}
-                    }
+        let attempt = |d: &Domain, c: &HardwareCollateral, r: &SnpRevocation| {
+            verify_in(d, evidence, expected, now, c, r)
+        };
+        if let Some(sim) = &self.sim {
+            let revocation = SnpRevocation::when_given(hw.snp_crls.clone(), grace);
+            match attempt(sim, &sim_collateral, &revocation) {
+                Ok(claims) if self.allow_simulated => return Ok(claims),
+                Ok(_) => return Err(simulated_refused()),
+                Err(e) if e.step == Step::Parse => return Err(evidence_error(tee, &e)),
+                // The chain verified under the simulation PKI; its CRL refused it.
+                Err(e) if is_revocation_failure(tee, &e) => {
+                    return Err(if self.allow_simulated {
+                        evidence_error(tee, &e)
+                    } else {
+                        simulated_refused()
+                    })
                 }
-                let revocation = if self.amd_crl_required {
-                    SnpRevocation::required(hw.snp_crls.clone(), grace)
-                } else {
-                    SnpRevocation::when_given(hw.snp_crls.clone(), grace)
-                };
-                attempt(&self.hardware, hw, &revocation).map_err(|e| evidence_error(tee, &e))
+                Err(e) if e.step != Step::Chain && e.step != Step::Collateral => {
+                    return Err(if self.allow_simulated {
+                        evidence_error(tee, &e)
+                    } else {
+                        simulated_refused()
+                    })
+                }
+                Err(_) => {}
             }
         }
+        let revocation = if self.amd_crl_required {
+            SnpRevocation::required(hw.snp_crls.clone(), grace)
+        } else {
+            SnpRevocation::when_given(hw.snp_crls.clone(), grace)
+        };
+        attempt(&self.hardware, hw, &revocation).map_err(|e| evidence_error(tee, &e))
     }
 
     fn verify_sample(&self, primary: &Value, expected: &[u8; 64]) -> Result<Claims, ApiError> {
@@ -168,18 +162,14 @@ impl Verifiers {
 
 fn verify_in(
     d: &Domain,
-    tee: Tee,
-    primary: &Value,
+    evidence: &CocoEvidence,
     expected: &[u8; 64],
     now: Now,
     hw: &HardwareCollateral,
     revocation: &SnpRevocation,
 ) -> Result<Claims, VerifyError> {
-    let malformed = |what| VerifyError::new(Step::Parse, Reason::Malformed { what });
-    match tee {
-        Tee::Snp => {
-            let json = serde_json::to_vec(primary).map_err(|_| malformed("SNP evidence JSON"))?;
-            let ev = report_from_coco_evidence(&json)?;
+    match evidence {
+        CocoEvidence::Snp(ev) => {
             let endorsements =
                 ev.endorsements().or_else(|| hw.snp.clone()).ok_or(VerifyError::new(
                     Step::Chain,
@@ -187,9 +177,7 @@ fn verify_in(
                 ))?;
             d.snp.verify_with_revocation(&ev.report, &endorsements, Some(expected), now, revocation)
         }
-        Tee::Tdx => {
-            let json = serde_json::to_vec(primary).map_err(|_| malformed("TDX evidence JSON"))?;
-            let ev = tdx_from_coco_evidence(&json)?;
+        CocoEvidence::Tdx(ev) => {
             let collateral =
                 hw.tdx.as_deref().or(d.tdx_collateral.as_ref()).ok_or(VerifyError::new(
                     Step::Collateral,
@@ -203,12 +191,12 @@ fn verify_in(
                 now,
             )
         }
-        Tee::Sample => Err(malformed("sample evidence")),
     }
 }
 
-/// Verifies evidence at `at`: finds the hardware collateral it needs ([`crate::collateral`]; a
-/// fetch only on a cache miss), then verifies off the async runtime (CPU-bound).
+/// Verifies evidence at `at`: decodes it once, finds the hardware collateral it needs
+/// ([`crate::collateral`]; a fetch only on a cache miss), then verifies off the async runtime
+/// (CPU-bound). The unsigned `sample` TEE is checked here directly.
 pub async fn verify_at(
     collateral: &crate::collateral::CollateralService,
     verifiers: &Arc<Verifiers>,
@@ -217,9 +205,14 @@ pub async fn verify_at(
     expected: [u8; 64],
     at: time::OffsetDateTime,
 ) -> Result<Claims, ApiError> {
-    let hw = collateral.resolve(tee, &primary, at).await?;
+    if tee == Tee::Sample {
+        return verifiers.verify_sample(&primary, &expected);
+    }
+    let evidence = CocoEvidence::from_value(tee, &primary).map_err(|e| evidence_error(tee, &e))?;
+    drop(primary);
+    let hw = collateral.resolve(&evidence, at).await?;
     let verifiers = Arc::clone(verifiers);
-    tokio::task::spawn_blocking(move || verifiers.verify_with(tee, &primary, &expected, at, &hw))
+    tokio::task::spawn_blocking(move || verifiers.verify_with(&evidence, &expected, at, &hw))
         .await
         .map_err(|e| ApiError::internal("evidence verification", &e))?
 }

@@ -24,6 +24,11 @@ use verifier::snp::{SnpEndorsements, SnpTrustAnchors, SnpVerifier};
 use verifier::tdx::{TdxCollateral, TdxTrustAnchors, TdxVerifier};
 use verifier::Tee;
 
+/// SNP evidence JSON decoded as the broker decodes it once per attest.
+fn coco(evidence: &Value) -> verifier::CocoEvidence {
+    verifier::CocoEvidence::from_value(Tee::Snp, evidence).unwrap()
+}
+
 fn at(case: &Path) -> time::OffsetDateTime {
     let expected: Value =
         serde_json::from_slice(&std::fs::read(case.join("expected.json")).unwrap()).unwrap();
@@ -324,7 +329,7 @@ async fn certificate_table_in_evidence_is_preferred_over_everything() {
     // CRLs are another question (amd_crl_* tests below); this one is about the VCEK only.
     let cfg = CollateralConfig { snp_cert_dir: Some(certs), amd_crl_check: false, ..config(&base) };
     let svc = service(&cfg, None, store(dir.path()).await);
-    let hw = svc.resolve(Tee::Snp, &evidence, at(&case)).await.unwrap();
+    let hw = svc.resolve(&coco(&evidence), at(&case)).await.unwrap();
     assert!(hw.snp.is_none(), "the evidence's own VCEK is used");
     assert_eq!(up.hits(), 0);
 
@@ -340,7 +345,7 @@ async fn certificate_table_in_evidence_is_preferred_over_everything() {
                 .unwrap();
         verifier::snp::parse_report(&report.report).unwrap().report_data
     };
-    let claims = verifiers.verify_with(Tee::Snp, &evidence, &rd, at(&case), &hw).unwrap();
+    let claims = verifiers.verify_with(&coco(&evidence), &rd, at(&case), &hw).unwrap();
     assert_eq!(claims.snp.unwrap().product, verifier::claims::SnpProduct::Genoa);
 }
 
@@ -470,7 +475,7 @@ async fn amd_crl_kds_down_is_collateral_unavailable() {
 
     let up = snp_upstream(&milan, vec![Scripted::Status(500, None); 10]);
     let (svc, _base, _dir) = service_over(&up).await;
-    let err = svc.resolve(Tee::Snp, &evidence, now).await.unwrap_err();
+    let err = svc.resolve(&coco(&evidence), now).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::CollateralUnavailable);
     assert!(err.detail.starts_with("AMD Genoa CRL from AMD KDS: "), "{}", err.detail);
     assert!(err.detail.contains("HTTP 500"), "{}", err.detail);
@@ -483,13 +488,13 @@ async fn amd_crl_kds_down_is_collateral_unavailable() {
     let cfg = CollateralConfig { max_retries: 0, timeout_s: 2, ..config(&closed) };
     let dir = tempfile::tempdir().unwrap();
     let svc = service(&cfg, None, store(dir.path()).await);
-    let err = svc.resolve(Tee::Snp, &evidence, now).await.unwrap_err();
+    let err = svc.resolve(&coco(&evidence), now).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::CollateralUnavailable);
     assert!(err.detail.starts_with("AMD Genoa CRL from AMD KDS: "), "{}", err.detail);
 
     let up = snp_upstream(&milan, vec![]);
     let (svc, base, _dir) = service_over(&up).await;
-    let err = svc.resolve(Tee::Snp, &evidence, now).await.unwrap_err();
+    let err = svc.resolve(&coco(&evidence), now).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::CollateralUnavailable);
     assert!(err.detail.contains(&format!("{base}/vcek/v1/Genoa/crl")), "{}", err.detail);
 }
@@ -501,7 +506,7 @@ async fn amd_crl_with_fetching_disabled_and_no_offline_crl_is_collateral_unavail
     let dir = tempfile::tempdir().unwrap();
     let cfg = CollateralConfig { fetch: false, ..config("http://127.0.0.1:9") };
     let svc = service(&cfg, None, store(dir.path()).await);
-    let err = svc.resolve(Tee::Snp, &evidence, now).await.unwrap_err();
+    let err = svc.resolve(&coco(&evidence), now).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::CollateralUnavailable);
     assert_eq!(
         err.detail,

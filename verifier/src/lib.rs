@@ -11,6 +11,7 @@
 //! Every failure is a [`VerifyError`] naming the [`Step`] that failed and a [`Reason`].
 
 pub mod claims;
+pub mod coco;
 pub mod error;
 pub mod fuzzing;
 pub mod hex_bytes;
@@ -21,6 +22,7 @@ pub mod tdx;
 pub mod x509;
 
 pub use claims::{Claims, Tee};
+pub use coco::CocoEvidence;
 pub use error::{Reason, Step, VerifyError};
 pub use hex_bytes::HexBytes;
 

@@ -31,8 +31,7 @@ pub mod tdx;
 
 use std::sync::Arc;
 
-use serde_json::Value;
-use verifier::{Now, Tee};
+use verifier::{CocoEvidence, Now};
 
 pub use crate::config::CollateralConfig;
 pub use crate::store::collateral::{CachedCollateral, CollateralStore};
@@ -142,20 +141,19 @@ impl CollateralService {
         })
     }
 
-    /// The collateral `primary` evidence of `tee` needs beyond what it carries. Evidence that
-    /// does not parse yields none: the verifier then names the failing step.
+    /// The collateral decoded `evidence` needs beyond what it carries (an SNP report without
+    /// its signer certificate, AMD CRLs for its chain, TDX collateral for its FMSPC).
     pub async fn resolve(
         &self,
-        tee: Tee,
-        primary: &Value,
+        evidence: &CocoEvidence,
         now: Now,
     ) -> Result<HardwareCollateral, ApiError> {
-        match tee {
-            Tee::Snp => {
-                let snp = self.snp.endorsements(primary).await?;
+        match evidence {
+            CocoEvidence::Snp(ev) => {
+                let snp = self.snp.endorsements(ev).await?;
                 let signer = match &snp {
                     Some(e) => Some(e.signer.clone()),
-                    None => evidence_signer(primary),
+                    None => ev.signer().map(<[u8]>::to_vec),
                 };
                 let snp_crls = match signer {
                     Some(s) => self.amd_crl.for_signer(&s, now.unix_timestamp()).await?,
@@ -163,12 +161,11 @@ impl CollateralService {
                 };
                 Ok(HardwareCollateral { snp, tdx: None, snp_crls })
             }
-            Tee::Tdx => Ok(HardwareCollateral {
+            CocoEvidence::Tdx(ev) => Ok(HardwareCollateral {
                 snp: None,
-                tdx: self.tdx.collateral(primary, now.unix_timestamp()).await?,
+                tdx: self.tdx.for_quote(&ev.quote, now.unix_timestamp()).await?,
                 snp_crls: Vec::new(),
             }),
-            Tee::Sample => Ok(HardwareCollateral::default()),
         }
     }
 
@@ -192,12 +189,6 @@ impl CollateralService {
 }
 
 /// The VCEK or VLEK that guest-components SNP evidence carries, if any.
-fn evidence_signer(primary: &Value) -> Option<Vec<u8>> {
-    let json = serde_json::to_vec(primary).ok()?;
-    let ev = verifier::snp::report_from_coco_evidence(&json).ok()?;
-    ev.signer().map(<[u8]>::to_vec)
-}
-
 /// Decodes a CRL or certificate body that may be DER, PEM or hex text (PCCS serves the root
 /// CA CRL as hex).
 #[must_use]

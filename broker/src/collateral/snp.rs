@@ -11,11 +11,8 @@ use std::sync::{Arc, PoisonError, RwLock};
 use anyhow::Context as _;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use serde_json::Value;
 use verifier::claims::{SnpProduct, SnpSigningKey, SnpTcb};
-use verifier::snp::{
-    parse_report, report_from_coco_evidence, EndorsementId, SnpEndorsements, VcekId,
-};
+use verifier::snp::{parse_report, CocoSnpEvidence, EndorsementId, SnpEndorsements, VcekId};
 
 use super::http::{FetchError, Upstream};
 use super::{der_from_any, on_fetch_error, on_hit, unavailable, CollateralConfig, Kind, Source};
@@ -69,9 +66,10 @@ impl SnpSource {
 
     /// Endorsements for guest-components SNP evidence, or `None` when the evidence carries its
     /// own (it is preferred) or does not parse (the verifier names the failure).
-    pub async fn endorsements(&self, primary: &Value) -> Result<Option<SnpEndorsements>, ApiError> {
-        let Ok(json) = serde_json::to_vec(primary) else { return Ok(None) };
-        let Ok(ev) = report_from_coco_evidence(&json) else { return Ok(None) };
+    pub async fn endorsements(
+        &self,
+        ev: &CocoSnpEvidence,
+    ) -> Result<Option<SnpEndorsements>, ApiError> {
         if ev.endorsements().is_some() {
             return Ok(None);
         }

@@ -19,10 +19,8 @@ use std::path::Path;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use anyhow::Context as _;
-use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use serde_json::Value;
 use verifier::tdx::{CollateralNeed, TdxCollateral, TdxCollateralParts, TdxTrustAnchors};
 
 use super::http::{CollateralFetcher, FetchError, Fetched, Upstream};
@@ -85,22 +83,6 @@ impl TdxSource {
             store,
             fetching: tokio::sync::Mutex::new(()),
         })
-    }
-
-    /// Collateral for TDX evidence `{"quote": base64}`, or `None` when the quote does not parse
-    /// or does not chain to Intel's production root (simulated or forged: nothing is fetched
-    /// for it, and the verifier names the failure).
-    pub async fn collateral(
-        &self,
-        primary: &Value,
-        now: i64,
-    ) -> Result<Option<Arc<TdxCollateral>>, ApiError> {
-        let quote = primary
-            .get("quote")
-            .and_then(Value::as_str)
-            .and_then(|q| base64::engine::general_purpose::STANDARD.decode(q).ok());
-        let Some(quote) = quote else { return Ok(None) };
-        self.for_quote(&quote, now).await
     }
 
     /// Collateral for a raw quote at `now` (Unix seconds).

@@ -162,9 +162,19 @@ struct SevReport {
 
 /// Parses guest-components SNP evidence JSON into the 1184-byte report and its certificates.
 pub fn report_from_coco_evidence(json: &[u8]) -> Result<CocoSnpEvidence, VerifyError> {
-    let evidence: Evidence = serde_json::from_slice(json)
-        .map_err(|_| Reason::Malformed { what: WHAT })
-        .at(Step::Parse)?;
+    from_evidence(serde_json::from_slice(json))
+}
+
+/// [`report_from_coco_evidence`] for evidence that is already a JSON value (the broker gets
+/// it inside the KBS `Attestation` body): no second text round trip.
+pub fn report_from_coco_value(value: &serde_json::Value) -> Result<CocoSnpEvidence, VerifyError> {
+    from_evidence(Evidence::deserialize(value))
+}
+
+fn from_evidence(
+    evidence: Result<Evidence, serde_json::Error>,
+) -> Result<CocoSnpEvidence, VerifyError> {
+    let evidence = evidence.map_err(|_| Reason::Malformed { what: WHAT }).at(Step::Parse)?;
     let report = rebuild(&evidence.attestation_report).at(Step::Parse)?.to_bytes();
     parse_report(&report)?;
     let certs = evidence

@@ -23,7 +23,8 @@ pub mod verify;
 
 pub use anchors::{SnpTrustAnchors, GENOA_ARK_SHA256, MILAN_ARK_SHA256, TURIN_ARK_SHA256};
 pub use coco::{
-    coco_evidence_json, report_from_coco_evidence, CocoCert, CocoCertType, CocoSnpEvidence,
+    coco_evidence_json, report_from_coco_evidence, report_from_coco_value, CocoCert, CocoCertType,
+    CocoSnpEvidence,
 };
 pub use endorsement_id::{EndorsementId, VcekId};
 pub use report::{parse_report, AttestationReport, KeyInfo, RawTcb, REPORT_LEN, SIGNED_LEN};

@@ -27,9 +27,19 @@ struct Json {
 
 /// Decodes the evidence JSON. Failures are [`Step::Parse`] (the quote) or [`Step::EventLog`].
 pub fn tdx_from_coco_evidence(json: &[u8]) -> Result<CocoTdxEvidence, VerifyError> {
+    from_json(serde_json::from_slice(json))
+}
+
+/// [`tdx_from_coco_evidence`] for evidence that is already a JSON value (the broker gets it
+/// inside the KBS `Attestation` body).
+pub fn tdx_from_coco_value(value: &serde_json::Value) -> Result<CocoTdxEvidence, VerifyError> {
+    from_json(Json::deserialize(value))
+}
+
+fn from_json(j: Result<Json, serde_json::Error>) -> Result<CocoTdxEvidence, VerifyError> {
     let malformed = |step, what| VerifyError::new(step, Reason::Malformed { what });
-    let j: Json = serde_json::from_slice(json)
-        .map_err(|_| malformed(Step::Parse, "TDX evidence JSON (needs a \"quote\" member)"))?;
+    let j =
+        j.map_err(|_| malformed(Step::Parse, "TDX evidence JSON (needs a \"quote\" member)"))?;
     let quote = STANDARD
         .decode(j.quote.trim())
         .map_err(|_| malformed(Step::Parse, "TDX evidence quote (base64)"))?;

@@ -42,7 +42,7 @@ mod tcb;
 mod verify;
 
 pub use anchors::TdxTrustAnchors;
-pub use coco::{tdx_from_coco_evidence, CocoTdxEvidence};
+pub use coco::{tdx_from_coco_evidence, tdx_from_coco_value, CocoTdxEvidence};
 pub use collateral::TdxCollateral;
 pub use pck::SgxExtensions;
 pub use pcs::{CollateralNeed, PckCa, TdxCollateralParts};
