@@ -489,14 +489,19 @@ pub async fn set_cryptoperiod(
         .await
 }
 
-/// The version a release may unseal: the current one of an active resource.
-pub async fn releasable(store: &dyn Store, path: &str) -> Result<StoredResource, CustodyError> {
-    match store.resource_lifecycle(path).await?.map(|l| l.state) {
+/// The version a release may unseal, from what the store holds for `path`
+/// ([`Store::release_inputs`]): the current one of an active resource.
+pub fn releasable(
+    path: &str,
+    state: Option<ResourceState>,
+    current: Option<StoredResource>,
+) -> Result<StoredResource, CustodyError> {
+    match state {
         Some(ResourceState::Disabled) => return Err(CustodyError::Disabled(path.to_owned())),
         Some(ResourceState::Destroyed) => return Err(CustodyError::Destroyed(path.to_owned())),
-        _ => {}
+        Some(ResourceState::Active) | None => {}
     }
-    store.current_resource(path).await?.ok_or_else(|| CustodyError::NotFound(path.to_owned()))
+    current.ok_or_else(|| CustodyError::NotFound(path.to_owned()))
 }
 
 /// The keystore's BYOK import public key (SubjectPublicKeyInfo DER), made on first use.

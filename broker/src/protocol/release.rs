@@ -141,11 +141,11 @@ async fn decide(
         .verify(&token, now)
         .map_err(|e| ApiError::new(ErrorKind::TokenInvalid, e.to_string()))?;
     facts.claims = Some(claims.clone());
+    let inputs = broker.store.release_inputs(&path).await.map_err(|e| store_error(&e))?;
     let resource =
-        crate::custody::releasable(broker.store.as_ref(), &path).await.map_err(ApiError::from)?;
+        crate::custody::releasable(&path, inputs.state, inputs.resource).map_err(ApiError::from)?;
     facts.resource_version = Some(resource.version);
-    let stored = broker.store.current_policy(&path).await.map_err(|e| store_error(&e))?;
-    let Some(stored) = stored else {
+    let Some(stored) = inputs.policy else {
         return Err(ApiError::new(
             ErrorKind::PolicyDenied,
             format!("resource {path} has no release policy (deny by default)"),

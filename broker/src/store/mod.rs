@@ -204,6 +204,15 @@ pub struct StoredPolicy {
     pub created: i64,
 }
 
+/// What a release decision reads about one resource path ([`Store::release_inputs`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ReleaseInputs {
+    /// `None`: the path has no lifecycle row (a resource stored before lifecycles existed).
+    pub state: Option<ResourceState>,
+    pub resource: Option<StoredResource>,
+    pub policy: Option<StoredPolicy>,
+}
+
 /// The broker's persistent state.
 pub trait Store:
     AdminStore + AuditStore + collateral::CollateralStore + Send + Sync + std::fmt::Debug
@@ -253,6 +262,12 @@ pub trait Store:
 
     /// The newest policy for `path`.
     fn current_policy<'a>(&'a self, path: &'a str) -> StoreFuture<'a, Option<StoredPolicy>>;
+
+    /// Everything a release decision reads about `path`, in one statement: its lifecycle
+    /// state, its newest enabled version and its newest policy (what
+    /// [`Store::resource_lifecycle`], [`Store::current_resource`] and
+    /// [`Store::current_policy`] answer one by one).
+    fn release_inputs<'a>(&'a self, path: &'a str) -> StoreFuture<'a, ReleaseInputs>;
 
     // Resource lifecycle (migration 0004; the rules are in `crate::custody`).
 

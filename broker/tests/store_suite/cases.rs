@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use keylatch_broker::store::{
-    Session, SessionState, Store, StoreError, StoredResource, MIGRATIONS,
+    LifecycleUpdate, ReleaseInputs, ResourceState, Session, SessionState, Store, StoreError,
+    StoredResource, MIGRATIONS,
 };
 use keylatch_keystore::{SealAlgorithm, SealedResource};
 
@@ -166,6 +167,45 @@ pub async fn policy_versions_increase_and_the_newest_applies(db: &Db) {
         (path, 2, "{\"v\":2}", "d2")
     );
     assert_eq!(current.created, 20);
+}
+
+/// The one-statement read of a release agrees with the three reads it replaces, through a
+/// resource's whole life: nothing, a version without a policy, newer versions (one disabled)
+/// and policies, a disabled resource, another path's rows.
+pub async fn release_inputs_match_the_lifecycle_resource_and_policy_reads(db: &Db) {
+    let store = db.open().await;
+    let path = "default/disk-key/vm-1";
+    let separately = |store: Arc<dyn Store>| async move {
+        ReleaseInputs {
+            state: store.resource_lifecycle(path).await.unwrap().map(|l| l.state),
+            resource: store.current_resource(path).await.unwrap(),
+            policy: store.current_policy(path).await.unwrap(),
+        }
+    };
+    assert_eq!(store.release_inputs(path).await.unwrap(), ReleaseInputs::default());
+    let update = LifecycleUpdate { rotate_by: None, cryptoperiod_days: None };
+    assert!(store.add_resource_version(&resource(path, 1, true, 1), update).await.unwrap());
+    store.put_resource(&resource("default/other/x", 1, true, 1)).await.unwrap();
+    store.put_policy("default/other/x", "{}", "d0", 5).await.unwrap();
+    let inputs = store.release_inputs(path).await.unwrap();
+    assert_eq!(inputs.state, Some(ResourceState::Active));
+    assert_eq!(inputs.resource, Some(resource(path, 1, true, 1)));
+    assert_eq!(inputs.policy, None);
+    assert_eq!(inputs, separately(Arc::clone(&store)).await);
+
+    store.put_policy(path, "{\"v\":1}", "d1", 10).await.unwrap();
+    store.put_policy(path, "{\"v\":2}", "d2", 20).await.unwrap();
+    assert!(store.add_resource_version(&resource(path, 2, true, 2), update).await.unwrap());
+    store.put_resource(&resource(path, 3, false, 3)).await.unwrap();
+    let inputs = store.release_inputs(path).await.unwrap();
+    assert_eq!(inputs.resource.as_ref().map(|r| r.version), Some(2), "v3 is disabled");
+    assert_eq!(inputs.policy.as_ref().map(|p| (p.version, p.digest.as_str())), Some((2, "d2")));
+    assert_eq!(inputs, separately(Arc::clone(&store)).await);
+
+    assert!(store.set_resource_state(path, ResourceState::Disabled, 30).await.unwrap());
+    let inputs = store.release_inputs(path).await.unwrap();
+    assert_eq!(inputs.state, Some(ResourceState::Disabled));
+    assert_eq!(inputs, separately(store).await);
 }
 
 /// Four replicas starting at once on an empty database: all open, and the bookkeeping table

@@ -136,6 +136,7 @@ suite!(
     resource_versions_are_kept_and_the_newest_enabled_is_current,
     duplicate_resource_version_is_a_conflict,
     policy_versions_increase_and_the_newest_applies,
+    release_inputs_match_the_lifecycle_resource_and_policy_reads,
     concurrent_opens_of_a_fresh_database_apply_each_migration_once,
     data_survives_reopening,
     health_succeeds,

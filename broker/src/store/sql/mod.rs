@@ -28,7 +28,8 @@ use keylatch_keystore::SealedResource;
 use super::{begin_migration, Db, DbRow, This};
 use crate::store::lifecycle::{LifecycleUpdate, ResourceLifecycle, ResourceState};
 use crate::store::{
-    Session, SessionState, Store, StoreError, StoreFuture, StoredPolicy, StoredResource, MIGRATIONS,
+    ReleaseInputs, Session, SessionState, Store, StoreError, StoreFuture, StoredPolicy,
+    StoredResource, MIGRATIONS,
 };
 
 #[allow(clippy::needless_pass_by_value)] // reason: used as `map_err(unavailable)`
@@ -98,6 +99,18 @@ pub(super) fn resource_from_row(row: &DbRow) -> Result<StoredResource, StoreErro
             .map_err(|e| StoreError::Corrupt(format!("sealed resource: {e}")))?,
         enabled: row.try_get("enabled").map_err(unavailable)?,
         created: row.try_get("created").map_err(unavailable)?,
+    })
+}
+
+/// A policy row whose columns are named `<prefix>path`, `<prefix>version`, ...
+fn policy_from_row(row: &DbRow, prefix: &str) -> Result<StoredPolicy, StoreError> {
+    let column = |name: &str| format!("{prefix}{name}");
+    Ok(StoredPolicy {
+        path: row.try_get(column("path").as_str()).map_err(unavailable)?,
+        version: version_u64(row.try_get(column("version").as_str()).map_err(unavailable)?)?,
+        body: row.try_get(column("body").as_str()).map_err(unavailable)?,
+        digest: row.try_get(column("digest").as_str()).map_err(unavailable)?,
+        created: row.try_get(column("created").as_str()).map_err(unavailable)?,
     })
 }
 
@@ -294,14 +307,43 @@ impl Store for This {
             .fetch_optional(&self.pool)
             .await
             .map_err(unavailable)?;
-            let Some(row) = row else { return Ok(None) };
-            Ok(Some(StoredPolicy {
-                path: row.try_get("path").map_err(unavailable)?,
-                version: version_u64(row.try_get("version").map_err(unavailable)?)?,
-                body: row.try_get("body").map_err(unavailable)?,
-                digest: row.try_get("digest").map_err(unavailable)?,
-                created: row.try_get("created").map_err(unavailable)?,
-            }))
+            row.as_ref().map(|r| policy_from_row(r, "")).transpose()
+        })
+    }
+
+    fn release_inputs<'a>(&'a self, path: &'a str) -> StoreFuture<'a, ReleaseInputs> {
+        Box::pin(async move {
+            // One row whatever exists: the path itself, joined to at most one row of each table.
+            let row = sqlx::query(
+                "SELECT l.state AS lifecycle_state, \
+                 r.path AS path, r.version AS version, r.sealed AS sealed, \
+                 r.enabled AS enabled, r.created AS created, \
+                 p.path AS policy_path, p.version AS policy_version, p.body AS policy_body, \
+                 p.digest AS policy_digest, p.created AS policy_created \
+                 FROM (SELECT CAST($1 AS TEXT) AS path) AS q \
+                 LEFT JOIN resource_lifecycle l ON l.path = q.path \
+                 LEFT JOIN resources r ON r.path = q.path AND r.enabled AND r.version = \
+                   (SELECT MAX(version) FROM resources WHERE path = q.path AND enabled) \
+                 LEFT JOIN policies p ON p.path = q.path AND p.version = \
+                   (SELECT MAX(version) FROM policies WHERE path = q.path)",
+            )
+            .bind(path)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(unavailable)?;
+            let state: Option<String> = row.try_get("lifecycle_state").map_err(unavailable)?;
+            let state = state
+                .map(|s| {
+                    ResourceState::from_name(&s)
+                        .ok_or_else(|| StoreError::Corrupt(format!("resource state {s:?}")))
+                })
+                .transpose()?;
+            let has_resource = row.try_get::<Option<i64>, _>("version").map_err(unavailable)?;
+            let resource = has_resource.map(|_| resource_from_row(&row)).transpose()?;
+            let has_policy =
+                row.try_get::<Option<i64>, _>("policy_version").map_err(unavailable)?;
+            let policy = has_policy.map(|_| policy_from_row(&row, "policy_")).transpose()?;
+            Ok(ReleaseInputs { state, resource, policy })
         })
     }
 
