@@ -2,9 +2,11 @@
 //! exact divergence, with the first bad index.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)] // reason: tests fail loudly on purpose
 
+mod common;
+
 use keylatch_audit::auditor::{verify_log_dir, AuditError, Divergence, Report};
 use keylatch_audit::checkpoint::CheckpointSigner;
-use keylatch_audit::entry::{Actor, AuditEntry, Decision, EntryKind, ResourceRef, VmIdentity};
+use keylatch_audit::entry::{Actor, AuditEntry, Decision, ResourceRef, VmIdentity};
 use keylatch_audit::export::{checkpoint_file_name, entry_line, CheckpointFile, LogExport};
 use keylatch_audit::merkle::MemoryTree;
 use keylatch_audit::retention::build_export;
@@ -19,24 +21,17 @@ fn signer() -> CheckpointSigner {
 }
 
 fn entry(i: u64, variant: &str) -> AuditEntry {
-    AuditEntry {
-        time: datetime!(2025-03-01 12:00:00 UTC) + Duration::minutes(i64::try_from(i).unwrap()),
-        request_id: format!("req-{i}{variant}"),
-        kind: EntryKind::Release,
-        actor: Actor::Vm(VmIdentity {
+    common::allowed_release(
+        datetime!(2025-03-01 12:00:00 UTC) + Duration::minutes(i64::try_from(i).unwrap()),
+        format!("req-{i}{variant}"),
+        Actor::Vm(VmIdentity {
             tee: "snp".into(),
             simulated: true,
             chip_id: Some(format!("{:0128x}", i % 3)),
             ..VmIdentity::default()
         }),
-        resource: Some(ResourceRef { path: format!("default/disk/vm{}", i % 2), version: Some(1) }),
-        decision: Decision::Allow,
-        reasons: vec![],
-        evidence_sha256: None,
-        bundle: None,
-        policy: None,
-        client_address: None,
-    }
+        ResourceRef { path: format!("default/disk/vm{}", i % 2), version: Some(1) },
+    )
 }
 
 /// A log of `entries`, with checkpoints signed by `signer` at `sizes`.

@@ -1,6 +1,8 @@
 //! Queries over an export and their table and JSON renderings.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)] // reason: tests fail loudly on purpose
 
+mod common;
+
 use keylatch_audit::entry::{
     Actor, AdminIdentity, AuditEntry, Decision, EntryKind, ResourceRef, VmIdentity,
 };
@@ -18,19 +20,12 @@ fn vm(chip: &str) -> Actor {
 }
 
 fn export() -> LogExport {
-    let base = AuditEntry {
-        time: datetime!(2025-03-01 12:00:00 UTC),
-        request_id: "r0".into(),
-        kind: EntryKind::Release,
-        actor: vm("AA11"),
-        resource: Some(ResourceRef { path: "default/disk/db".into(), version: Some(2) }),
-        decision: Decision::Allow,
-        reasons: vec![],
-        evidence_sha256: None,
-        bundle: None,
-        policy: None,
-        client_address: None,
-    };
+    let base = common::allowed_release(
+        datetime!(2025-03-01 12:00:00 UTC),
+        "r0".into(),
+        vm("AA11"),
+        ResourceRef { path: "default/disk/db".into(), version: Some(2) },
+    );
     let entries = [
         base.clone(),
         AuditEntry {

@@ -19,25 +19,23 @@ pub fn check_private(path: &Path) -> anyhow::Result<()> {
 
 /// Writes a new file that only its owner may read (mode 0600); never overwrites.
 pub fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    file.write_all(contents).with_context(|| format!("writing {}", path.display()))?;
-    file.sync_all().with_context(|| format!("syncing {}", path.display()))
+    write_new(path, contents, 0o600)
 }
 
 /// Writes a new public file (mode 0644); never overwrites.
 pub fn write_public(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    write_new(path, contents, 0o644)
+}
+
+/// Creates `path` with `mode` (refused when it exists), writes `contents` and syncs them.
+fn write_new(path: &Path, contents: &[u8], mode: u32) -> anyhow::Result<()> {
     use std::os::unix::fs::OpenOptionsExt as _;
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(0o644)
+        .mode(mode)
         .open(path)
         .with_context(|| format!("creating {}", path.display()))?;
-    file.write_all(contents).with_context(|| format!("writing {}", path.display()))
+    file.write_all(contents).with_context(|| format!("writing {}", path.display()))?;
+    file.sync_all().with_context(|| format!("syncing {}", path.display()))
 }

@@ -17,10 +17,10 @@ mod hsm;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use base64::Engine as _;
-use common::{agent_error, error_of, Broker, Raw, ALLOW_SIM, RESOURCE, SECRET};
+use common::{agent_error, error_of, Broker, LogWriter, Raw, ALLOW_SIM, LOGS, RESOURCE, SECRET};
 use keylatch_agent::evidence::SimTee;
 use keylatch_broker::custody::{self, Actor, Cryptoperiod, Material};
 use keylatch_broker::store::ResourceState;
@@ -29,20 +29,6 @@ use keylatch_wire::KeyKind;
 use zeroize::Zeroizing;
 
 // ---------------------------------------------------------------- fixture
-
-/// Every log line of this test process and every output of the `keylatch` runs.
-static LOGS: Mutex<Vec<u8>> = Mutex::new(Vec::new());
-
-struct LogWriter;
-impl std::io::Write for LogWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        LOGS.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Backend {

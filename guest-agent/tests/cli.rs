@@ -8,13 +8,25 @@ mod common;
 
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::Arc;
 
-use common::{tls, write_pki, MiniKbs, Server};
+use common::{tls, write_pki, MiniKbs, Server, TestTls};
 
 fn agent(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_keylatch-agent")).args(args).output().unwrap()
+}
+
+/// A directory holding the simulation PKI and `ca.pem`, the CA of the returned server TLS
+/// identity (the agent's `--sim-pki` and `--ca`).
+fn pki_and_ca() -> (tempfile::TempDir, TestTls, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    write_pki(dir.path());
+    let t = tls();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &t.ca_pem).unwrap();
+    (dir, t, ca)
 }
 
 fn stderr(o: &Output) -> String {
@@ -62,11 +74,7 @@ fn detect_and_evidence_in_simulation() {
 
 #[test]
 fn unreachable_broker_exits_3_after_deadline() {
-    let dir = tempfile::tempdir().unwrap();
-    write_pki(dir.path());
-    let t = tls();
-    let ca = dir.path().join("ca.pem");
-    std::fs::write(&ca, &t.ca_pem).unwrap();
+    let (dir, _tls, ca) = pki_and_ca();
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let url = format!("https://127.0.0.1:{port}");
     let o = agent(&[
@@ -94,11 +102,7 @@ fn unreachable_broker_exits_3_after_deadline() {
 
 #[test]
 fn writes_key_to_new_0600_file_and_never_overwrites() {
-    let dir = tempfile::tempdir().unwrap();
-    write_pki(dir.path());
-    let t = tls();
-    let ca = dir.path().join("ca.pem");
-    std::fs::write(&ca, &t.ca_pem).unwrap();
+    let (dir, t, ca) = pki_and_ca();
     let kbs = Arc::new(MiniKbs::new(b"file secret"));
     let server = Server::start(&t, Arc::new(move |r| kbs.handle(r)));
     let out = dir.path().join("key.bin");

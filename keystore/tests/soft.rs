@@ -1,14 +1,23 @@
 //! The soft backend: sealing is bound to the resource, files are private, nothing leaks.
 
+// reason: test helpers fail loudly; clippy.toml relaxes this only inside #[test] functions.
+#![allow(clippy::unwrap_used)]
+
 use std::os::unix::fs::PermissionsExt as _;
 
 use keylatch_keystore::soft::SoftKeystore;
 use keylatch_keystore::{Keystore, KeystoreError, ResourceBinding};
 
-#[test]
-fn seal_then_unseal_returns_the_plaintext() {
+/// A new soft keystore with its KEK at `kek.json` in the returned directory.
+fn soft_keystore() -> (tempfile::TempDir, SoftKeystore) {
     let dir = tempfile::tempdir().unwrap();
     let ks = SoftKeystore::create(&dir.path().join("kek.json")).unwrap();
+    (dir, ks)
+}
+
+#[test]
+fn seal_then_unseal_returns_the_plaintext() {
+    let (dir, ks) = soft_keystore();
     let b = ResourceBinding::new("default/disk/root", 1);
     let sealed = ks.seal(&b, b"secret disk key bytes").unwrap();
     assert_eq!(ks.unseal(&b, &sealed).unwrap().as_slice(), b"secret disk key bytes");
@@ -19,8 +28,7 @@ fn seal_then_unseal_returns_the_plaintext() {
 
 #[test]
 fn wrong_path_version_or_altered_ciphertext_fails_integrity() {
-    let dir = tempfile::tempdir().unwrap();
-    let ks = SoftKeystore::create(&dir.path().join("kek.json")).unwrap();
+    let (_dir, ks) = soft_keystore();
     let b = ResourceBinding::new("default/disk/root", 1);
     let sealed = ks.seal(&b, b"k").unwrap();
     for other in [
@@ -47,8 +55,7 @@ fn kek_file_is_private_and_a_readable_one_is_refused() {
 
 #[test]
 fn generated_keys_have_the_length_asked_and_differ() {
-    let dir = tempfile::tempdir().unwrap();
-    let ks = SoftKeystore::create(&dir.path().join("kek.json")).unwrap();
+    let (_dir, ks) = soft_keystore();
     let b = ResourceBinding::new("r/t/g", 1);
     let one = ks.unseal(&b, &ks.generate(&b, 32).unwrap()).unwrap();
     let two = ks.unseal(&b, &ks.generate(&b, 32).unwrap()).unwrap();
@@ -59,8 +66,7 @@ fn generated_keys_have_the_length_asked_and_differ() {
 
 #[test]
 fn sealed_form_contains_no_plaintext() {
-    let dir = tempfile::tempdir().unwrap();
-    let ks = SoftKeystore::create(&dir.path().join("kek.json")).unwrap();
+    let (_dir, ks) = soft_keystore();
     let plaintext = [0x5au8; 32];
     let sealed = ks.seal(&ResourceBinding::new("r/t/g", 1), &plaintext).unwrap();
     let json = serde_json::to_vec(&sealed).unwrap();

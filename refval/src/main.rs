@@ -106,30 +106,35 @@ enum Command {
 #[derive(Debug, Subcommand)]
 enum Measure {
     /// SEV-SNP launch measurement (hex, 48 bytes) of a QEMU guest.
-    Snp {
-        #[arg(long)]
-        ovmf: PathBuf,
-        #[arg(long)]
-        kernel: Option<PathBuf>,
-        #[arg(long, requires = "kernel")]
-        initrd: Option<PathBuf>,
-        #[arg(long, requires = "kernel")]
-        append: Option<String>,
-        #[arg(long)]
-        vcpus: u32,
-        /// QEMU vCPU model, e.g. EPYC-v4, EPYC-Milan, EPYC-Genoa.
-        #[arg(long)]
-        vcpu_type: String,
-        /// `SEV_FEATURES` in hex (default 0x1, `SNPActive`).
-        #[arg(long)]
-        guest_features: Option<String>,
-    },
+    Snp(SnpMeasure),
     /// The `[tdx.event_log]` bundle table and the RTMRs of a TDX event log (a CCEL file, e.g.
     /// `/sys/firmware/acpi/tables/data/CCEL` copied from a known-good boot of the image).
     TdxEventLog {
         #[arg(long)]
         ccel: PathBuf,
     },
+}
+
+/// The inputs of `refval measure snp`, as [`SnpLaunchInputs`] takes them but for the guest
+/// features (hex text here).
+#[derive(Debug, clap::Args)]
+struct SnpMeasure {
+    #[arg(long)]
+    ovmf: PathBuf,
+    #[arg(long)]
+    kernel: Option<PathBuf>,
+    #[arg(long, requires = "kernel")]
+    initrd: Option<PathBuf>,
+    #[arg(long, requires = "kernel")]
+    append: Option<String>,
+    #[arg(long)]
+    vcpus: u32,
+    /// QEMU vCPU model, e.g. EPYC-v4, EPYC-Milan, EPYC-Genoa.
+    #[arg(long)]
+    vcpu_type: String,
+    /// `SEV_FEATURES` in hex (default 0x1, `SNPActive`).
+    #[arg(long)]
+    guest_features: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -191,27 +196,19 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Measure(Measure::Snp {
-            ovmf,
-            kernel,
-            initrd,
-            append,
-            vcpus,
-            vcpu_type,
-            guest_features,
-        }) => {
-            let guest_features = match guest_features {
+        Command::Measure(Measure::Snp(m)) => {
+            let guest_features = match m.guest_features {
                 Some(h) => u64::from_str_radix(h.trim_start_matches("0x"), 16)
                     .with_context(|| format!("--guest-features {h:?} is not hex"))?,
                 None => DEFAULT_GUEST_FEATURES,
             };
             let digest = snp_launch_measurement(&SnpLaunchInputs {
-                ovmf,
-                kernel,
-                initrd,
-                append,
-                vcpus,
-                vcpu_type,
+                ovmf: m.ovmf,
+                kernel: m.kernel,
+                initrd: m.initrd,
+                append: m.append,
+                vcpus: m.vcpus,
+                vcpu_type: m.vcpu_type,
                 guest_features,
             })?;
             println!("{digest}");

@@ -35,6 +35,15 @@ fn fails(args: &[&str], dir: &Path) -> String {
     err.trim_end().to_owned()
 }
 
+/// The arguments of `refval verify web.cose` with these trusted keys, threshold and instant.
+fn verify_args<'a>(trust: &[&'a str], threshold: &'a str, at: &'a str) -> Vec<&'a str> {
+    let mut args = vec!["verify", "web.cose", "--threshold", threshold, "--at", at];
+    for t in trust {
+        args.extend(["--trust", t]);
+    }
+    args
+}
+
 fn keygen(name: &str, dir: &Path) -> String {
     let out = ok(&["keygen", "--out", name], dir);
     let kid = out.trim().strip_prefix("kid ").unwrap().to_owned();
@@ -60,13 +69,7 @@ fn author_workflow_keygen_sign_cosign_verify_show() {
     let out = ok(&["sign", example, "--key", "a", "--key", "b", "--out", "web.cose"], dir);
     assert_eq!(out, "signed \"web-frontend\" version 1 with 2 key(s)\n");
 
-    let verify = |trust: &[&str], threshold: &str| {
-        let mut args = vec!["verify", "web.cose", "--threshold", threshold, "--at", AT];
-        for t in trust {
-            args.extend(["--trust", t]);
-        }
-        refval(&args, dir)
-    };
+    let verify = |trust: &[&str], threshold: &str| refval(&verify_args(trust, threshold, AT), dir);
     let out = verify(&["a.pub", "b.pub"], "2");
     assert!(out.status.success());
     let stdout = String::from_utf8(out.stdout).unwrap();
@@ -77,23 +80,7 @@ fn author_workflow_keygen_sign_cosign_verify_show() {
         format!("signed by 2 trusted key(s), threshold 2: {}, {}", kids[0], kids[1])
     );
 
-    let err = fails(
-        &[
-            "verify",
-            "web.cose",
-            "--trust",
-            "a.pub",
-            "--trust",
-            "b.pub",
-            "--trust",
-            "c.pub",
-            "--threshold",
-            "3",
-            "--at",
-            AT,
-        ],
-        dir,
-    );
+    let err = fails(&verify_args(&["a.pub", "b.pub", "c.pub"], "3", AT), dir);
     assert!(
         err.ends_with(": 2 valid signature(s) from distinct trusted keys, 3 required"),
         "{err}"
@@ -133,23 +120,7 @@ fn author_workflow_keygen_sign_cosign_verify_show() {
     assert_eq!(shown_kids, kids.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(shown["payload_sha256"].as_str().unwrap().len(), 64);
 
-    let err = fails(
-        &[
-            "verify",
-            "web.cose",
-            "--trust",
-            "a.pub",
-            "--trust",
-            "b.pub",
-            "--trust",
-            "c.pub",
-            "--threshold",
-            "1",
-            "--at",
-            "2030-01-01T00:00:00Z",
-        ],
-        dir,
-    );
+    let err = fails(&verify_args(&["a.pub", "b.pub", "c.pub"], "1", "2030-01-01T00:00:00Z"), dir);
     assert_eq!(
         err,
         "error: web.cose: bundle expired at 2030-01-01T00:00:00Z (now 2030-01-01T00:00:00Z)"

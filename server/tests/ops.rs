@@ -17,10 +17,10 @@ mod hsm;
 use std::fmt::Write as _;
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Broker, ALLOW_SIM, RESOURCE, SECRET};
+use common::{Broker, LogWriter, ALLOW_SIM, LOGS, RESOURCE, SECRET};
 use keylatch_agent::evidence::SimTee;
 use keylatch_broker::custody::{self, Actor, Cryptoperiod};
 use keylatch_keystore::pkcs11::PinSource;
@@ -394,19 +394,6 @@ fn request_id_is_echoed_when_sane_and_generated_otherwise() {
     let a = get(addr, "/healthz");
     let b = get(addr, "/healthz");
     assert_ne!(a.header("x-request-id"), b.header("x-request-id"));
-}
-
-static LOGS: Mutex<Vec<u8>> = Mutex::new(Vec::new());
-
-struct LogWriter;
-impl std::io::Write for LogWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        LOGS.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 #[test]

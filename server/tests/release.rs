@@ -8,11 +8,9 @@
 
 mod common;
 
-use std::io::Write as _;
-use std::process::{Command, Stdio};
-
 use common::{Broker, Raw, ALLOW_SIM, RESOURCE, SECRET};
 use keylatch_agent::evidence::SimTee;
+use keylatch_test_vectors::jwcrypto;
 use keylatch_wire::{decrypt, Jwe, KeyKind, TeeKeyPair};
 use serde_json::Value;
 
@@ -54,49 +52,9 @@ fn token_carries_claims_appraisals_and_key_and_works_by_cookie_or_bearer() {
     }
 }
 
-fn python(script: &str, stdin: &str) -> Result<String, String> {
-    let mut child = Command::new("python3")
-        .args(["-c", script])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    child.stdin.take().ok_or("no stdin")?.write_all(stdin.as_bytes()).map_err(|e| e.to_string())?;
-    let out = child.wait_with_output().map_err(|e| e.to_string())?;
-    if out.status.success() {
-        String::from_utf8(out.stdout).map_err(|e| e.to_string())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
-}
-
-fn have_jwcrypto() -> bool {
-    if python("import jwcrypto", "").is_ok() {
-        return true;
-    }
-    let _ = Command::new("python3")
-        .args(["-m", "pip", "install", "--quiet", "jwcrypto"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-    python("import jwcrypto", "").is_ok()
-}
-
-const DECRYPT: &str = r#"
-import sys, json
-from jwcrypto import jwk, jwe
-d = json.load(sys.stdin)
-key = jwk.JWK.from_pem(d["pem"].encode())
-t = jwe.JWE()
-t.deserialize(json.dumps(d["jwe"]), key=key)
-print(t.payload.hex())
-"#;
-
 #[test]
 fn jwcrypto_decrypts_a_broker_jwe_for_an_rsa_tee_pubkey() {
-    if !have_jwcrypto() {
-        println!("skipped: python3 jwcrypto not available and could not be installed");
+    if !jwcrypto::available() {
         return;
     }
     let broker = Broker::start(|c| c, ALLOW_SIM);
@@ -109,7 +67,7 @@ fn jwcrypto_decrypts_a_broker_jwe_for_an_rsa_tee_pubkey() {
     let jwe: Value = serde_json::from_slice(&reply.body).unwrap();
     let pem = raw.key.danger_to_pkcs8_pem().unwrap();
     let input = serde_json::json!({"pem": pem.as_str(), "jwe": jwe}).to_string();
-    let out = python(DECRYPT, &input).unwrap();
+    let out = jwcrypto::python(jwcrypto::DECRYPT, &input).unwrap();
     assert_eq!(out.trim(), hex::encode(SECRET));
 }
 

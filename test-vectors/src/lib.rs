@@ -2,6 +2,10 @@
 //! and `expected.json`) are, for tests. Its own crate because the tests of `verifier`,
 //! `reference-values`, `keylatch-server`, `keylatch` and `e2e` all read the same vectors and must
 //! find and skip them the same way; it is only ever a dev-dependency (and `e2e`'s harness).
+//! [`jwcrypto`] is the other test fixture several crates share: the independent JOSE
+//! implementation their JWEs are checked against.
+
+pub mod jwcrypto;
 
 use std::path::PathBuf;
 

@@ -6,49 +6,8 @@
 // reason: test helpers fail loudly; clippy.toml relaxes this only inside #[test] functions.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
+use keylatch_test_vectors::jwcrypto;
 use keylatch_wire::{b64, decrypt, encrypt, Jwe, KeyKind, TeeKeyPair};
-
-fn python(script: &str, stdin: &str) -> Result<String, String> {
-    let mut child = Command::new("python3")
-        .args(["-c", script])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    child.stdin.take().ok_or("no stdin")?.write_all(stdin.as_bytes()).map_err(|e| e.to_string())?;
-    let out = child.wait_with_output().map_err(|e| e.to_string())?;
-    if out.status.success() {
-        String::from_utf8(out.stdout).map_err(|e| e.to_string())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
-}
-
-fn have_jwcrypto() -> bool {
-    if python("import jwcrypto", "").is_ok() {
-        return true;
-    }
-    let _ = Command::new("python3")
-        .args(["-m", "pip", "install", "--quiet", "jwcrypto"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-    python("import jwcrypto", "").is_ok()
-}
-
-const DECRYPT: &str = r#"
-import sys, json
-from jwcrypto import jwk, jwe
-d = json.load(sys.stdin)
-key = jwk.JWK.from_pem(d["pem"].encode())
-t = jwe.JWE()
-t.deserialize(json.dumps(d["jwe"]), key=key)
-print(t.payload.hex())
-"#;
 
 /// The upstream client needs `epk` inside the protected header and uses the re-serialized header
 /// as AAD; jwcrypto puts `epk` into the unprotected per-recipient header (which that client
@@ -91,8 +50,7 @@ else:
 
 #[test]
 fn jwcrypto_decrypts_ours_and_we_decrypt_jwcryptos() {
-    if !have_jwcrypto() {
-        println!("skipped: python3 jwcrypto not available and could not be installed");
+    if !jwcrypto::available() {
         return;
     }
     let plaintext = b"disk key: 32 bytes of entropy..!";
@@ -103,11 +61,11 @@ fn jwcrypto_decrypts_ours_and_we_decrypt_jwcryptos() {
             "pem": kp.danger_to_pkcs8_pem().unwrap().as_str(),
             "jwe": serde_json::from_str::<serde_json::Value>(&ours.to_json()).unwrap(),
         });
-        let out = python(DECRYPT, &input.to_string()).unwrap();
+        let out = jwcrypto::python(jwcrypto::DECRYPT, &input.to_string()).unwrap();
         assert_eq!(out.trim(), hex::encode(plaintext), "{kind:?}: jwcrypto decrypting ours");
 
         let input = serde_json::json!({"jwk": kp.public_jwk().to_json(), "plaintext": hex::encode(plaintext)});
-        let theirs = python(ENCRYPT, &input.to_string()).unwrap();
+        let theirs = jwcrypto::python(ENCRYPT, &input.to_string()).unwrap();
         let jwe = Jwe::from_json(theirs.trim().as_bytes()).unwrap();
         let header = String::from_utf8(b64::decode("protected", &jwe.protected).unwrap()).unwrap();
         assert!(header.starts_with(r#"{"alg":"#), "{header}");

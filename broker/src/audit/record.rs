@@ -84,6 +84,33 @@ pub struct DecisionRecord<'a> {
     pub detail: &'a str,
 }
 
+impl<'a> DecisionRecord<'a> {
+    /// A record of `action` with its outcome and nothing else known yet: the caller sets the
+    /// fields it knows (`DecisionRecord { tee, ..DecisionRecord::new(..) }`).
+    #[must_use]
+    pub fn new(action: Action, allowed: bool, outcome: &'a str, detail: &'a str) -> Self {
+        Self {
+            action,
+            allowed,
+            request_id: None,
+            client: None,
+            tee: None,
+            simulated: None,
+            vm: None,
+            session: None,
+            token_jti: None,
+            evidence_sha256: None,
+            resource: None,
+            resource_version: None,
+            policy_version: None,
+            policy_digest: None,
+            bundles: Vec::new(),
+            outcome,
+            detail,
+        }
+    }
+}
+
 /// One administrative action (allowed or refused), as the audit entry will hold it. Never
 /// contains key material, tokens or token hashes.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -256,23 +283,8 @@ mod tests {
     #[test]
     fn session_ids_are_logged_only_as_a_digest() {
         let record = DecisionRecord {
-            action: Action::Attest,
-            allowed: true,
-            request_id: None,
-            client: None,
-            tee: None,
-            simulated: None,
-            vm: None,
             session: Some("3f1c2a9e-session-cookie"),
-            token_jti: None,
-            evidence_sha256: None,
-            resource: None,
-            resource_version: None,
-            policy_version: None,
-            policy_digest: None,
-            bundles: Vec::new(),
-            outcome: "token-issued",
-            detail: "",
+            ..DecisionRecord::new(Action::Attest, true, "token-issued", "")
         };
         let json = serde_json::to_string(&record).unwrap();
         assert!(!json.contains("3f1c2a9e-session-cookie"), "{json}");

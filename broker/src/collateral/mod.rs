@@ -12,6 +12,8 @@
 //! - AMD CRLs ([`snp_crl`]): for SEV-SNP hardware chains, the product's CRL from the offline
 //!   directory (`amd_crl_dir`), the caches, or AMD KDS, handed to the verifier with every
 //!   offline CRL; none current to be had is 503 like any missing collateral.
+//! - `cache`: the memory cache and the store's table in front of each upstream, with one fetch
+//!   at a time; each source looks in its offline directory or file first.
 //! - [`http`]: rate limit, backoff with `Retry-After`, bounded retries; one attempt is a
 //!   [`CollateralFetcher`] the HTTP edge supplies.
 //! - the `collateral` table is the store's ([`crate::store::collateral`]).
@@ -24,6 +26,7 @@
 //! Simulated evidence never causes a fetch: TDX quotes are fetched for only when their PCK
 //! chain ends in Intel's production root, and SNP evidence carries its (simulated) VCEK.
 
+mod cache;
 pub mod http;
 pub mod snp;
 pub mod snp_crl;

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use base64::engine::general_purpose::STANDARD;
@@ -14,10 +14,11 @@ use base64::Engine as _;
 use verifier::claims::{SnpProduct, SnpSigningKey, SnpTcb};
 use verifier::snp::{parse_report, CocoSnpEvidence, EndorsementId, SnpEndorsements, VcekId};
 
+use super::cache::{Cache, Stored};
 use super::http::{FetchError, Upstream};
 use super::{der_from_any, on_fetch_error, on_hit, unavailable, CollateralConfig, Kind, Source};
 use crate::error::ApiError;
-use crate::store::collateral::{CachedCollateral, CollateralStore};
+use crate::store::collateral::CollateralStore;
 
 /// How many VCEKs the memory cache keeps before it is cleared.
 const MEMORY_LIMIT: usize = 4096;
@@ -38,10 +39,7 @@ pub struct SnpSource {
     kds_url: String,
     /// AMD KDS, shared with [`super::snp_crl`] (one rate limit for the service).
     upstream: Option<Arc<Upstream>>,
-    memory: RwLock<HashMap<String, Arc<Vec<u8>>>>,
-    store: Arc<dyn CollateralStore>,
-    /// One fetch at a time: concurrent requests for the same chip wait and find it cached.
-    fetching: tokio::sync::Mutex<()>,
+    cache: Cache<Arc<[u8]>>,
 }
 
 impl SnpSource {
@@ -58,9 +56,7 @@ impl SnpSource {
             offline,
             kds_url: config.kds_url.trim_end_matches('/').to_owned(),
             upstream,
-            memory: RwLock::new(HashMap::new()),
-            store,
-            fetching: tokio::sync::Mutex::new(()),
+            cache: Cache::new(Kind::SnpVcek, MEMORY_LIMIT, store),
         })
     }
 
@@ -108,33 +104,26 @@ impl SnpSource {
         Err(last.unwrap_or_else(|| unavailable("no VCEK can be named for this report")))
     }
 
-    /// The VCEK for `id`: offline, memory, store, then KDS. The flag on an error: KDS said 404.
-    async fn vcek(&self, id: &VcekId) -> Result<Arc<Vec<u8>>, (ApiError, bool)> {
+    /// The VCEK for `id`: offline, then the caches, then KDS. The flag on an error: KDS said 404.
+    async fn vcek(&self, id: &VcekId) -> Result<Arc<[u8]>, (ApiError, bool)> {
         if let Some(der) = self.offline.vceks.get(&(id.hw_id.clone(), id.tcb)) {
             on_hit(Kind::SnpVcek, Source::Offline);
-            return Ok(Arc::new(der.clone()));
+            return Ok(Arc::from(der.as_slice()));
         }
         let key = cache_key(id);
-        if let Some(der) = self.cached(&key) {
-            on_hit(Kind::SnpVcek, Source::Memory);
-            return Ok(der);
-        }
-        let _one = self.fetching.lock().await;
-        if let Some(der) = self.cached(&key) {
-            on_hit(Kind::SnpVcek, Source::Memory);
-            return Ok(der);
-        }
-        match self.store.get_collateral(Kind::SnpVcek.as_str(), &key).await {
-            Ok(Some(item)) => {
-                if let Some(der) = STANDARD.decode(&item.body).ok().filter(|d| matches(d, id)) {
-                    on_hit(Kind::SnpVcek, Source::Store);
-                    return Ok(self.remember(key, der));
-                }
-                tracing::warn!(key, "stored VCEK does not decode or match; fetching again");
-            }
-            Ok(None) => {}
-            Err(e) => tracing::warn!(error = %e, "collateral store read failed; fetching"),
-        }
+        let from_store = |body: &str| {
+            STANDARD
+                .decode(body)
+                .ok()
+                .filter(|d| matches(d, id))
+                .map(Arc::from)
+                .ok_or_else(|| "not base64 of the VCEK for this chip and TCB".to_owned())
+        };
+        self.cache.get(key.clone(), |_| true, from_store, || self.fetch(id, &key)).await
+    }
+
+    /// The VCEK for `id` from KDS.
+    async fn fetch(&self, id: &VcekId, key: &str) -> Result<Arc<[u8]>, (ApiError, bool)> {
         let Some(upstream) = &self.upstream else {
             return Err((
                 unavailable(format!(
@@ -154,36 +143,22 @@ impl SnpSource {
             }
             Err(e) => Err(e),
         };
-        let der = der.map_err(|e| {
+        der.map(Arc::from).map_err(|e| {
             on_fetch_error(Kind::SnpVcek, &e);
             let not_found = matches!(e, FetchError::NotFound { .. });
             (unavailable(format!("VCEK from AMD KDS: {e}")), not_found)
-        })?;
-        let item = CachedCollateral {
-            kind: Kind::SnpVcek.as_str().to_owned(),
-            key: key.clone(),
-            body: STANDARD.encode(&der),
-            fetched_at: time::OffsetDateTime::now_utc().unix_timestamp(),
-            next_update: None,
-        };
-        if let Err(e) = self.store.put_collateral(&item).await {
-            tracing::warn!(error = %e, "collateral store write failed; VCEK kept in memory only");
-        }
-        Ok(self.remember(key, der))
+        })
+    }
+}
+
+/// A VCEK or VLEK (DER) as the store keeps it: base64, with no expiry.
+impl Stored for Arc<[u8]> {
+    fn body(&self) -> String {
+        STANDARD.encode(self)
     }
 
-    fn cached(&self, key: &str) -> Option<Arc<Vec<u8>>> {
-        self.memory.read().unwrap_or_else(PoisonError::into_inner).get(key).cloned()
-    }
-
-    fn remember(&self, key: String, der: Vec<u8>) -> Arc<Vec<u8>> {
-        let der = Arc::new(der);
-        let mut m = self.memory.write().unwrap_or_else(PoisonError::into_inner);
-        if m.len() >= MEMORY_LIMIT {
-            m.clear();
-        }
-        m.insert(key, Arc::clone(&der));
-        der
+    fn next_update(&self) -> Option<i64> {
+        None
     }
 }
 

@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use base64::engine::general_purpose::STANDARD;
@@ -22,12 +22,16 @@ use verifier::claims::{SnpProduct, SnpSigningKey};
 use verifier::snp::SnpTrustAnchors;
 use verifier::x509::Crl;
 
+use super::cache::{Cache, Stored};
 use super::http::Upstream;
 use super::{der_from_any, on_fetch_error, on_hit, unavailable, CollateralConfig, Kind, Source};
 use crate::error::ApiError;
-use crate::store::collateral::{CachedCollateral, CollateralStore};
+use crate::store::collateral::CollateralStore;
 
 type Key = (SnpSigningKey, SnpProduct);
+
+/// How many CRLs the memory cache keeps before it is cleared (there are far fewer keys).
+const MEMORY_LIMIT: usize = 64;
 
 /// A CRL's DER and its nextUpdate (Unix seconds).
 #[derive(Debug, Clone)]
@@ -44,10 +48,8 @@ pub struct AmdCrlSource {
     offline: HashMap<Key, Held>,
     kds_url: String,
     upstream: Option<Arc<Upstream>>,
-    memory: RwLock<HashMap<Key, Held>>,
-    store: Arc<dyn CollateralStore>,
+    cache: Cache<Held>,
     production: SnpTrustAnchors,
-    fetching: tokio::sync::Mutex<()>,
 }
 
 fn kind_name(kind: SnpSigningKey) -> &'static str {
@@ -78,11 +80,9 @@ impl AmdCrlSource {
             offline,
             kds_url: config.kds_url.trim_end_matches('/').to_owned(),
             upstream,
-            memory: RwLock::new(HashMap::new()),
-            store,
+            cache: Cache::new(Kind::AmdCrl, MEMORY_LIMIT, store),
             production: SnpTrustAnchors::production()
                 .map_err(|e| anyhow::anyhow!("AMD roots: {e}"))?,
-            fetching: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -118,34 +118,28 @@ impl AmdCrlSource {
         now <= held.next_update.saturating_add(i64::from(self.grace_s))
     }
 
-    /// The current CRL for `key`: offline, memory, store, then KDS.
+    /// The current CRL for `key`: offline, then the caches, then KDS.
     async fn current(&self, key: Key, now: i64) -> Result<Arc<[u8]>, ApiError> {
-        let (kind, product) = key;
-        if let Some(held) = self.offline.get(&key).filter(|h| self.fresh(h, now)) {
+        let fresh = |h: &Held| self.fresh(h, now);
+        if let Some(held) = self.offline.get(&key).filter(|h| fresh(h)) {
             on_hit(Kind::AmdCrl, Source::Offline);
             return Ok(Arc::clone(&held.der));
         }
-        if let Some(der) = self.remembered(key, now) {
-            on_hit(Kind::AmdCrl, Source::Memory);
-            return Ok(der);
-        }
-        let _one = self.fetching.lock().await;
-        if let Some(der) = self.remembered(key, now) {
-            on_hit(Kind::AmdCrl, Source::Memory);
-            return Ok(der);
-        }
+        let (kind, product) = key;
         let cache_key = format!("{}/{}", kind_name(kind), product.kds_name());
-        match self.store.get_collateral(Kind::AmdCrl.as_str(), &cache_key).await {
-            Ok(Some(item)) => {
-                let held = STANDARD.decode(&item.body).ok().and_then(|d| parse(&d));
-                if let Some(held) = held.filter(|h| self.fresh(h, now)) {
-                    on_hit(Kind::AmdCrl, Source::Store);
-                    return Ok(self.remember(key, held));
-                }
-            }
-            Ok(None) => {}
-            Err(e) => tracing::warn!(error = %e, "collateral store read failed; fetching"),
-        }
+        let from_store = |body: &str| {
+            STANDARD
+                .decode(body)
+                .ok()
+                .and_then(|d| parse(&d))
+                .ok_or_else(|| "not base64 of a CRL".to_owned())
+        };
+        let held = self.cache.get(cache_key, fresh, from_store, || self.fetch(key, now)).await?;
+        Ok(held.der)
+    }
+
+    /// The current CRL for `key` from KDS.
+    async fn fetch(&self, (kind, product): Key, now: i64) -> Result<Held, ApiError> {
         let name = verifier::snp::crl_name(product);
         let Some(upstream) = &self.upstream else {
             return Err(unavailable(format!(
@@ -164,28 +158,18 @@ impl AmdCrlSource {
         if !self.fresh(&held, now) {
             return Err(unavailable(format!("{name} from AMD KDS is past its nextUpdate")));
         }
-        let item = CachedCollateral {
-            kind: Kind::AmdCrl.as_str().to_owned(),
-            key: cache_key,
-            body: STANDARD.encode(&held.der),
-            fetched_at: now,
-            next_update: Some(held.next_update),
-        };
-        if let Err(e) = self.store.put_collateral(&item).await {
-            tracing::warn!(error = %e, "collateral store write failed; CRL kept in memory only");
-        }
-        Ok(self.remember(key, held))
+        Ok(held)
+    }
+}
+
+/// A CRL as the store keeps it: base64 DER, with its nextUpdate.
+impl Stored for Held {
+    fn body(&self) -> String {
+        STANDARD.encode(&self.der)
     }
 
-    fn remembered(&self, key: Key, now: i64) -> Option<Arc<[u8]>> {
-        let memory = self.memory.read().unwrap_or_else(PoisonError::into_inner);
-        memory.get(&key).filter(|h| self.fresh(h, now)).map(|h| Arc::clone(&h.der))
-    }
-
-    fn remember(&self, key: Key, held: Held) -> Arc<[u8]> {
-        let der = Arc::clone(&held.der);
-        self.memory.write().unwrap_or_else(PoisonError::into_inner).insert(key, held);
-        der
+    fn next_update(&self) -> Option<i64> {
+        Some(self.next_update)
     }
 }
 

@@ -16,17 +16,18 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use verifier::tdx::{CollateralNeed, TdxCollateral, TdxCollateralParts, TdxTrustAnchors};
 
+use super::cache::{Cache, Stored};
 use super::http::{CollateralFetcher, FetchError, Fetched, Upstream};
 use super::{der_from_any, on_fetch_error, on_hit, unavailable, CollateralConfig, Kind, Source};
 use crate::error::ApiError;
-use crate::store::collateral::{CachedCollateral, CollateralStore};
+use crate::store::collateral::CollateralStore;
 
 /// How many (FMSPC, CA) collaterals the memory cache keeps before it is cleared.
 const MEMORY_LIMIT: usize = 256;
@@ -56,9 +57,7 @@ pub struct TdxSource {
     root_ca_crl_url: String,
     upstream: Option<Upstream>,
     production_root: [u8; 32],
-    memory: RwLock<HashMap<String, Entry>>,
-    store: Arc<dyn CollateralStore>,
-    fetching: tokio::sync::Mutex<()>,
+    cache: Cache<Entry>,
 }
 
 impl TdxSource {
@@ -79,9 +78,7 @@ impl TdxSource {
             root_ca_crl_url: config.root_ca_crl_url(),
             upstream: fetcher.map(|f| Upstream::new(config, f)),
             production_root: *TdxTrustAnchors::production().root_sha256(),
-            memory: RwLock::new(HashMap::new()),
-            store,
-            fetching: tokio::sync::Mutex::new(()),
+            cache: Cache::new(Kind::Tdx, MEMORY_LIMIT, store),
         })
     }
 
@@ -109,34 +106,21 @@ impl TdxSource {
             tracing::warn!(fmspc = %hex::encode(need.fmspc), "offline TDX collateral is past nextUpdate; fetching");
         }
         let key = format!("{}/{}", hex::encode(need.fmspc), need.ca.as_str());
-        if let Some(e) = self.cached(&key).filter(fresh) {
-            on_hit(Kind::Tdx, Source::Memory);
-            return Ok(Some(e.collateral));
-        }
-        let _one = self.fetching.lock().await;
-        if let Some(e) = self.cached(&key).filter(fresh) {
-            on_hit(Kind::Tdx, Source::Memory);
-            return Ok(Some(e.collateral));
-        }
-        match self.store.get_collateral(Kind::Tdx.as_str(), &key).await {
-            Ok(Some(item)) => match decode_entry(item.body.as_bytes()) {
-                Ok(e) if fresh(&e) => {
-                    on_hit(Kind::Tdx, Source::Store);
-                    return Ok(Some(self.remember(key, e)));
-                }
-                Ok(_) => tracing::info!(key, "stored TDX collateral is past nextUpdate; fetching"),
-                Err(e) => tracing::warn!(key, error = %e, "stored TDX collateral does not decode"),
-            },
-            Ok(None) => {}
-            Err(e) => tracing::warn!(error = %e, "collateral store read failed; fetching"),
-        }
+        let from_store = |body: &str| decode_entry(body.as_bytes()).map_err(|e| e.to_string());
+        let entry =
+            self.cache.get(key, fresh, from_store, || self.fetch_current(&need, now)).await?;
+        Ok(Some(entry.collateral))
+    }
+
+    /// Collateral for `need` from Intel PCS that is current at `now`.
+    async fn fetch_current(&self, need: &CollateralNeed, now: i64) -> Result<Entry, ApiError> {
         let Some(upstream) = &self.upstream else {
             return Err(unavailable(format!(
                 "no current TDX collateral for FMSPC {} offline, and fetching is disabled",
                 hex::encode(need.fmspc)
             )));
         };
-        let collateral = self.fetch(upstream, &need).await.map_err(|e| {
+        let collateral = self.fetch(upstream, need).await.map_err(|e| {
             on_fetch_error(Kind::Tdx, &e);
             unavailable(format!("TDX collateral from Intel PCS: {e}"))
         })?;
@@ -146,17 +130,7 @@ impl TdxSource {
         if next_update <= now {
             return Err(unavailable("fetched TDX collateral is already past its nextUpdate"));
         }
-        let item = CachedCollateral {
-            kind: Kind::Tdx.as_str().to_owned(),
-            key: key.clone(),
-            body: String::from_utf8_lossy(&collateral.to_json()).into_owned(),
-            fetched_at: time::OffsetDateTime::now_utc().unix_timestamp(),
-            next_update: Some(next_update),
-        };
-        if let Err(e) = self.store.put_collateral(&item).await {
-            tracing::warn!(error = %e, "collateral store write failed; TDX collateral kept in memory only");
-        }
-        Ok(Some(self.remember(key, Entry { collateral: Arc::new(collateral), next_update })))
+        Ok(Entry { collateral: Arc::new(collateral), next_update })
     }
 
     async fn fetch(
@@ -203,19 +177,16 @@ impl TdxSource {
             qe_identity_signature,
         }))
     }
+}
 
-    fn cached(&self, key: &str) -> Option<Entry> {
-        self.memory.read().unwrap_or_else(PoisonError::into_inner).get(key).cloned()
+/// TDX collateral as the store keeps it: its JSON, with its earliest nextUpdate.
+impl Stored for Entry {
+    fn body(&self) -> String {
+        String::from_utf8_lossy(&self.collateral.to_json()).into_owned()
     }
 
-    fn remember(&self, key: String, e: Entry) -> Arc<TdxCollateral> {
-        let out = Arc::clone(&e.collateral);
-        let mut m = self.memory.write().unwrap_or_else(PoisonError::into_inner);
-        if m.len() >= MEMORY_LIMIT {
-            m.clear();
-        }
-        m.insert(key, e);
-        out
+    fn next_update(&self) -> Option<i64> {
+        Some(self.next_update)
     }
 }
 

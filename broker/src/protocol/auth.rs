@@ -48,23 +48,9 @@ pub async fn auth(
     record_decision(
         &broker.audit,
         &DecisionRecord {
-            action: Action::Auth,
-            allowed,
-            request_id: None,
-            client: None,
             tee: Some(&req.tee),
-            simulated: None,
-            vm: None,
             session: session.as_deref(),
-            token_jti: None,
-            evidence_sha256: None,
-            resource: None,
-            resource_version: None,
-            policy_version: None,
-            policy_digest: None,
-            bundles: Vec::new(),
-            outcome,
-            detail: &detail,
+            ..DecisionRecord::new(Action::Auth, allowed, outcome, &detail)
         },
     )
     .await?;

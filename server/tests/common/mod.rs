@@ -13,7 +13,7 @@
 )]
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use keylatch_agent::evidence::sim::SimSource;
@@ -238,5 +238,22 @@ impl Raw {
     pub fn resource(&self, path: &str, cookie: bool, bearer: Option<&str>) -> Reply {
         let cookie = cookie.then_some(self.cookie.as_str());
         self.http.get("resource", &format!("/kbs/v0/resource/{path}"), cookie, bearer, T).unwrap()
+    }
+}
+
+/// What this test process logged through [`LogWriter`] (and, in the CLI tests, every output of
+/// the `keylatch` runs).
+pub static LOGS: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+/// A log writer (for `tracing_subscriber`'s `with_writer`) that appends to [`LOGS`].
+pub struct LogWriter;
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        LOGS.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
