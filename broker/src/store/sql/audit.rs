@@ -59,6 +59,49 @@ fn entry_from_row(row: &DbRow) -> Result<StoredEntry, StoreError> {
 /// PostgreSQL's 65,535 bound values per statement, and above any batch the writer makes.
 const ROWS_PER_INSERT: usize = 1024;
 
+/// Writes a batch's entries and closed tree nodes: one multi-row INSERT per table, not one
+/// statement per row (each statement is a round trip to the connection's worker thread).
+async fn insert_prepared(
+    tx: &mut sqlx::Transaction<'_, Db>,
+    prepared: &keylatch_audit::PreparedAppend,
+    entries: &[AuditEntry],
+) -> Result<(), StoreError> {
+    let mut rows = Vec::with_capacity(entries.len());
+    for (new, entry) in prepared.entries.iter().zip(entries) {
+        let canonical = std::str::from_utf8(&new.canonical)
+            .map_err(|e| StoreError::Corrupt(format!("canonical entry: {e}")))?;
+        rows.push((version_i64(new.index)?, canonical, new.leaf.to_hex(), entry));
+    }
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        let mut insert = sqlx::QueryBuilder::<Db>::new(
+            "INSERT INTO audit_entries (idx, canonical, leaf, time_s, kind, resource, vm_id) ",
+        );
+        insert.push_values(chunk, |mut row, (idx, canonical, leaf, entry)| {
+            row.push_bind(*idx)
+                .push_bind(*canonical)
+                .push_bind(leaf.as_str())
+                .push_bind(entry.time.unix_timestamp())
+                .push_bind(kind_name(entry))
+                .push_bind(entry.resource.as_ref().map(|r| r.path.clone()))
+                .push_bind(vm_id(entry));
+        });
+        insert.build().execute(&mut **tx).await.map_err(unavailable)?;
+    }
+    let mut nodes = Vec::with_capacity(prepared.nodes.len());
+    for node in &prepared.nodes {
+        nodes.push((i64::from(node.level), version_i64(node.index)?, node.hash.to_hex()));
+    }
+    for chunk in nodes.chunks(ROWS_PER_INSERT) {
+        let mut insert =
+            sqlx::QueryBuilder::<Db>::new("INSERT INTO audit_nodes (level, idx, hash) ");
+        insert.push_values(chunk, |mut row, (level, idx, hash)| {
+            row.push_bind(*level).push_bind(*idx).push_bind(hash.as_str());
+        });
+        insert.build().execute(&mut **tx).await.map_err(unavailable)?;
+    }
+    Ok(())
+}
+
 const LAST_CHECKPOINT: &str =
     "SELECT size, signed_at, note, frontier FROM audit_checkpoints ORDER BY size DESC LIMIT 1";
 
@@ -98,41 +141,7 @@ impl AuditStore for This {
                 .map(checkpoint_from_row)
                 .transpose()?;
             let plan = sealer.plan(&frontier, last.as_ref(), entries, now)?;
-            // One multi-row INSERT per table, not one statement per row: each statement is a
-            // round trip to the connection's worker thread.
-            let mut rows = Vec::with_capacity(entries.len());
-            for (prepared, entry) in plan.prepared.entries.iter().zip(entries) {
-                let canonical = std::str::from_utf8(&prepared.canonical)
-                    .map_err(|e| StoreError::Corrupt(format!("canonical entry: {e}")))?;
-                rows.push((version_i64(prepared.index)?, canonical, prepared.leaf.to_hex(), entry));
-            }
-            for chunk in rows.chunks(ROWS_PER_INSERT) {
-                let mut insert = sqlx::QueryBuilder::<Db>::new(
-                    "INSERT INTO audit_entries (idx, canonical, leaf, time_s, kind, resource, vm_id) ",
-                );
-                insert.push_values(chunk, |mut row, (idx, canonical, leaf, entry)| {
-                    row.push_bind(*idx)
-                        .push_bind(*canonical)
-                        .push_bind(leaf.as_str())
-                        .push_bind(entry.time.unix_timestamp())
-                        .push_bind(kind_name(entry))
-                        .push_bind(entry.resource.as_ref().map(|r| r.path.clone()))
-                        .push_bind(vm_id(entry));
-                });
-                insert.build().execute(&mut *tx).await.map_err(unavailable)?;
-            }
-            let mut nodes = Vec::with_capacity(plan.prepared.nodes.len());
-            for node in &plan.prepared.nodes {
-                nodes.push((i64::from(node.level), version_i64(node.index)?, node.hash.to_hex()));
-            }
-            for chunk in nodes.chunks(ROWS_PER_INSERT) {
-                let mut insert =
-                    sqlx::QueryBuilder::<Db>::new("INSERT INTO audit_nodes (level, idx, hash) ");
-                insert.push_values(chunk, |mut row, (level, idx, hash)| {
-                    row.push_bind(*level).push_bind(*idx).push_bind(hash.as_str());
-                });
-                insert.build().execute(&mut *tx).await.map_err(unavailable)?;
-            }
+            insert_prepared(&mut tx, &plan.prepared, entries).await?;
             let new_size = plan.prepared.frontier.size();
             sqlx::query("UPDATE audit_state SET size = $1, frontier = $2 WHERE id = 1")
                 .bind(version_i64(new_size)?)
