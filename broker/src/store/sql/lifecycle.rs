@@ -38,8 +38,6 @@ impl This {
         update: LifecycleUpdate,
     ) -> Result<bool, StoreError> {
         let _turn = self.writes.enter().await;
-        let sealed =
-            serde_json::to_string(&r.sealed).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
         let meta = sqlx::query(
             "INSERT INTO resource_lifecycle \
@@ -58,18 +56,7 @@ impl This {
         if meta.rows_affected() != 1 {
             return Ok(false);
         }
-        sqlx::query(
-            "INSERT INTO resources (path, version, sealed, enabled, created) \
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(&r.path)
-        .bind(version_i64(r.version)?)
-        .bind(sealed)
-        .bind(r.enabled)
-        .bind(r.created)
-        .execute(&mut *tx)
-        .await
-        .map_err(unavailable)?;
+        super::insert_resource(&mut *tx, r).await?;
         tx.commit().await.map_err(unavailable)?;
         Ok(true)
     }

@@ -102,6 +102,28 @@ pub(super) fn resource_from_row(row: &DbRow) -> Result<StoredResource, StoreErro
     })
 }
 
+/// Inserts one resource version (through the pool or inside the caller's transaction).
+async fn insert_resource<'e>(
+    executor: impl sqlx::Executor<'e, Database = Db>,
+    r: &StoredResource,
+) -> Result<(), StoreError> {
+    let sealed =
+        serde_json::to_string(&r.sealed).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    sqlx::query(
+        "INSERT INTO resources (path, version, sealed, enabled, created) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&r.path)
+    .bind(version_i64(r.version)?)
+    .bind(sealed)
+    .bind(r.enabled)
+    .bind(r.created)
+    .execute(executor)
+    .await
+    .map_err(unavailable)?;
+    Ok(())
+}
+
 /// A policy row whose columns are named `<prefix>path`, `<prefix>version`, ...
 fn policy_from_row(row: &DbRow, prefix: &str) -> Result<StoredPolicy, StoreError> {
     let column = |name: &str| format!("{prefix}{name}");
@@ -240,20 +262,7 @@ impl Store for This {
     fn put_resource<'a>(&'a self, r: &'a StoredResource) -> StoreFuture<'a, ()> {
         Box::pin(async move {
             let _turn = self.writes.enter().await;
-            let sealed =
-                serde_json::to_string(&r.sealed).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            sqlx::query(
-                "INSERT INTO resources (path, version, sealed, enabled, created) \
-                 VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(&r.path)
-            .bind(version_i64(r.version)?)
-            .bind(sealed)
-            .bind(r.enabled)
-            .bind(r.created)
-            .execute(&self.pool)
-            .await
-            .map_err(unavailable)?;
+            insert_resource(&self.pool, r).await?;
             Ok(())
         })
     }
