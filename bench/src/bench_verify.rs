@@ -173,7 +173,7 @@ impl RawTdxSignatures {
         let q = parse_quote(quote)?;
         let mut attestation_key = [4u8; 65];
         attestation_key.get_mut(1..).context("sec1")?.copy_from_slice(&q.attestation_key);
-        let pck_der = pem_certificates("PCK chain", &q.pck_chain_pem)?
+        let pck_der = pem_certificates("PCK chain", &q.qe.pck_chain_pem)?
             .into_iter()
             .next()
             .context("empty PCK chain")?;
@@ -185,8 +185,8 @@ impl RawTdxSignatures {
             quote_signature: q.signature.to_vec(),
             signed_len: q.signed_len,
             pck_key,
-            qe_report: q.qe_report_raw.to_vec(),
-            qe_report_signature: q.qe_report_signature.to_vec(),
+            qe_report: q.qe.qe_report_raw.to_vec(),
+            qe_report_signature: q.qe.qe_report_signature.to_vec(),
         })
     }
 
