@@ -9,6 +9,8 @@
 
 use std::path::PathBuf;
 
+use proptest::prelude::*;
+
 use verifier::claims::TcbStatus;
 use verifier::sgx::{parse_sgx_quote, SgxVerifier};
 use verifier::tdx::{TdxCollateral, TdxTrustAnchors, TdxVerifier};
@@ -150,4 +152,25 @@ fn sgx_tcb_every_truncated_prefix_of_the_real_quote_fails_to_parse() {
     assert_eq!(parse_sgx_quote(&q).unwrap().qe, parsed.qe);
     let e = production().verify(&q, &c.collateral, None, c.at).unwrap_err();
     assert_eq!(e.to_string(), "signature: quote signature does not verify");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(500))]
+
+    /// Parsing never panics on the real quote with bytes changed and its tail cut (the sample
+    /// being absent, on arbitrary bytes with an SGX v3 header).
+    #[test]
+    fn sgx_tcb_quote_parser_never_panics_on_mutated_quotes(
+        edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8),
+        cut in any::<usize>(),
+        noise in proptest::collection::vec(any::<u8>(), 0..5000),
+    ) {
+        let mut q = case().map_or_else(|| [&[3, 0, 2, 0][..], &noise].concat(), |c| c.quote);
+        for (i, b) in edits {
+            let n = q.len();
+            q[i % n] = b;
+        }
+        q.truncate(q.len() - cut % q.len().min(128));
+        let _ = parse_sgx_quote(&q);
+    }
 }

@@ -524,6 +524,41 @@ mod tests {
     use super::*;
     use TcbStatus::*;
 
+    /// A one-level TCB info with `id`, and with a TDX module and TDX components or not.
+    fn info_json(id: &str, tdx_module: bool, tdx_components: bool) -> String {
+        let comps = format!("[{}]", vec![r#"{"svn":1}"#; 16].join(","));
+        let module = r#","tdxModule":{"mrsigner":"00","attributes":"0000000000000000","attributesMask":"FFFFFFFFFFFFFFFF"}"#;
+        format!(
+            r#"{{"id":"{id}","version":3,"issueDate":"2025-01-01T00:00:00Z","nextUpdate":"2025-02-01T00:00:00Z","fmspc":"00A067110000","pceId":"0000","tcbEvaluationDataNumber":17{module},"tcbLevels":[{{"tcb":{{"sgxtcbcomponents":{comps},"pcesvn":13{tdx}}},"tcbDate":"2024-03-13T00:00:00Z","tcbStatus":"UpToDate"}}]}}"#,
+            module = if tdx_module { module } else { "" },
+            tdx = if tdx_components {
+                format!(r#","tdxtcbcomponents":{comps}"#)
+            } else {
+                String::new()
+            },
+        )
+    }
+
+    #[test]
+    fn sgx_tcb_info_must_carry_no_tdx_parts_and_tdx_tcb_info_all_of_them() {
+        let sgx = TcbInfo::from_json(&info_json("SGX", false, false)).unwrap();
+        assert_eq!(sgx.tee, IntelTee::Sgx);
+        assert!(sgx.tdx_module.is_none() && sgx.levels[0].tdx.is_none());
+        let err =
+            |id, module, comps| TcbInfo::from_json(&info_json(id, module, comps)).unwrap_err();
+        assert_eq!(
+            err("SGX", true, false).to_string(),
+            "invalid TCB info tdxModule: not allowed in an SGX TCB info"
+        );
+        assert_eq!(
+            err("SGX", false, true).to_string(),
+            "invalid TCB level tdxtcbcomponents: not allowed in an SGX TCB info"
+        );
+        assert_eq!(err("TDX", false, true).to_string(), "missing TCB info tdxModule");
+        assert_eq!(err("TDX", true, false).to_string(), "missing TCB level tdxtcbcomponents");
+        assert_eq!(err("QE", false, false).to_string(), "invalid TCB info id: expected TDX or SGX");
+    }
+
     #[test]
     fn module_out_of_date_converges_platform_up_to_date_to_out_of_date() {
         assert_eq!(converge(UpToDate, OutOfDate), OutOfDate);
