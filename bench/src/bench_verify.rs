@@ -197,7 +197,7 @@ struct RawTdxSignatures {
 
 impl RawTdxSignatures {
     fn from_quote(quote: &[u8]) -> anyhow::Result<Self> {
-        let q = parse_quote(quote)?;
+        let q = parse_quote(quote)?.signing;
         let mut attestation_key = [4u8; 65];
         attestation_key.get_mut(1..).context("sec1")?.copy_from_slice(&q.attestation_key);
         let pck_der = pem_certificates("PCK chain", &q.qe.pck_chain_pem)?

@@ -149,7 +149,7 @@ fn sgx_tcb_every_truncated_prefix_of_the_real_quote_fails_to_parse() {
     // into an accepted quote.
     let mut q = c.quote.clone();
     q[48 + 64] ^= 1;
-    assert_eq!(parse_sgx_quote(&q).unwrap().qe, parsed.qe);
+    assert_eq!(parse_sgx_quote(&q).unwrap().signing, parsed.signing);
     let e = production().verify(&q, &c.collateral, None, c.at).unwrap_err();
     assert_eq!(e.to_string(), "signature: quote signature does not verify");
 }

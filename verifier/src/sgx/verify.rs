@@ -6,7 +6,7 @@ use sha2::{Digest, Sha256};
 use super::quote::{parse_sgx_quote, SgxQuote};
 use crate::claims::{SgxClaims, SgxReportClaims, SgxTee};
 use crate::error::{AtStep, Step, VerifyError};
-use crate::tdx::dcap::{check_report_data, DcapCore, SignedQuote};
+use crate::tdx::dcap::{check_report_data, DcapCore};
 use crate::tdx::tcb::{self, IntelTee, TcbVerdict};
 use crate::tdx::{SgxExtensions, TdxCollateral, TdxTrustAnchors};
 use crate::{HexBytes, Now};
@@ -48,16 +48,13 @@ impl SgxVerifier {
         now: Now,
     ) -> Result<SgxClaims, VerifyError> {
         let parsed = parse_sgx_quote(quote)?;
-        let signed = SignedQuote {
-            tee: IntelTee::Sgx,
-            bytes: quote,
-            signed_len: parsed.signed_len,
-            signature: &parsed.signature,
-            attestation_key: &parsed.attestation_key,
-            qe_vendor_id: &parsed.qe_vendor_id,
-            qe: &parsed.qe,
-        };
-        let e = self.core.endorse(&signed, collateral, now.unix_timestamp())?;
+        let e = self.core.endorse(
+            IntelTee::Sgx,
+            quote,
+            &parsed.signing,
+            collateral,
+            now.unix_timestamp(),
+        )?;
         let verdict =
             tcb::evaluate_sgx(&e.collateral.tcb_info, &e.pck.ext, &e.qe_level).at(Step::Tcb)?;
         check_report_data(&parsed.report.report_data, expected_report_data)?;

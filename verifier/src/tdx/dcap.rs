@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use super::anchors::TdxTrustAnchors;
 use super::collateral::{verify_collateral, verify_raw_p256, TdxCollateral, VerifiedCollateral};
 use super::pck::{verify_pck_chain, VerifiedPck};
-use super::quote::{QeCertification, SgxReportBody};
+use super::quote::{QuoteSignature, SgxReportBody};
 use super::tcb::{IntelTee, QeLevel};
 use crate::error::{AtStep, Reason, Step, VerifyError};
 use crate::x509::PublicKey;
@@ -37,20 +37,6 @@ const CHAIN_CACHE: usize = 4096;
 
 /// (collateral digest, SHA-256 of the PEM PCK chain).
 type ChainKey = ([u8; 32], [u8; 32]);
-
-/// The parts of a parsed quote the shared steps read.
-pub(crate) struct SignedQuote<'a> {
-    /// Which TEE the quote is from: its collateral must be for the same.
-    pub(crate) tee: IntelTee,
-    /// The quote as given.
-    pub(crate) bytes: &'a [u8],
-    /// Length of the prefix the attestation key signed.
-    pub(crate) signed_len: usize,
-    pub(crate) signature: &'a [u8; 64],
-    pub(crate) attestation_key: &'a [u8; 64],
-    pub(crate) qe_vendor_id: &'a [u8; 16],
-    pub(crate) qe: &'a QeCertification,
-}
 
 /// What the shared steps established: the verified collateral, the PCK chain and the QE's TCB
 /// level, for the TEE's own TCB rules.
@@ -89,21 +75,26 @@ impl DcapCore {
     /// - QE report binds the attestation key ([`Step::QeIdentity`]);
     /// - QE report against the QE identity ([`Step::QeIdentity`]);
     /// - quote signature by the attestation key ([`Step::Signature`]).
+    ///
+    /// `tee` is the quote's TEE (its collateral must be for the same), `quote` the quote as
+    /// given and `q` its parsed signature.
     pub(crate) fn endorse(
         &self,
-        q: &SignedQuote<'_>,
+        tee: IntelTee,
+        quote: &[u8],
+        q: &QuoteSignature,
         collateral: &TdxCollateral,
         now: i64,
     ) -> Result<Endorsed, VerifyError> {
         let col = self.verified_collateral(collateral, now)?;
-        col.require(q.tee)?;
+        col.require(tee)?;
         let pck = self.verified_chain(&q.qe.pck_chain_pem, collateral.digest(), &col, now)?;
         verify_raw_p256(&pck.key, "QE report", &q.qe.qe_report_raw, &q.qe.qe_report_signature)
             .at(Step::Signature)?;
         check_qe_binding(q)?;
         let qe_level =
-            qe_identity(&q.qe.qe_report, q.qe_vendor_id, &col).at(Step::QeIdentity)?.clone();
-        verify_quote_signature(q)?;
+            qe_identity(&q.qe.qe_report, &q.qe_vendor_id, &col).at(Step::QeIdentity)?.clone();
+        verify_quote_signature(quote, q)?;
         Ok(Endorsed { collateral: col, pck, qe_level })
     }
 
@@ -187,7 +178,7 @@ fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 }
 
 /// QE `REPORT_DATA` = SHA-256(attestation key || QE auth data) || 32 zero bytes.
-fn check_qe_binding(q: &SignedQuote<'_>) -> Result<(), VerifyError> {
+fn check_qe_binding(q: &QuoteSignature) -> Result<(), VerifyError> {
     let mut h = Sha256::new();
     h.update(q.attestation_key);
     h.update(&q.qe.qe_auth_data);
@@ -252,14 +243,14 @@ fn qe_identity<'c>(
 
 /// The attestation key signed the header and body exactly as they appear in the quote (for v5
 /// including the body type and size fields).
-fn verify_quote_signature(q: &SignedQuote<'_>) -> Result<(), VerifyError> {
+fn verify_quote_signature(quote: &[u8], q: &QuoteSignature) -> Result<(), VerifyError> {
     let bad = || VerifyError::new(Step::Signature, Reason::BadSignature { what: "quote" });
     let mut sec1 = [0u8; 65];
     sec1[0] = 0x04;
-    sec1[1..].copy_from_slice(q.attestation_key);
+    sec1[1..].copy_from_slice(&q.attestation_key);
     let key = PublicKey::p256_from_sec1("attestation key", &sec1).at(Step::Signature)?;
-    let signed = q.bytes.get(..q.signed_len).ok_or_else(bad)?;
-    verify_raw_p256(&key, "quote", signed, q.signature).at(Step::Signature)
+    let signed = quote.get(..q.signed_len).ok_or_else(bad)?;
+    verify_raw_p256(&key, "quote", signed, &q.signature).at(Step::Signature)
 }
 
 /// `REPORT_DATA` is what the caller expects (nonce and key binding).

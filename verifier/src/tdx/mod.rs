@@ -50,7 +50,7 @@ pub use coco::{tdx_from_coco_evidence, CocoTdxEvidence};
 pub use collateral::TdxCollateral;
 pub use pck::SgxExtensions;
 pub use pcs::{CollateralNeed, PckCa, TdxCollateralParts};
-pub use quote::{parse_quote, QeCertification, Quote, SgxReportBody, TdReport};
+pub use quote::{parse_quote, QeCertification, Quote, QuoteSignature, SgxReportBody, TdReport};
 pub use verify::TdxVerifier;
 
 /// OID of the Intel SGX extension in PCK certificates (1.2.840.113741.1.13.1).

@@ -32,7 +32,7 @@ pub(crate) const CERT_DATA_PCK_CHAIN: u16 = 0x0005;
 pub(crate) const CERT_DATA_QE_REPORT: u16 = 0x0006;
 
 /// A parsed TDX quote. Every byte of the signed region and of the signature data is accounted
-/// for; `signed_len` is the length of the prefix the attestation key signed.
+/// for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Quote {
     /// Quote version: 4 or 5.
@@ -40,11 +40,20 @@ pub struct Quote {
     /// The 48-byte header as it appears (version, key type, TEE type, reserved, QE vendor ID,
     /// user data).
     pub header: [u8; HEADER_LEN],
-    /// QE vendor ID (header bytes 12..28).
-    pub qe_vendor_id: [u8; 16],
     /// The TD report.
     pub report: TdReport,
-    /// Length of the signed prefix: header, (v5) body type and size, and the body.
+    /// What the attestation key signed (header, (v5) body type and size, and the body), its
+    /// signature and what vouches for the key.
+    pub signing: QuoteSignature,
+}
+
+/// How a DCAP quote (any version) proves itself: the attestation key's signature over the
+/// quote's prefix, and the QE certification data vouching for that key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuoteSignature {
+    /// QE vendor ID (header bytes 12..28).
+    pub qe_vendor_id: [u8; 16],
+    /// Length of the signed prefix.
     pub signed_len: usize,
     /// ECDSA P-256 signature over the signed prefix, r||s big-endian.
     pub signature: [u8; 64],
@@ -141,11 +150,27 @@ pub(crate) fn parse_header(header: &[u8; HEADER_LEN]) -> Result<Header, Reason> 
     Ok(Header { version, tee_type, qe_vendor_id })
 }
 
-/// Reads the signature data length and returns a reader over exactly the signature data. After
-/// it only zero bytes may follow (see the [module documentation](super)).
-pub(crate) fn signature_data<'a>(r: &mut Reader<'a>) -> Result<Reader<'a>, Reason> {
+/// Where the QE report certification data sits in the signature data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum QeCertificationAt {
+    /// Quote versions 4 and 5: inside certification data type 6 (u16 type, u32 size).
+    CertificationData,
+    /// Quote version 3: directly after the attestation key.
+    Direct,
+}
+
+/// Reads the signature data that follows the signed prefix (everything `r` has read so far):
+/// its length (u32), then exactly that many bytes of signature, attestation key and QE
+/// certification data. After it only zero bytes may follow (see the [module
+/// documentation](super)).
+pub(crate) fn parse_signature(
+    r: &mut Reader<'_>,
+    qe_vendor_id: [u8; 16],
+    at: QeCertificationAt,
+) -> Result<QuoteSignature, Reason> {
+    let signed_len = r.offset();
     let sig_len = r.u32_le()? as usize;
-    let s = r.sub("quote signature data", sig_len)?;
+    let mut s = r.sub("quote signature data", sig_len)?;
     let rest = r.rest();
     if let Some(pos) = rest.iter().position(|b| *b != 0) {
         return Err(Reason::TrailingData {
@@ -153,11 +178,28 @@ pub(crate) fn signature_data<'a>(r: &mut Reader<'a>) -> Result<Reader<'a>, Reaso
             extra: rest.len() - pos,
         });
     }
-    Ok(s)
+    let signature = s.take_array()?;
+    let attestation_key = s.take_array()?;
+    let qe = match at {
+        QeCertificationAt::Direct => parse_qe_certification(&mut s)?,
+        QeCertificationAt::CertificationData => {
+            let cert_type = s.u16_le()?;
+            if cert_type != CERT_DATA_QE_REPORT {
+                return Err(Reason::InvalidValue {
+                    what: "certification data type",
+                    why: "expected QE report certification data (6)",
+                });
+            }
+            let cert_size = s.u32_le()? as usize;
+            parse_qe_certification(&mut s.sub("QE report certification data", cert_size)?)?
+        }
+    };
+    s.expect_end()?;
+    Ok(QuoteSignature { qe_vendor_id, signed_len, signature, attestation_key, qe })
 }
 
 /// Parses the QE report certification data (see [`QeCertification`]); `c` must hold exactly it.
-pub(crate) fn parse_qe_certification(c: &mut Reader<'_>) -> Result<QeCertification, Reason> {
+fn parse_qe_certification(c: &mut Reader<'_>) -> Result<QeCertification, Reason> {
     let qe_report_raw: [u8; QE_REPORT_LEN] = c.take_array()?;
     let qe_report = parse_report_body("QE report", &qe_report_raw)?;
     let qe_report_signature = c.take_array()?;
@@ -225,23 +267,8 @@ fn parse(bytes: &[u8]) -> Result<Quote, Reason> {
         }
         parse_td_report(&mut r.sub("TD report", len)?, body)?
     };
-    let signed_len = r.offset();
-
-    let mut s = signature_data(&mut r)?;
-    let signature = s.take_array()?;
-    let attestation_key = s.take_array()?;
-    let cert_type = s.u16_le()?;
-    if cert_type != CERT_DATA_QE_REPORT {
-        return Err(Reason::InvalidValue {
-            what: "certification data type",
-            why: "expected QE report certification data (6)",
-        });
-    }
-    let cert_size = s.u32_le()? as usize;
-    let qe = parse_qe_certification(&mut s.sub("QE report certification data", cert_size)?)?;
-    s.expect_end()?;
-
-    Ok(Quote { version, header, qe_vendor_id, report, signed_len, signature, attestation_key, qe })
+    let signing = parse_signature(&mut r, qe_vendor_id, QeCertificationAt::CertificationData)?;
+    Ok(Quote { version, header, report, signing })
 }
 
 /// The chain must be PEM certificate blocks and nothing else but whitespace and a terminating

@@ -5,7 +5,7 @@ use sha2::{Digest, Sha256};
 
 use super::anchors::TdxTrustAnchors;
 use super::collateral::TdxCollateral;
-use super::dcap::{check_report_data, DcapCore, SignedQuote};
+use super::dcap::{check_report_data, DcapCore};
 use super::eventlog;
 use super::pck::VerifiedPck;
 use super::quote::{parse_quote, Quote};
@@ -68,16 +68,13 @@ impl TdxVerifier {
         now: Now,
     ) -> Result<Claims, VerifyError> {
         let parsed = parse_quote(quote)?;
-        let signed = SignedQuote {
-            tee: IntelTee::Tdx,
-            bytes: quote,
-            signed_len: parsed.signed_len,
-            signature: &parsed.signature,
-            attestation_key: &parsed.attestation_key,
-            qe_vendor_id: &parsed.qe_vendor_id,
-            qe: &parsed.qe,
-        };
-        let e = self.core.endorse(&signed, collateral, now.unix_timestamp())?;
+        let e = self.core.endorse(
+            IntelTee::Tdx,
+            quote,
+            &parsed.signing,
+            collateral,
+            now.unix_timestamp(),
+        )?;
         let verdict =
             tcb::evaluate(&e.collateral.tcb_info, &e.pck.ext, &parsed.report, &e.qe_level)
                 .at(Step::Tcb)?;
