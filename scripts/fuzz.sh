@@ -10,7 +10,7 @@ source scripts/lib.sh
 
 seconds="${1:-30}"; shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(snp_report snp_coco_evidence tdx_quote tdx_collateral certificate
+[ ${#targets[@]} -gt 0 ] || targets=(snp_report snp_coco_evidence tdx_quote sgx_quote tdx_collateral certificate
   kbs_request jwe signed_bundle checkpoint audit_export broker_inputs amd_crl tdx_event_log)
 
 command -v cargo-fuzz >/dev/null 2>&1 || { step "installing cargo-fuzz"; cargo install --locked cargo-fuzz; }
@@ -23,6 +23,7 @@ seed() { # seed TARGET: copy matching vector files into the target's corpus
     snp_report) cp "$vectors"/snp/*/report.bin "$dir"/ 2>/dev/null || true ;;
     snp_coco_evidence) cp "$vectors"/coco/*/evidence.json "$dir"/ 2>/dev/null || true ;;
     tdx_quote) for f in "$vectors"/tdx/*/quote.bin; do cp "$f" "$dir/$(basename "$(dirname "$f")").bin"; done ;;
+    sgx_quote) for f in "$vectors"/sgx/*/quote.bin; do [ -f "$f" ] || continue; cp "$f" "$dir/$(basename "$(dirname "$f")").bin"; done ;;
     tdx_collateral) for f in "$vectors"/tdx/*/collateral.json; do cp "$f" "$dir/$(basename "$(dirname "$f")").json"; done ;;
     kbs_request)
       printf '%s' '{"version":"0.4.0","tee":"snp","extra-params":""}' > "$dir/auth.json"

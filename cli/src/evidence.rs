@@ -1,24 +1,43 @@
-//! `keylatch evidence verify`: verifies one SEV-SNP report or TDX quote offline and prints its
-//! claims. Owns turning files and flags into verifier inputs; the verification itself is the
-//! `verifier` crate's.
+//! `keylatch evidence verify`: verifies one SEV-SNP report, TDX quote or SGX quote offline and
+//! prints its claims. Owns turning files and flags into verifier inputs; the verification itself
+//! is the `verifier` crate's.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
+use verifier::claims::SgxClaims;
+use verifier::sgx::SgxVerifier;
 use verifier::snp::{SnpEndorsements, SnpRevocation, SnpTrustAnchors, SnpVerifier};
 use verifier::tdx::{TdxCollateral, TdxTrustAnchors, TdxVerifier};
 use verifier::{Claims, Now, VerifyError};
 
-use super::{load_sim_pki, parse_time, TeeArg};
+use super::{load_sim_pki, parse_time};
+
+/// The TEE whose evidence `keylatch evidence verify` checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum VerifyTee {
+    Snp,
+    Tdx,
+    /// An SGX (version 3) quote: verified offline only; the broker does not serve SGX enclaves.
+    Sgx,
+}
+
+/// What verified evidence says: a confidential VM's [`Claims`], or an SGX enclave's.
+#[derive(Debug, serde::Serialize)]
+#[serde(untagged)]
+pub enum Verified {
+    Vm(Box<Claims>),
+    Sgx(Box<SgxClaims>),
+}
 
 #[derive(Debug, clap::Args)]
 pub struct VerifyArgs {
     /// Which TEE produced the evidence.
     #[arg(long, value_enum)]
-    pub tee: TeeArg,
+    pub tee: VerifyTee,
     /// The evidence: a raw SNP report (1184 bytes) or guest-components SNP evidence JSON; a raw
     /// TDX quote or guest-components TDX evidence JSON (`{"quote": base64, "cc_eventlog":
-    /// base64}`; a `cc_eventlog` is replayed against the quote's RTMRs).
+    /// base64}`; a `cc_eventlog` is replayed against the quote's RTMRs); a raw SGX quote.
     #[arg(long)]
     pub evidence: PathBuf,
     /// SNP: the VCEK or VLEK (DER or PEM). A PEM file may carry more certificates after it
@@ -36,7 +55,8 @@ pub struct VerifyArgs {
     /// step. Without it, revocation is not checked.
     #[arg(long)]
     pub crl: Vec<PathBuf>,
-    /// TDX: the collateral in Intel PCS JSON layout (TCB info, QE identity, CRLs, chains).
+    /// TDX and SGX: the collateral in Intel PCS JSON layout (TCB info, QE identity, CRLs,
+    /// chains; for SGX, TCB info id `SGX` and QE identity id `QE`).
     #[arg(long)]
     pub collateral: Option<PathBuf>,
     /// Verify as of this instant (RFC 3339). Default: now.
@@ -52,65 +72,102 @@ pub struct VerifyArgs {
 
 /// The outcome: claims, or the verifier's step and reason (exit 1). Usage and I/O problems are
 /// `Err` (exit 2).
-pub fn run(args: &VerifyArgs) -> anyhow::Result<Result<Claims, VerifyError>> {
-    let now = args.at.unwrap_or_else(Now::now_utc);
-    let expected = args.report_data.as_deref().map(report_data_from_hex).transpose()?;
-    let evidence = read(&args.evidence)?;
-    let sim = args.sim_pki.as_deref().map(load_sim_pki).transpose()?;
-    match args.tee {
-        TeeArg::Snp => {
-            let anchors = match &sim {
-                Some(pki) => pki.amd.anchors().context("simulation anchors")?,
-                None => SnpTrustAnchors::production().context("AMD roots")?,
-            };
-            let (report, endorsements) = match snp_inputs(&evidence, args) {
-                Ok(inputs) => inputs,
-                Err(Failure::Verify(e)) => return Ok(Err(e)),
-                Err(Failure::Usage(e)) => return Err(e),
-            };
-            let verifier = SnpVerifier::new(anchors);
-            if args.crl.is_empty() {
-                return Ok(verifier.verify(&report, &endorsements, expected.as_ref(), now));
-            }
-            let mut crls = Vec::new();
-            for path in &args.crl {
-                let bytes = read(path)?;
-                let der = keylatch_broker::collateral::der_from_any(&bytes)
-                    .with_context(|| format!("{}: not a DER or PEM CRL", path.display()))?;
-                crls.push(der.into());
-            }
-            let revocation = SnpRevocation::required(crls, 0);
-            Ok(verifier.verify_with_revocation(
-                &report,
-                &endorsements,
-                expected.as_ref(),
-                now,
-                &revocation,
-            ))
-        }
-        TeeArg::Tdx => {
-            let anchors = match &sim {
-                Some(pki) => pki.intel.anchors(),
-                None => TdxTrustAnchors::production(),
-            };
-            let Some(path) = &args.collateral else { bail!("--collateral is required for TDX") };
-            let collateral = match TdxCollateral::from_json(&read(path)?) {
-                Ok(c) => c,
-                Err(e) => return Ok(Err(e)),
-            };
-            let (quote, event_log) = match tdx_evidence(&evidence) {
-                Ok(parts) => parts,
-                Err(e) => return Ok(Err(e)),
-            };
-            Ok(TdxVerifier::new(anchors).verify_with_event_log(
-                &quote,
-                event_log.as_deref(),
-                &collateral,
-                expected.as_ref(),
-                now,
-            ))
-        }
+pub fn run(args: &VerifyArgs) -> anyhow::Result<Result<Verified, VerifyError>> {
+    let common = Common {
+        now: args.at.unwrap_or_else(Now::now_utc),
+        expected: args.report_data.as_deref().map(report_data_from_hex).transpose()?,
+        evidence: read(&args.evidence)?,
+    };
+    let vm = |c: Claims| Verified::Vm(Box::new(c));
+    Ok(match args.tee {
+        VerifyTee::Snp => run_snp(args, &common)?.map(vm),
+        VerifyTee::Tdx => run_tdx(args, &common)?.map(vm),
+        VerifyTee::Sgx => run_sgx(args, &common)?.map(|c| Verified::Sgx(Box::new(c))),
+    })
+}
+
+/// What every TEE's verification reads from the arguments the same way.
+struct Common {
+    now: Now,
+    expected: Option<[u8; 64]>,
+    evidence: Vec<u8>,
+}
+
+fn run_snp(args: &VerifyArgs, c: &Common) -> anyhow::Result<Result<Claims, VerifyError>> {
+    let anchors = match args.sim_pki.as_deref().map(load_sim_pki).transpose()? {
+        Some(pki) => pki.amd.anchors().context("simulation anchors")?,
+        None => SnpTrustAnchors::production().context("AMD roots")?,
+    };
+    let (report, endorsements) = match snp_inputs(&c.evidence, args) {
+        Ok(inputs) => inputs,
+        Err(Failure::Verify(e)) => return Ok(Err(e)),
+        Err(Failure::Usage(e)) => return Err(e),
+    };
+    let verifier = SnpVerifier::new(anchors);
+    if args.crl.is_empty() {
+        return Ok(verifier.verify(&report, &endorsements, c.expected.as_ref(), c.now));
     }
+    let mut crls = Vec::new();
+    for path in &args.crl {
+        let bytes = read(path)?;
+        let der = keylatch_broker::collateral::der_from_any(&bytes)
+            .with_context(|| format!("{}: not a DER or PEM CRL", path.display()))?;
+        crls.push(der.into());
+    }
+    let revocation = SnpRevocation::required(crls, 0);
+    Ok(verifier.verify_with_revocation(
+        &report,
+        &endorsements,
+        c.expected.as_ref(),
+        c.now,
+        &revocation,
+    ))
+}
+
+fn run_tdx(args: &VerifyArgs, c: &Common) -> anyhow::Result<Result<Claims, VerifyError>> {
+    let anchors = intel_anchors(args)?;
+    let collateral = match intel_collateral(args, "TDX")? {
+        Ok(col) => col,
+        Err(e) => return Ok(Err(e)),
+    };
+    let (quote, event_log) = match tdx_evidence(&c.evidence) {
+        Ok(parts) => parts,
+        Err(e) => return Ok(Err(e)),
+    };
+    Ok(TdxVerifier::new(anchors).verify_with_event_log(
+        &quote,
+        event_log.as_deref(),
+        &collateral,
+        c.expected.as_ref(),
+        c.now,
+    ))
+}
+
+/// SGX: a raw quote with its collateral.
+fn run_sgx(args: &VerifyArgs, c: &Common) -> anyhow::Result<Result<SgxClaims, VerifyError>> {
+    let anchors = intel_anchors(args)?;
+    let collateral = match intel_collateral(args, "SGX")? {
+        Ok(col) => col,
+        Err(e) => return Ok(Err(e)),
+    };
+    Ok(SgxVerifier::new(anchors).verify(&c.evidence, &collateral, c.expected.as_ref(), c.now))
+}
+
+/// Intel's production root, or the simulation PKI's with `--sim-pki`.
+fn intel_anchors(args: &VerifyArgs) -> anyhow::Result<TdxTrustAnchors> {
+    Ok(match args.sim_pki.as_deref().map(load_sim_pki).transpose()? {
+        Some(pki) => pki.intel.anchors(),
+        None => TdxTrustAnchors::production(),
+    })
+}
+
+/// The `--collateral` file (required for `tee`), or the verifier's reason it does not parse.
+fn intel_collateral(
+    args: &VerifyArgs,
+    tee: &str,
+) -> anyhow::Result<Result<TdxCollateral, VerifyError>> {
+    let Some(path) = &args.collateral else { bail!("--collateral is required for {tee}") };
+    Ok(TdxCollateral::from_json(&read(path)?))
 }
 
 enum Failure {

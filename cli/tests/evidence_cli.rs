@@ -346,3 +346,40 @@ fn amd_crl_evidence_verify_with_crl_file() {
         "{text}"
     );
 }
+
+/// `--tee sgx` on dcap-qvl's SGX sample (an extra vector; skipped when absent): the status,
+/// advisories, TCB date and evaluation number its expected.json gives, as a user sees them.
+#[test]
+fn sgx_tcb_evidence_verify_prints_the_status_and_advisories_of_the_dcap_qvl_sample() {
+    let Some(dir) = keylatch_test_vectors::dir() else { return };
+    let case = dir.join("sgx/dcap-qvl-sample");
+    if !case.join("expected.json").is_file() {
+        println!("skipped: vector case sgx/dcap-qvl-sample not found under {}", dir.display());
+        return;
+    }
+    let expected = json_file(&case.join("expected.json"));
+    let file = |key: &str| expected[key].as_str().unwrap().to_owned();
+    let at = file("at");
+    let (quote, collateral) = (file("evidence"), file("collateral"));
+    let files = [quote.as_str(), "--collateral", collateral.as_str()];
+    let claims = claims_of(&verify_case(&case, "sgx", &at, files, &[]));
+    assert_eq!(claims["tee"], "sgx");
+    assert_eq!(claims["simulated"], false);
+    for key in ["tcb_status", "advisory_ids", "tcb_date", "tcb_evaluation_data_number"] {
+        assert_eq!(claims["sgx"][key], expected[key], "{key}");
+    }
+    assert_eq!(claims["sgx"]["tcb_status"], "ConfigurationAndSWHardeningNeeded");
+    assert_eq!(
+        claims["sgx"]["advisory_ids"],
+        serde_json::json!(["INTEL-SA-00289", "INTEL-SA-00615"])
+    );
+    assert_eq!(claims["sgx"]["quote_version"], 3);
+
+    // The same quote checked as TDX fails at the parse step, naming the version.
+    let out = verify_case(&case, "tdx", &at, files, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "error: parse: unsupported TDX quote version 3\n"
+    );
+}

@@ -301,6 +301,63 @@ pub struct TdxClaims {
     pub event_log: Option<EventLogClaims>,
 }
 
+/// Claims of a verified SGX quote (version 3). Not a [`Claims`]: keys are released to
+/// confidential VMs (SNP, TDX) only, so no release policy or bundle reads these; they are what
+/// `keylatch evidence verify --tee sgx` prints. Field names follow Intel's `sgx_report_body_t`;
+/// the TCB fields mean what they mean in [`TdxClaims`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SgxClaims {
+    /// Always `sgx`.
+    pub tee: SgxTee,
+    /// True when the quote chains to the simulation PKI (never, today: the simulator mints
+    /// TDX quotes only).
+    pub simulated: bool,
+    /// The enclave's 64-byte REPORT_DATA.
+    pub report_data: HexBytes<64>,
+    /// SHA-256 of the quote bytes exactly as verified.
+    pub evidence_sha256: HexBytes<32>,
+    pub sgx: SgxReportClaims,
+}
+
+/// The `tee` tag of [`SgxClaims`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SgxTee {
+    Sgx,
+}
+
+/// The enclave report and TCB verdict of an SGX quote (`sgx` in [`SgxClaims`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SgxReportClaims {
+    pub quote_version: u16,
+    pub cpu_svn: HexBytes<16>,
+    pub misc_select: u32,
+    pub isv_ext_prod_id: HexBytes<16>,
+    /// The 16-byte ATTRIBUTES (flags, then XFRM).
+    pub attributes: HexBytes<16>,
+    /// ATTRIBUTES.DEBUG (flags bit 1): the enclave's memory is readable by a debugger.
+    pub debug: bool,
+    pub mr_enclave: HexBytes<32>,
+    pub mr_signer: HexBytes<32>,
+    pub config_id: HexBytes<64>,
+    pub isv_prod_id: u16,
+    pub isv_svn: u16,
+    pub config_svn: u16,
+    pub isv_family_id: HexBytes<16>,
+    /// Platform TCB status from the SGX TCB info (combined with the QE's).
+    pub tcb_status: TcbStatus,
+    /// The matched platform level's and the QE level's advisories, merged, sorted, unique.
+    pub advisory_ids: Vec<String>,
+    /// `tcbDate` of the matched platform TCB level.
+    pub tcb_date: String,
+    /// `tcbEvaluationDataNumber` of the TCB info the quote was evaluated against.
+    pub tcb_evaluation_data_number: u32,
+    /// The platform's FMSPC (from the PCK certificate).
+    pub fmspc: HexBytes<6>,
+    /// The PCE SVN from the PCK certificate.
+    pub pce_svn: u16,
+}
+
 /// What a replayed TDX event log says was measured (`tdx.event_log` in the claims). The
 /// digests are bound to the quote by the replay; see `verifier::tdx::eventlog` for which
 /// fields come from event data and when that data is trusted.

@@ -17,6 +17,11 @@ pub fn tdx_quote(data: &[u8]) {
     let _ = crate::tdx::parse_quote(data);
 }
 
+/// SGX quote (v3).
+pub fn sgx_quote(data: &[u8]) {
+    let _ = crate::sgx::parse_sgx_quote(data);
+}
+
 /// TDX event log (CCEL), parsed and replayed against all-zero RTMRs (so the claims code runs
 /// too whenever the replay happens to match).
 pub fn tdx_event_log(data: &[u8]) {

@@ -1,8 +1,9 @@
 //! Keylatch evidence verification. This crate owns the question "is this hardware evidence
 //! genuine, and what does it say?": strict parsers for AMD SEV-SNP attestation reports and Intel
-//! TDX quotes, their certificate chains to pinned hardware roots, TCB evaluation, the normalized
-//! [`Claims`] every later decision reads, and the simulator ([`sim`]) that mints evidence in the
-//! same binary formats under a simulation PKI.
+//! TDX quotes (and SGX quotes, verified offline only: [`sgx`]), their certificate chains to
+//! pinned hardware roots, TCB evaluation, the normalized [`Claims`] every later decision reads,
+//! and the simulator ([`sim`]) that mints evidence in the same binary formats under a simulation
+//! PKI.
 //!
 //! The crate is pure: no I/O, no clock, no network. Time (`now`), endorsements (VCEK/VLEK and
 //! their chains) and collateral (TCB info, QE identity, CRLs) are arguments, so every check is
@@ -16,6 +17,7 @@ pub mod error;
 pub mod fuzzing;
 pub mod hex_bytes;
 pub(crate) mod reader;
+pub mod sgx;
 pub mod sim;
 pub mod snp;
 pub mod tdx;

@@ -78,9 +78,11 @@ fn v4_quote_verifies_up_to_date_with_exact_claims() {
     assert!(!t.td_attributes.pks && !t.td_attributes.kl && !t.td_attributes.perfmon);
     assert_eq!(t.tcb_status, TcbStatus::UpToDate);
     assert!(t.advisory_ids.is_empty());
-    // The matched level and evaluation number of this collateral's TCB info.
-    assert_eq!(t.tcb_date, "2024-03-13T00:00:00Z");
-    assert_eq!(t.tcb_evaluation_data_number, 17);
+    // The matched level and evaluation number, as this collateral's TCB info says them: its
+    // `tcbEvaluationDataNumber`, and the `tcbDate` of its one level with the verdict's status.
+    let (date, number) = collateral_says(&c.collateral_json, "UpToDate");
+    assert_eq!((t.tcb_date.as_str(), t.tcb_evaluation_data_number), (date.as_str(), number));
+    assert_eq!((date.as_str(), number), ("2024-03-13T00:00:00Z", 17));
     assert_eq!(t.event_log, None);
     assert_eq!(c.expected["tcb_status"], "UpToDate");
     assert_eq!(c.expected["advisory_ids"], serde_json::json!([]));
@@ -88,6 +90,19 @@ fn v4_quote_verifies_up_to_date_with_exact_claims() {
     assert_eq!(t.pce_svn, 11);
     assert_eq!(t.mr_signer_seam.to_hex(), "00".repeat(48));
     assert_eq!(t.seam_attributes.to_hex(), "00".repeat(8));
+}
+
+/// From collateral JSON: the `tcbDate` of the single TCB level with `status`, and the TCB info's
+/// `tcbEvaluationDataNumber`.
+fn collateral_says(collateral_json: &[u8], status: &str) -> (String, u32) {
+    let collateral: serde_json::Value = serde_json::from_slice(collateral_json).unwrap();
+    let info: serde_json::Value =
+        serde_json::from_str(collateral["tcb_info"].as_str().unwrap()).unwrap();
+    let levels: Vec<_> =
+        info["tcbLevels"].as_array().unwrap().iter().filter(|l| l["tcbStatus"] == status).collect();
+    assert_eq!(levels.len(), 1, "levels with status {status}");
+    let number = info["tcbEvaluationDataNumber"].as_u64().unwrap();
+    (levels[0]["tcbDate"].as_str().unwrap().to_owned(), u32::try_from(number).unwrap())
 }
 
 #[test]

@@ -29,7 +29,7 @@ use x509_cert::time::{Time, Validity};
 
 use crate::claims::TdxBody;
 use crate::sim::{ecdsa_key_pair, ecdsa_sign};
-use crate::tdx::quote::{encode_qe_report, encode_td_report, QeReport, TdReport};
+use crate::tdx::quote::{encode_report_body, encode_td_report, SgxReportBody, TdReport};
 use crate::tdx::{SgxExtensions, TdxCollateral, TdxTrustAnchors};
 use crate::x509::Certificate;
 use crate::Now;
@@ -407,14 +407,18 @@ impl SimIntelPki {
         bind[..32].copy_from_slice(&digest);
         let mut qe_attributes = [0u8; 16];
         qe_attributes[0] = 0x11;
-        let qe_report = encode_qe_report(&QeReport {
+        let qe_report = encode_report_body(&SgxReportBody {
             cpu_svn: self.platform.cpu_svn,
             misc_select: 0,
+            isv_ext_prod_id: [0; 16],
             attributes: qe_attributes,
             mr_enclave: [0x7e; 32],
             mr_signer: SIM_QE_MRSIGNER,
+            config_id: [0; 64],
             isv_prod_id: 2,
             isv_svn: spec.qe_isv_svn,
+            config_svn: 0,
+            isv_family_id: [0; 16],
             report_data: spec.qe_report_data.unwrap_or(bind),
         });
         let qe_sig = self.pck.sign_raw(&qe_report)?;

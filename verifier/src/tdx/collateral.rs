@@ -1,14 +1,16 @@
 //! TDX collateral: the JSON document the broker stores ([`TdxCollateral`], the layout of
 //! dcap-qvl's `QuoteCollateralV3`), the signed TCB info and QE identity it carries decoded into
 //! typed values, and the collateral step: issuer chains to the pinned root, root and PCK CRLs,
-//! signatures over the exact signed JSON text, and validity at `now`.
+//! signatures over the exact signed JSON text, and validity at `now`. The same layout and step
+//! serve SGX quotes ([`crate::sgx`]): their collateral differs only in the TCB info and QE
+//! identity ids ("SGX", "QE"), which [`VerifiedCollateral::require`] checks per quote.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::anchors::TdxTrustAnchors;
 use super::fields::{hex_array, parse_date, parse_status};
-use super::tcb::{QeLevel, TcbInfo};
+use super::tcb::{IntelTee, QeLevel, TcbInfo};
 use crate::claims::TcbStatus;
 use crate::error::{AtStep, Reason, Step, VerifyError};
 use crate::x509::{self, Certificate, Crl, KeyKind, PublicKey};
@@ -177,9 +179,31 @@ pub(crate) struct VerifiedCollateral {
     pub(crate) not_after: i64,
 }
 
-/// The QE identity (`TD_QE`, version 2), decoded.
+impl VerifiedCollateral {
+    /// The TCB info and the QE identity must both be for `tee` (a TDX quote needs ids "TDX" and
+    /// "TD_QE", an SGX quote "SGX" and "QE"). Checked per quote rather than in the collateral
+    /// step, so one verified collateral is cached whatever quote first used it.
+    pub(crate) fn require(&self, tee: IntelTee) -> Result<(), VerifyError> {
+        let wrong =
+            |what, why| Err(VerifyError::new(Step::Collateral, Reason::InvalidValue { what, why }));
+        let why = match tee {
+            IntelTee::Sgx => "not for SGX quotes",
+            IntelTee::Tdx => "not for TDX quotes",
+        };
+        if self.tcb_info.tee != tee {
+            return wrong("TCB info id", why);
+        }
+        if self.qe_identity.tee != tee {
+            return wrong("QE identity id", why);
+        }
+        Ok(())
+    }
+}
+
+/// The QE identity (`TD_QE` or `QE`, version 2), decoded.
 #[derive(Debug, Clone)]
 pub(crate) struct QeIdentity {
+    pub(crate) tee: IntelTee,
     pub(crate) miscselect: [u8; 4],
     pub(crate) miscselect_mask: [u8; 4],
     pub(crate) attributes: [u8; 16],
@@ -375,9 +399,10 @@ const QE_STATUSES: &[TcbStatus] = &[
 fn parse_qe_identity(text: &str) -> Result<(QeIdentity, i64, i64), Reason> {
     let what = "QE identity";
     let j: QeIdentityJson = serde_json::from_str(text).map_err(|_| Reason::Malformed { what })?;
-    if j.id != "TD_QE" {
-        return Err(Reason::InvalidValue { what: "QE identity id", why: "expected TD_QE" });
-    }
+    let tee = [IntelTee::Tdx, IntelTee::Sgx]
+        .into_iter()
+        .find(|t| t.qe_identity_id() == j.id)
+        .ok_or(Reason::InvalidValue { what: "QE identity id", why: "expected TD_QE or QE" })?;
     if j.version != 2 {
         return Err(Reason::UnsupportedVersion { what, version: j.version });
     }
@@ -394,6 +419,7 @@ fn parse_qe_identity(text: &str) -> Result<(QeIdentity, i64, i64), Reason> {
         .collect::<Result<Vec<_>, Reason>>()?;
     levels.sort_by_key(|l| std::cmp::Reverse(l.isvsvn));
     let identity = QeIdentity {
+        tee,
         miscselect: hex_array("QE identity miscselect", &j.miscselect)?,
         miscselect_mask: hex_array("QE identity miscselectMask", &j.miscselect_mask)?,
         attributes: hex_array("QE identity attributes", &j.attributes)?,

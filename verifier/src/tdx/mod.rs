@@ -1,7 +1,10 @@
 //! Intel TDX quote verification: this module owns the question "is this TDX quote genuine, on
 //! what TCB, and what does the TD report say?". Submodules: [`quote`] (the binary format),
 //! `collateral` (Intel's signed TCB info, QE identity and CRLs), `pck` (the PCK chain and its
-//! SGX extension), `tcb` (TCB level rules), `pcs` (what a quote needs fetched, assembling fetched items), `fields` (decoders of collateral JSON fields), `coco` (guest-components' evidence JSON), [`eventlog`] (the CCEL event log and its replay into the RTMRs) and `verify` (the numbered steps and caches).
+//! SGX extension), `tcb` (TCB level rules), `dcap` (the steps and caches TDX and SGX quotes
+//! share), `pcs` (what a quote needs fetched, assembling fetched items), `fields` (decoders of
+//! collateral JSON fields), `coco` (guest-components' evidence JSON), [`eventlog`] (the CCEL
+//! event log and its replay into the RTMRs) and `verify` (the numbered TDX steps).
 //!
 //! Written here rather than by calling the `dcap-qvl` crate for two reasons: the broker must
 //! verify collateral once and reuse it (dcap-qvl re-verifies every certificate, CRL and
@@ -33,12 +36,13 @@
 mod anchors;
 mod coco;
 mod collateral;
+pub(crate) mod dcap;
 pub mod eventlog;
 mod fields;
 mod pck;
 mod pcs;
 pub mod quote;
-mod tcb;
+pub(crate) mod tcb;
 mod verify;
 
 pub use anchors::TdxTrustAnchors;
@@ -46,7 +50,7 @@ pub use coco::{tdx_from_coco_evidence, tdx_from_coco_value, CocoTdxEvidence};
 pub use collateral::TdxCollateral;
 pub use pck::SgxExtensions;
 pub use pcs::{CollateralNeed, PckCa, TdxCollateralParts};
-pub use quote::{parse_quote, QeReport, Quote, TdReport};
+pub use quote::{parse_quote, QeCertification, Quote, QuoteSignature, SgxReportBody, TdReport};
 pub use verify::TdxVerifier;
 
 /// OID of the Intel SGX extension in PCK certificates (1.2.840.113741.1.13.1).

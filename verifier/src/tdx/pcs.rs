@@ -45,7 +45,7 @@ impl CollateralNeed {
     /// [`Step::Parse`] (the quote) or [`Step::Chain`] (the certificates).
     pub fn for_quote(quote: &[u8]) -> Result<Self, VerifyError> {
         let q = parse_quote(quote)?;
-        need(&q.pck_chain_pem).at(Step::Chain)
+        need(&q.signing.qe.pck_chain_pem).at(Step::Chain)
     }
 }
 

@@ -1,6 +1,11 @@
-//! TCB evaluation for TDX: the signed TCB info (id "TDX", version 3) decoded into typed levels,
-//! and the rules that turn the PCK certificate's SGX TCB, the TD report's `TEE_TCB_SVN` (and
-//! `TEE_TCB_SVN2` of a TDX 1.5 body) and the QE's TCB level into one status with its advisory IDs.
+//! TCB evaluation for Intel DCAP quotes: the signed TCB info (version 3, id "TDX" or "SGX")
+//! decoded into typed levels, and the rules that turn the PCK certificate's SGX TCB, the TD
+//! report's `TEE_TCB_SVN` (and `TEE_TCB_SVN2` of a TDX 1.5 body) and the QE's TCB level into one
+//! status with its advisory IDs.
+//!
+//! SGX quotes ([`evaluate_sgx`], TCB info id "SGX") use the first three rules only: FMSPC and
+//! PCE-ID, the first level whose 16 SGX components and PCESVN the PCK certificate meets (levels
+//! of an SGX TCB info have no TDX components), and the QE level converged into it.
 //!
 //! The rules are Intel QVL's, as documented for TCB info v3:
 //! - FMSPC and PCE-ID of the PCK certificate must equal the TCB info's.
@@ -35,16 +40,43 @@ use super::quote::TdReport;
 use crate::claims::TcbStatus;
 use crate::error::Reason;
 
-/// The TDX TCB info, decoded.
+/// Which Intel TEE a piece of collateral (TCB info, QE identity) is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum IntelTee {
+    Sgx,
+    Tdx,
+}
+
+impl IntelTee {
+    /// The TCB info `id` for this TEE.
+    pub(crate) fn tcb_info_id(self) -> &'static str {
+        match self {
+            Self::Sgx => "SGX",
+            Self::Tdx => "TDX",
+        }
+    }
+
+    /// The QE identity `id` of this TEE's quoting enclave.
+    pub(crate) fn qe_identity_id(self) -> &'static str {
+        match self {
+            Self::Sgx => "QE",
+            Self::Tdx => "TD_QE",
+        }
+    }
+}
+
+/// A TCB info (TDX or SGX), decoded.
 #[derive(Debug, Clone)]
 pub(crate) struct TcbInfo {
+    pub(crate) tee: IntelTee,
     pub(crate) issue_date: i64,
     pub(crate) next_update: i64,
     pub(crate) fmspc: [u8; 6],
     pub(crate) pce_id: [u8; 2],
     /// Intel's TCB evaluation data number: increases with every TCB recovery.
     pub(crate) tcb_evaluation_data_number: u32,
-    pub(crate) tdx_module: ModuleIdentity,
+    /// TDX only (required there, absent for SGX).
+    pub(crate) tdx_module: Option<ModuleIdentity>,
     pub(crate) module_identities: Vec<ModuleIdentity>,
     /// Highest first (see the module docs).
     pub(crate) levels: Vec<PlatformLevel>,
@@ -54,7 +86,8 @@ pub(crate) struct TcbInfo {
 pub(crate) struct PlatformLevel {
     pub(crate) sgx: [u8; 16],
     pub(crate) pce_svn: u16,
-    pub(crate) tdx: [u8; 16],
+    /// TDX TCB info levels only (required there, absent for SGX).
+    pub(crate) tdx: Option<[u8; 16]>,
     pub(crate) status: TcbStatus,
     /// `tcbDate`, RFC 3339 as Intel writes it (validated to parse).
     pub(crate) tcb_date: String,
@@ -120,7 +153,8 @@ struct TcbInfoJson {
     fmspc: String,
     pce_id: String,
     tcb_evaluation_data_number: u32,
-    tdx_module: ModuleJson,
+    #[serde(default)]
+    tdx_module: Option<ModuleJson>,
     #[serde(default)]
     tdx_module_identities: Vec<ModuleJson>,
     tcb_levels: Vec<LevelJson>,
@@ -166,7 +200,8 @@ struct LevelJson {
 struct LevelTcbJson {
     sgxtcbcomponents: Vec<ComponentJson>,
     pcesvn: u16,
-    tdxtcbcomponents: Vec<ComponentJson>,
+    #[serde(default)]
+    tdxtcbcomponents: Option<Vec<ComponentJson>>,
 }
 
 #[derive(Deserialize)]
@@ -208,24 +243,37 @@ fn module_identity(m: ModuleJson) -> Result<ModuleIdentity, Reason> {
 }
 
 impl TcbInfo {
-    /// Decodes the signed TCB info text. Only `id: "TDX"`, `version: 3` is accepted.
+    /// Decodes the signed TCB info text. Only version 3 with `id` "TDX" (which must carry the
+    /// TDX module and TDX components of every level) or "SGX" (which must carry neither) is
+    /// accepted.
     pub(crate) fn from_json(text: &str) -> Result<Self, Reason> {
         let what = "TCB info";
         let j: TcbInfoJson = serde_json::from_str(text).map_err(|_| Reason::Malformed { what })?;
-        if j.id != "TDX" {
-            return Err(Reason::InvalidValue { what: "TCB info id", why: "expected TDX" });
-        }
+        let tee = [IntelTee::Tdx, IntelTee::Sgx]
+            .into_iter()
+            .find(|t| t.tcb_info_id() == j.id)
+            .ok_or(Reason::InvalidValue { what: "TCB info id", why: "expected TDX or SGX" })?;
         if j.version != 3 {
             return Err(Reason::UnsupportedVersion { what, version: j.version });
         }
+        let tdx_only = |present: bool, what| match (tee, present) {
+            (IntelTee::Tdx, true) | (IntelTee::Sgx, false) => Ok(()),
+            (IntelTee::Tdx, false) => Err(Reason::Missing { what }),
+            (IntelTee::Sgx, true) => {
+                Err(Reason::InvalidValue { what, why: "not allowed in an SGX TCB info" })
+            }
+        };
+        tdx_only(j.tdx_module.is_some(), "TCB info tdxModule")?;
         let mut levels = j
             .tcb_levels
             .into_iter()
             .map(|l| {
+                let tdx = l.tcb.tdxtcbcomponents.as_deref();
+                tdx_only(tdx.is_some(), "TCB level tdxtcbcomponents")?;
                 Ok(PlatformLevel {
                     sgx: components("TCB level sgxtcbcomponents", &l.tcb.sgxtcbcomponents)?,
                     pce_svn: l.tcb.pcesvn,
-                    tdx: components("TCB level tdxtcbcomponents", &l.tcb.tdxtcbcomponents)?,
+                    tdx: tdx.map(|c| components("TCB level tdxtcbcomponents", c)).transpose()?,
                     status: parse_status("TCB level", &l.tcb_status, PLATFORM_STATUSES)?,
                     tcb_date: {
                         parse_date("TCB level tcbDate", &l.tcb_date)?;
@@ -237,12 +285,13 @@ impl TcbInfo {
             .collect::<Result<Vec<_>, Reason>>()?;
         levels.sort_by_key(|l| std::cmp::Reverse((l.sgx, l.pce_svn, l.tdx)));
         Ok(Self {
+            tee,
             issue_date: parse_date("TCB info issueDate", &j.issue_date)?,
             next_update: parse_date("TCB info nextUpdate", &j.next_update)?,
             fmspc: hex_array("TCB info fmspc", &j.fmspc)?,
             pce_id: hex_array("TCB info pceId", &j.pce_id)?,
             tcb_evaluation_data_number: j.tcb_evaluation_data_number,
-            tdx_module: module_identity(j.tdx_module)?,
+            tdx_module: j.tdx_module.map(module_identity).transpose()?,
             module_identities: j
                 .tdx_module_identities
                 .into_iter()
@@ -322,6 +371,30 @@ fn add_advisories(into: &mut Vec<String>, from: &[String]) {
     }
 }
 
+/// The verdict of the first (highest) level whose SGX components and PCESVN the PCK
+/// certificate meets and which `also` accepts.
+fn level_verdict(
+    info: &TcbInfo,
+    ext: &SgxExtensions,
+    also: impl Fn(&PlatformLevel) -> bool,
+) -> Result<TcbVerdict, Reason> {
+    let level = info
+        .levels
+        .iter()
+        .find(|l| {
+            ext.tcb_components.iter().zip(&l.sgx).all(|(have, need)| have >= need)
+                && ext.pce_svn >= l.pce_svn
+                && also(l)
+        })
+        .ok_or(Reason::NoMatch { what: "TCB level" })?;
+    Ok(TcbVerdict {
+        status: level.status,
+        advisory_ids: level.advisory_ids.clone(),
+        tcb_date: level.tcb_date.clone(),
+        tcb_evaluation_data_number: info.tcb_evaluation_data_number,
+    })
+}
+
 /// The platform level (converged with the module level) that `tee_tcb_svn` meets.
 fn platform_verdict(
     info: &TcbInfo,
@@ -329,21 +402,11 @@ fn platform_verdict(
     tee_tcb_svn: &[u8; 16],
 ) -> Result<TcbVerdict, Reason> {
     let skip = if tee_tcb_svn[1] > 0 { 2 } else { 0 };
-    let level = info
-        .levels
-        .iter()
-        .find(|l| {
-            ext.tcb_components.iter().zip(&l.sgx).all(|(have, need)| have >= need)
-                && ext.pce_svn >= l.pce_svn
-                && tee_tcb_svn.iter().zip(&l.tdx).skip(skip).all(|(have, need)| have >= need)
+    let mut verdict = level_verdict(info, ext, |l| {
+        l.tdx.is_some_and(|tdx| {
+            tee_tcb_svn.iter().zip(&tdx).skip(skip).all(|(have, need)| have >= need)
         })
-        .ok_or(Reason::NoMatch { what: "TCB level" })?;
-    let mut verdict = TcbVerdict {
-        status: level.status,
-        advisory_ids: level.advisory_ids.clone(),
-        tcb_date: level.tcb_date.clone(),
-        tcb_evaluation_data_number: info.tcb_evaluation_data_number,
-    };
+    })?;
     if let Some(identity) = info.module_identity(tee_tcb_svn[1])? {
         let module = identity
             .levels
@@ -358,7 +421,8 @@ fn platform_verdict(
 
 /// Checks MRSIGNERSEAM and `SEAM_ATTRIBUTES` against the module identity (see the module docs).
 fn check_module_identity(info: &TcbInfo, report: &TdReport) -> Result<(), Reason> {
-    let identity = info.module_identity(report.tee_tcb_svn[1])?.unwrap_or(&info.tdx_module);
+    let base = info.tdx_module.as_ref().ok_or(Reason::Missing { what: "TCB info tdxModule" })?;
+    let identity = info.module_identity(report.tee_tcb_svn[1])?.unwrap_or(base);
     if report.mr_signer_seam != identity.mrsigner {
         return Err(Reason::Mismatch {
             what: "MRSIGNERSEAM",
@@ -383,14 +447,8 @@ fn check_module_identity(info: &TcbInfo, report: &TdReport) -> Result<(), Reason
     Ok(())
 }
 
-/// Step 7 (TCB): the verdict for this platform, TD report and QE level. `Revoked` and no
-/// applicable level are errors.
-pub(crate) fn evaluate(
-    info: &TcbInfo,
-    ext: &SgxExtensions,
-    report: &TdReport,
-    qe: &QeLevel,
-) -> Result<TcbVerdict, Reason> {
+/// FMSPC and PCE-ID of the PCK certificate must be the TCB info's.
+fn check_platform(info: &TcbInfo, ext: &SgxExtensions) -> Result<(), Reason> {
     if ext.fmspc != info.fmspc {
         return Err(Reason::Mismatch {
             what: "FMSPC",
@@ -405,10 +463,50 @@ pub(crate) fn evaluate(
             actual: hex::encode(ext.pce_id),
         });
     }
-    check_module_identity(info, report)?;
-    let mut verdict = platform_verdict(info, ext, &report.tee_tcb_svn)?;
+    Ok(())
+}
+
+/// The TCB step for an SGX quote: the verdict for this platform and QE level. `Revoked` and no
+/// applicable level are errors.
+pub(crate) fn evaluate_sgx(
+    info: &TcbInfo,
+    ext: &SgxExtensions,
+    qe: &QeLevel,
+) -> Result<TcbVerdict, Reason> {
+    check_platform(info, ext)?;
+    let mut verdict = level_verdict(info, ext, |_| true)?;
+    add_qe_level(&mut verdict, qe);
+    finish(verdict)
+}
+
+/// The QE's level converges into the platform's; its advisories join.
+fn add_qe_level(verdict: &mut TcbVerdict, qe: &QeLevel) {
     verdict.status = converge(verdict.status, qe.status);
     add_advisories(&mut verdict.advisory_ids, &qe.advisory_ids);
+}
+
+/// `Revoked` is a failure; advisory IDs are sorted and deduplicated.
+fn finish(mut verdict: TcbVerdict) -> Result<TcbVerdict, Reason> {
+    if verdict.status == TcbStatus::Revoked {
+        return Err(Reason::Revoked { what: "platform TCB" });
+    }
+    verdict.advisory_ids.sort_unstable();
+    verdict.advisory_ids.dedup();
+    Ok(verdict)
+}
+
+/// The TCB step for a TDX quote: the verdict for this platform, TD report and QE level.
+/// `Revoked` and no applicable level are errors.
+pub(crate) fn evaluate(
+    info: &TcbInfo,
+    ext: &SgxExtensions,
+    report: &TdReport,
+    qe: &QeLevel,
+) -> Result<TcbVerdict, Reason> {
+    check_platform(info, ext)?;
+    check_module_identity(info, report)?;
+    let mut verdict = platform_verdict(info, ext, &report.tee_tcb_svn)?;
+    add_qe_level(&mut verdict, qe);
     if let Some(svn2) = &report.tee_tcb_svn2 {
         let current = converge(platform_verdict(info, ext, svn2)?.status, qe.status);
         if current == TcbStatus::Revoked {
@@ -418,18 +516,48 @@ pub(crate) fn evaluate(
             verdict.status = check_for_relaunch(verdict.status, current);
         }
     }
-    if verdict.status == TcbStatus::Revoked {
-        return Err(Reason::Revoked { what: "platform TCB" });
-    }
-    verdict.advisory_ids.sort_unstable();
-    verdict.advisory_ids.dedup();
-    Ok(verdict)
+    finish(verdict)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use TcbStatus::*;
+
+    /// A one-level TCB info with `id`, and with a TDX module and TDX components or not.
+    fn info_json(id: &str, tdx_module: bool, tdx_components: bool) -> String {
+        let comps = format!("[{}]", vec![r#"{"svn":1}"#; 16].join(","));
+        let module = r#","tdxModule":{"mrsigner":"00","attributes":"0000000000000000","attributesMask":"FFFFFFFFFFFFFFFF"}"#;
+        format!(
+            r#"{{"id":"{id}","version":3,"issueDate":"2025-01-01T00:00:00Z","nextUpdate":"2025-02-01T00:00:00Z","fmspc":"00A067110000","pceId":"0000","tcbEvaluationDataNumber":17{module},"tcbLevels":[{{"tcb":{{"sgxtcbcomponents":{comps},"pcesvn":13{tdx}}},"tcbDate":"2024-03-13T00:00:00Z","tcbStatus":"UpToDate"}}]}}"#,
+            module = if tdx_module { module } else { "" },
+            tdx = if tdx_components {
+                format!(r#","tdxtcbcomponents":{comps}"#)
+            } else {
+                String::new()
+            },
+        )
+    }
+
+    #[test]
+    fn sgx_tcb_info_must_carry_no_tdx_parts_and_tdx_tcb_info_all_of_them() {
+        let sgx = TcbInfo::from_json(&info_json("SGX", false, false)).unwrap();
+        assert_eq!(sgx.tee, IntelTee::Sgx);
+        assert!(sgx.tdx_module.is_none() && sgx.levels[0].tdx.is_none());
+        let err =
+            |id, module, comps| TcbInfo::from_json(&info_json(id, module, comps)).unwrap_err();
+        assert_eq!(
+            err("SGX", true, false).to_string(),
+            "invalid TCB info tdxModule: not allowed in an SGX TCB info"
+        );
+        assert_eq!(
+            err("SGX", false, true).to_string(),
+            "invalid TCB level tdxtcbcomponents: not allowed in an SGX TCB info"
+        );
+        assert_eq!(err("TDX", false, true).to_string(), "missing TCB info tdxModule");
+        assert_eq!(err("TDX", true, false).to_string(), "missing TCB level tdxtcbcomponents");
+        assert_eq!(err("QE", false, false).to_string(), "invalid TCB info id: expected TDX or SGX");
+    }
 
     #[test]
     fn module_out_of_date_converges_platform_up_to_date_to_out_of_date() {
