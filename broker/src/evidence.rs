@@ -97,6 +97,10 @@ impl Verifiers {
         let grace = self.amd_crl_grace_s;
         match tee {
             Tee::Sample => self.verify_sample(primary, expected),
+            Tee::AzSnpVtpm | Tee::AzTdxVtpm => Err(ApiError::new(
+                ErrorKind::UnsupportedTee,
+                format!("tee {} is not served yet", tee.as_str()),
+            )),
             Tee::Snp | Tee::Tdx => {
                 let attempt = |d: &Domain, c: &HardwareCollateral, r: &SnpRevocation| {
                     verify_in(d, tee, primary, expected, now, c, r)
@@ -162,6 +166,7 @@ impl Verifiers {
             evidence_sha256: HexBytes(Sha256::digest(&evidence_bytes).into()),
             snp: None,
             tdx: None,
+            azure: None,
         })
     }
 }
@@ -203,7 +208,7 @@ fn verify_in(
                 now,
             )
         }
-        Tee::Sample => Err(malformed("sample evidence")),
+        Tee::Sample | Tee::AzSnpVtpm | Tee::AzTdxVtpm => Err(malformed("sample evidence")),
     }
 }
 

@@ -1,6 +1,6 @@
 //! Keylatch evidence verification. This crate owns the question "is this hardware evidence
-//! genuine, and what does it say?": strict parsers for AMD SEV-SNP attestation reports and Intel
-//! TDX quotes, their certificate chains to pinned hardware roots, TCB evaluation, the normalized
+//! genuine, and what does it say?": strict parsers for AMD SEV-SNP attestation reports, Intel
+//! TDX quotes and Azure confidential VMs' vTPM evidence ([`azure`]), their certificate chains to pinned hardware roots, TCB evaluation, the normalized
 //! [`Claims`] every later decision reads, and the simulator ([`sim`]) that mints evidence in the
 //! same binary formats under a simulation PKI.
 //!
@@ -10,6 +10,7 @@
 //!
 //! Every failure is a [`VerifyError`] naming the [`Step`] that failed and a [`Reason`].
 
+pub mod azure;
 pub mod claims;
 pub mod error;
 pub mod fuzzing;
@@ -20,7 +21,7 @@ pub mod snp;
 pub mod tdx;
 pub mod x509;
 
-pub use claims::{Claims, Tee};
+pub use claims::{AzureClaims, AzureVmConfiguration, Claims, Tee};
 pub use error::{Reason, Step, VerifyError};
 pub use hex_bytes::HexBytes;
 

@@ -168,7 +168,7 @@ impl CollateralService {
                 tdx: self.tdx.collateral(primary, now.unix_timestamp()).await?,
                 snp_crls: Vec::new(),
             }),
-            Tee::Sample => Ok(HardwareCollateral::default()),
+            Tee::Sample | Tee::AzSnpVtpm | Tee::AzTdxVtpm => Ok(HardwareCollateral::default()),
         }
     }
 
