@@ -11,5 +11,11 @@
 //!   bare SNP or TDX verifier unchanged.
 
 pub mod evidence;
+pub mod hcl;
+pub mod tpm;
 
 pub use evidence::{AzureEvidence, AzureHardware, AzureTee, TpmQuote};
+pub use hcl::{
+    parse_hcl_report, parse_runtime_data, AkPublicKey, HclReport, HclReportType, RuntimeData,
+};
+pub use tpm::{check_pcrs, verify_quote_signature, PcrSelection, TpmsAttest};
