@@ -168,7 +168,31 @@ impl CollateralService {
                 tdx: self.tdx.collateral(primary, now.unix_timestamp()).await?,
                 snp_crls: Vec::new(),
             }),
-            Tee::Sample | Tee::AzSnpVtpm | Tee::AzTdxVtpm => Ok(HardwareCollateral::default()),
+            Tee::AzSnpVtpm => {
+                // The attester always sends the VCEK; KDS only when it is absent.
+                let Some((vcek, report)) = azure_snp_parts(primary) else {
+                    return Ok(HardwareCollateral::default());
+                };
+                let snp = match vcek {
+                    Some(_) => None,
+                    None => Some(self.snp.for_report(&report).await?),
+                };
+                let signer = vcek.or_else(|| snp.as_ref().map(|e| e.signer.clone()));
+                let snp_crls = match signer {
+                    Some(s) => self.amd_crl.for_signer(&s, now.unix_timestamp()).await?,
+                    None => Vec::new(),
+                };
+                Ok(HardwareCollateral { snp, tdx: None, snp_crls })
+            }
+            Tee::AzTdxVtpm => Ok(HardwareCollateral {
+                snp: None,
+                tdx: match azure_td_quote(primary) {
+                    Some(quote) => self.tdx.for_quote(&quote, now.unix_timestamp()).await?,
+                    None => None,
+                },
+                snp_crls: Vec::new(),
+            }),
+            Tee::Sample => Ok(HardwareCollateral::default()),
         }
     }
 
@@ -196,6 +220,26 @@ fn evidence_signer(primary: &Value) -> Option<Vec<u8>> {
     let json = serde_json::to_vec(primary).ok()?;
     let ev = verifier::snp::report_from_coco_evidence(&json).ok()?;
     ev.signer().map(<[u8]>::to_vec)
+}
+
+/// The VCEK (when sent) and the SNP report of az-snp-vtpm evidence, if it decodes that far.
+fn azure_snp_parts(primary: &Value) -> Option<(Option<Vec<u8>>, Vec<u8>)> {
+    use verifier::azure::{parse_hcl_report, AzureEvidence, AzureHardware, AzureTee};
+    let json = serde_json::to_vec(primary).ok()?;
+    let ev = AzureEvidence::from_json(AzureTee::Snp, &json).ok()?;
+    let report = parse_hcl_report(&ev.hcl_report).ok()?.hw_report.to_vec();
+    let AzureHardware::Snp { vcek } = ev.hardware else { return None };
+    Some(((!vcek.is_empty()).then_some(vcek), report))
+}
+
+/// The TD quote of az-tdx-vtpm evidence, if it decodes.
+fn azure_td_quote(primary: &Value) -> Option<Vec<u8>> {
+    use verifier::azure::{AzureEvidence, AzureHardware, AzureTee};
+    let json = serde_json::to_vec(primary).ok()?;
+    match AzureEvidence::from_json(AzureTee::Tdx, &json).ok()?.hardware {
+        AzureHardware::Tdx { td_quote } => Some(td_quote),
+        AzureHardware::Snp { .. } => None,
+    }
 }
 
 /// Decodes a CRL or certificate body that may be DER, PEM or hex text (PCCS serves the root

@@ -3,7 +3,8 @@
 //! place the vTPM attestation key (AK) is taken from.
 //!
 //! # Layout (all integers little-endian)
-//! - `0x000` header, 32 bytes: signature `"HCLA"` (0x414C4348), version (1 or 2), report size
+//! - `0x000` header, 32 bytes: signature `"HCLA"` (0x414C4348), version (1 or 2: a Milan SNP
+//!   report has 1, a Genoa SNP and a TDX report 2), report size
 //!   (header through the end of the runtime data), request type (2), status (0), 12 reserved
 //!   zero bytes;
 //! - `0x020` the hardware report, 1184 bytes: an SEV-SNP attestation report, or a 1024-byte TDX
@@ -45,6 +46,8 @@ pub const NV_INDEX_LEN: usize = 2600;
 pub const AK_KID: &str = "HCLAkPub";
 
 const REQUEST_TYPE: u32 = 2;
+/// HCL header versions seen in real reports (1 and 2, on both SNP and TDX); others are refused.
+const HEADER_VERSIONS: [u32; 2] = [1, 2];
 const IGVM_VERSION: u32 = 1;
 const IGVM_HEADER_LEN: u32 = 20;
 const HASH_SHA256: u32 = 1;
@@ -66,7 +69,8 @@ impl HclReportType {
         }
     }
 
-    /// The header version Azure writes for this type (seen: 1 on SNP, 2 on TDX).
+    /// The header version the encoder writes for this type (as in the real Milan SNP and TDX
+    /// reports).
     fn header_version(self) -> u32 {
         match self {
             Self::Snp => 1,
@@ -146,7 +150,7 @@ fn parse(bytes: &[u8]) -> Result<HclReport<'_>, Reason> {
         4 => HclReportType::Tdx,
         _ => return Err(invalid("HCL report type", "neither 2 (SEV-SNP) nor 4 (TDX)")),
     };
-    if version != report_type.header_version() {
+    if !HEADER_VERSIONS.contains(&version) {
         return Err(Reason::UnsupportedVersion { what: "HCL report header", version });
     }
     if r.u32_le()? != HASH_SHA256 {

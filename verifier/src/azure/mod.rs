@@ -6,16 +6,20 @@
 //! - [`evidence`]: the evidence JSON guest-components' attesters send (versions 0, 1, 2);
 //! - [`hcl`]: the HCL report (header, the hardware report inside, the runtime data JSON that
 //!   carries the AK) and its encoder;
+//! - [`tdreport`]: the TDX TDREPORT inside a TDX HCL report, matched to the TD quote;
 //! - [`tpm`]: TPMS_ATTEST (the quote message), its RSASSA signature and the PCR digest;
 //! - `verify`: [`AzureVerifier`], the numbered steps; the hardware report goes through the
 //!   bare SNP or TDX verifier unchanged.
 
 pub mod evidence;
 pub mod hcl;
+pub mod tdreport;
 pub mod tpm;
+mod verify;
 
 pub use evidence::{AzureEvidence, AzureHardware, AzureTee, TpmQuote};
 pub use hcl::{
     parse_hcl_report, parse_runtime_data, AkPublicKey, HclReport, HclReportType, RuntimeData,
 };
 pub use tpm::{check_pcrs, verify_quote_signature, PcrSelection, TpmsAttest};
+pub use verify::{check_vtpm, verify_az_snp, verify_az_tdx, AzSnpInputs};
