@@ -50,6 +50,10 @@ const TPM_CC_QUOTE: u32 = 0x0000_0158;
 const TPM_CC_NV_READ_PUBLIC: u32 = 0x0000_0169;
 const TPM_CC_PCR_READ: u32 = 0x0000_017E;
 
+/// TPM_RC_YIELDED, TPM_RC_TESTING, TPM_RC_RETRY: the command was not started; send it again.
+const RETRY_CODES: [u32; 3] = [0x908, 0x90A, 0x922];
+const RETRY_ATTEMPTS: u32 = 20;
+const RETRY_PAUSE: Duration = Duration::from_millis(50);
 /// TPM_RC_HANDLE (format 1, without the handle/parameter number bits).
 const TPM_RC_HANDLE: u32 = 0x08B;
 /// Format-1 response codes carry this bit; the low 6 bits and bit 7 are the error.
@@ -145,6 +149,7 @@ fn rc_name(rc: u32) -> &'static str {
         0x14C => "TPM_RC_NV_LOCKED",
         0x14E => "TPM_RC_NV_RANGE",
         0x908 => "TPM_RC_YIELDED",
+        0x90A => "TPM_RC_TESTING",
         0x922 => "TPM_RC_RETRY",
         _ => "see TPM 2.0 Part 2, TPM_RC",
     }
@@ -477,9 +482,24 @@ impl Tpm {
         }
     }
 
+    /// Runs `cmd`, sending it again while the TPM answers that it could not start it yet
+    /// (`TPM_RC_RETRY`, `TPM_RC_YIELDED`, `TPM_RC_TESTING`), as TSS stacks do.
     fn run(&mut self, name: &'static str, cmd: &Command) -> Result<Vec<u8>, TpmError> {
-        let response = self.transact(name, &cmd.to_bytes())?;
-        Ok(response_params(name, cmd.password_session, &response)?.to_vec())
+        let bytes = cmd.to_bytes();
+        let mut attempt = 0;
+        loop {
+            let response = self.transact(name, &bytes)?;
+            match response_params(name, cmd.password_session, &response) {
+                Ok(params) => return Ok(params.to_vec()),
+                Err(TpmError::Rc { rc, .. })
+                    if RETRY_CODES.contains(&rc) && attempt < RETRY_ATTEMPTS =>
+                {
+                    attempt += 1;
+                    std::thread::sleep(RETRY_PAUSE);
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// `TPM2_NV_ReadPublic` of `index`.
