@@ -4,8 +4,8 @@
 //! runtime data carries that key and whose SEV-SNP report is minted by the broker's simulation
 //! PKI. A stub instance metadata service hands out the VCEK. Then the real `keylatch-agent`
 //! detects `az-snp-vtpm` and gets the disk key from a real `keylatch serve`, speaking TPM 2.0
-//! commands to swtpm; and when the attestation key was replaced after the HCL report was made,
-//! the broker refuses the quote.
+//! commands to swtpm. When the attestation key was replaced after the HCL report was made, the
+//! broker refuses the quote; when a PCR the policy pins was extended, the policy denies.
 //!
 //! Needs `swtpm` and tpm2-tools (Debian: swtpm, swtpm-tools, tpm2-tools; scripts/test.sh
 //! installs them); without them each test prints `skipped: ...` (an error under `CI=true`).
@@ -33,9 +33,11 @@ use verifier::sim::SimPki;
 const HCL_NV_INDEX: &str = "0x01400001";
 const AK_HANDLE: &str = "0x81000003";
 
-/// A policy that releases to simulated Azure SEV-SNP guests.
-const ALLOW_SIMULATED_AZURE: &str =
-    "[[rules]]\nname = \"azure\"\ntees = [\"az-snp-vtpm\"]\nallow_simulated = true\n";
+/// A policy that releases to simulated Azure SEV-SNP guests whose PCR 23 was never extended
+/// (all zero, as after TPM2_Startup).
+const ALLOW_SIMULATED_AZURE: &str = "[[rules]]\nname = \"azure\"\ntees = [\"az-snp-vtpm\"]\n\
+    allow_simulated = true\nclaims = [{ claim = \"azure.pcrs.23\", equals = \"\
+    0000000000000000000000000000000000000000000000000000000000000000\" }]\n";
 
 /// A running `swtpm socket` on 127.0.0.1 with its state in a temporary directory; killed on
 /// drop.
@@ -332,5 +334,25 @@ fn azure_quote_by_an_attestation_key_replaced_after_the_hcl_report_is_refused() 
          not verify\n",
         "broker:\n{}",
         broker.log()
+    );
+}
+
+#[test]
+fn azure_guest_whose_pcr_23_was_extended_is_denied_by_the_policy_that_pins_it() {
+    let key = e2e::random_key().unwrap();
+    let (dir, broker) = broker_with(&key).unwrap();
+    let Some(guest) = AzureGuest::provision(&dir.sim_pki()).unwrap() else { return };
+    guest.tpm.tpm2("pcrextend", &[&format!("23:sha256={}", "ab".repeat(32))]).unwrap();
+
+    let out = guest.get_resource(&broker).unwrap();
+
+    assert_eq!(out.code, Some(1), "{}\nbroker:\n{}", out.stderr, broker.log());
+    assert!(out.stdout.is_empty());
+    // PCR 23 = SHA-256(32 zero bytes || 32 bytes of 0xab).
+    assert_eq!(
+        out.stderr,
+        "error: resource: policy-denied: policy v1 denies default/disk-key/vm-1: azure: \
+         azure.pcrs.23 expected \"0000000000000000000000000000000000000000000000000000000000000000\" \
+         got \"debb3e7acfff6dd18d501042273629f0b79cb206bb8c24f59f62ddb80849403b\"\n"
     );
 }
