@@ -246,3 +246,91 @@ impl EvidenceSource for AzureVtpm {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read as _, Write as _};
+    use std::net::TcpListener;
+
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+
+    use super::*;
+
+    /// An HTTP server on 127.0.0.1 that answers one request with `body` and hands the request
+    /// (head and body as text) back through the join handle.
+    fn one_shot(body: String) -> (String, std::thread::JoinHandle<String>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let handle = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = s.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                request.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&request);
+                if let Some((head, rest)) = text.split_once("\r\n\r\n") {
+                    let len = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length: ")
+                                .map(str::to_owned)
+                        })
+                        .map_or(0, |n| n.trim().parse().unwrap());
+                    if rest.len() >= len {
+                        break;
+                    }
+                }
+            }
+            write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .unwrap();
+            String::from_utf8(request).unwrap()
+        });
+        (url, handle)
+    }
+
+    fn source(kind: AzureKind, imds: String) -> AzureVtpm {
+        AzureVtpm { kind, tpm: TpmPath::default(), imds }
+    }
+
+    #[test]
+    fn td_quote_is_asked_for_the_hcl_td_report_in_base64url_as_azure_imds_expects() {
+        let (url, server) =
+            one_shot(format!("{{\"quote\":\"{}\"}}", URL_SAFE_NO_PAD.encode([4u8, 0, 2, 0, 0x81])));
+        let mut hcl = vec![0u8; 2600];
+        hcl[0x20..0x20 + 1024].fill(0xfb);
+        let quote = source(AzureKind::Tdx, url).td_quote(&hcl).unwrap();
+        assert_eq!(quote, vec![4, 0, 2, 0, 0x81]);
+        let request = server.join().unwrap();
+        assert!(request.starts_with("POST /acc/tdquote HTTP/1.1\r\n"), "{request}");
+        let body = request.split_once("\r\n\r\n").unwrap().1;
+        assert_eq!(
+            body,
+            serde_json::json!({ "report": URL_SAFE_NO_PAD.encode([0xfb; 1024]) }).to_string()
+        );
+    }
+
+    #[test]
+    fn vcek_comes_from_the_thim_endpoint_with_the_metadata_header() {
+        let der = [0x30u8, 0x03, 0x02, 0x01, 0x07];
+        let pem = format!(
+            "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+            base64::engine::general_purpose::STANDARD.encode(der)
+        );
+        let (url, server) =
+            one_shot(serde_json::json!({ "vcekCert": pem, "certificateChain": "" }).to_string());
+        assert_eq!(source(AzureKind::Snp, url).vcek().unwrap(), der);
+        let request = server.join().unwrap().to_ascii_lowercase();
+        assert!(request.starts_with("get /metadata/thim/amd/certification http/1.1\r\n"));
+        assert!(request.contains("\r\nmetadata: true\r\n"), "{request}");
+    }
+}
