@@ -194,7 +194,11 @@ fn verify_in(
         Tee::Tdx => {
             let json = serde_json::to_vec(primary).map_err(|_| malformed("TDX evidence JSON"))?;
             let ev = tdx_from_coco_evidence(&json)?;
-            let collateral = tdx_collateral(d, hw)?;
+            let collateral =
+                hw.tdx.as_deref().or(d.tdx_collateral.as_ref()).ok_or(VerifyError::new(
+                    Step::Collateral,
+                    Reason::Missing { what: "TDX collateral (tdx_collateral is not configured)" },
+                ))?;
             d.tdx.verify_with_event_log(
                 &ev.quote,
                 ev.cc_eventlog.as_deref(),
@@ -212,22 +216,11 @@ fn verify_in(
         Tee::AzTdxVtpm => {
             let json =
                 serde_json::to_vec(primary).map_err(|_| malformed("az-tdx-vtpm evidence"))?;
-            let collateral = tdx_collateral(d, hw)?;
+            let collateral = hw.tdx.as_deref().or(d.tdx_collateral.as_ref());
             verify_az_tdx(&d.tdx, &json, collateral, Some(azure_nonce(expected)), now)
         }
         Tee::Sample => Err(malformed("sample evidence")),
     }
-}
-
-/// The TDX collateral of the hardware domain (found for this quote) or of the domain itself.
-fn tdx_collateral<'a>(
-    d: &'a Domain,
-    hw: &'a HardwareCollateral,
-) -> Result<&'a TdxCollateral, VerifyError> {
-    hw.tdx.as_deref().or(d.tdx_collateral.as_ref()).ok_or(VerifyError::new(
-        Step::Collateral,
-        Reason::Missing { what: "TDX collateral (tdx_collateral is not configured)" },
-    ))
 }
 
 /// The nonce an Azure vTPM quote must carry: guest-components' Azure attesters pass the

@@ -1,29 +1,42 @@
-//! `keylatch evidence verify`: verifies one SEV-SNP report or TDX quote offline and prints its
-//! claims. Owns turning files and flags into verifier inputs; the verification itself is the
+//! `keylatch evidence verify`: verifies one SEV-SNP report, TDX quote or Azure confidential VM's
+//! vTPM evidence offline and prints its claims. Owns turning files and flags into verifier inputs; the verification itself is the
 //! `verifier` crate's.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
+use verifier::azure::{verify_az_snp, verify_az_tdx, AzSnpInputs};
 use verifier::snp::{SnpEndorsements, SnpRevocation, SnpTrustAnchors, SnpVerifier};
 use verifier::tdx::{TdxCollateral, TdxTrustAnchors, TdxVerifier};
 use verifier::{Claims, Now, VerifyError};
 
-use super::{load_sim_pki, parse_time, TeeArg};
+use super::{load_sim_pki, parse_time};
+
+/// The TEEs `evidence verify` knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum VerifyTee {
+    Snp,
+    Tdx,
+    /// Azure SEV-SNP confidential VM: guest-components `az-snp-vtpm` evidence JSON.
+    AzSnpVtpm,
+    /// Azure TDX confidential VM: guest-components `az-tdx-vtpm` evidence JSON.
+    AzTdxVtpm,
+}
 
 #[derive(Debug, clap::Args)]
 pub struct VerifyArgs {
     /// Which TEE produced the evidence.
     #[arg(long, value_enum)]
-    pub tee: TeeArg,
+    pub tee: VerifyTee,
     /// The evidence: a raw SNP report (1184 bytes) or guest-components SNP evidence JSON; a raw
     /// TDX quote or guest-components TDX evidence JSON (`{"quote": base64, "cc_eventlog":
-    /// base64}`; a `cc_eventlog` is replayed against the quote's RTMRs).
+    /// base64}`; a `cc_eventlog` is replayed against the quote's RTMRs); for the Azure TEEs the
+    /// evidence JSON as the attester sent it (versions 0, 1, 2).
     #[arg(long)]
     pub evidence: PathBuf,
     /// SNP: the VCEK or VLEK (DER or PEM). A PEM file may carry more certificates after it
     /// (ASK, ASVK); they are checked against the pinned ARK. Not needed when the evidence JSON
-    /// carries the VCEK.
+    /// carries the VCEK (Azure evidence always does).
     #[arg(long)]
     pub endorsement: Option<PathBuf>,
     /// SNP: extra intermediate certificates (DER or PEM), checked against the pinned ARK. AMD's
@@ -36,7 +49,9 @@ pub struct VerifyArgs {
     /// step. Without it, revocation is not checked.
     #[arg(long)]
     pub crl: Vec<PathBuf>,
-    /// TDX: the collateral in Intel PCS JSON layout (TCB info, QE identity, CRLs, chains).
+    /// TDX, az-tdx-vtpm: the collateral in Intel PCS JSON layout (TCB info, QE identity, CRLs,
+    /// chains). Without it, az-tdx-vtpm evidence is checked as far as it can be and then fails
+    /// at the collateral step.
     #[arg(long)]
     pub collateral: Option<PathBuf>,
     /// Verify as of this instant (RFC 3339). Default: now.
@@ -45,6 +60,10 @@ pub struct VerifyArgs {
     /// Require this REPORT_DATA (128 hex digits; shorter values are zero-padded).
     #[arg(long)]
     pub report_data: Option<String>,
+    /// Azure: require this TPM quote nonce (extraData), hex, exactly (for the KBS protocol: the
+    /// 48-byte SHA-384 binding of nonce and tee-pubkey).
+    #[arg(long)]
+    pub nonce: Option<String>,
     /// Trust the simulation PKI in DIR instead of AMD's and Intel's roots.
     #[arg(long, value_name = "DIR")]
     pub sim_pki: Option<PathBuf>,
@@ -57,42 +76,60 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<Result<Claims, VerifyError>> {
     let expected = args.report_data.as_deref().map(report_data_from_hex).transpose()?;
     let evidence = read(&args.evidence)?;
     let sim = args.sim_pki.as_deref().map(load_sim_pki).transpose()?;
+    let snp_anchors = || match &sim {
+        Some(pki) => pki.amd.anchors().context("simulation anchors"),
+        None => SnpTrustAnchors::production().context("AMD roots"),
+    };
+    let tdx_anchors = || match &sim {
+        Some(pki) => pki.intel.anchors(),
+        None => TdxTrustAnchors::production(),
+    };
+    let nonce = args.nonce.as_deref().map(hex::decode).transpose().context("--nonce is not hex")?;
     match args.tee {
-        TeeArg::Snp => {
-            let anchors = match &sim {
-                Some(pki) => pki.amd.anchors().context("simulation anchors")?,
-                None => SnpTrustAnchors::production().context("AMD roots")?,
-            };
+        VerifyTee::Snp => {
             let (report, endorsements) = match snp_inputs(&evidence, args) {
                 Ok(inputs) => inputs,
                 Err(Failure::Verify(e)) => return Ok(Err(e)),
                 Err(Failure::Usage(e)) => return Err(e),
             };
-            let verifier = SnpVerifier::new(anchors);
-            if args.crl.is_empty() {
-                return Ok(verifier.verify(&report, &endorsements, expected.as_ref(), now));
-            }
-            let mut crls = Vec::new();
-            for path in &args.crl {
-                let bytes = read(path)?;
-                let der = keylatch_broker::collateral::der_from_any(&bytes)
-                    .with_context(|| format!("{}: not a DER or PEM CRL", path.display()))?;
-                crls.push(der.into());
-            }
-            let revocation = SnpRevocation::required(crls, 0);
-            Ok(verifier.verify_with_revocation(
-                &report,
-                &endorsements,
-                expected.as_ref(),
-                now,
-                &revocation,
-            ))
+            let verifier = SnpVerifier::new(snp_anchors()?);
+            Ok(match revocation(args)? {
+                None => verifier.verify(&report, &endorsements, expected.as_ref(), now),
+                Some(r) => verifier.verify_with_revocation(
+                    &report,
+                    &endorsements,
+                    expected.as_ref(),
+                    now,
+                    &r,
+                ),
+            })
         }
-        TeeArg::Tdx => {
-            let anchors = match &sim {
-                Some(pki) => pki.intel.anchors(),
-                None => TdxTrustAnchors::production(),
+        VerifyTee::AzSnpVtpm => {
+            let fallback = match flag_endorsements(args)
+                .and_then(|e| e.map(|mut e| add_chain(args, &mut e).map(|()| e)).transpose())
+            {
+                Ok(e) => e,
+                Err(Failure::Verify(e)) => return Ok(Err(e)),
+                Err(Failure::Usage(e)) => return Err(e),
             };
+            let revocation = revocation(args)?;
+            let inputs =
+                AzSnpInputs { fallback: fallback.as_ref(), revocation: revocation.as_ref() };
+            let verifier = SnpVerifier::new(snp_anchors()?);
+            Ok(verify_az_snp(&verifier, &evidence, inputs, nonce.as_deref(), now))
+        }
+        VerifyTee::AzTdxVtpm => {
+            let collateral = match args.collateral.as_deref().map(read).transpose()? {
+                Some(bytes) => match TdxCollateral::from_json(&bytes) {
+                    Ok(c) => Some(c),
+                    Err(e) => return Ok(Err(e)),
+                },
+                None => None,
+            };
+            let verifier = TdxVerifier::new(tdx_anchors());
+            Ok(verify_az_tdx(&verifier, &evidence, collateral.as_ref(), nonce.as_deref(), now))
+        }
+        VerifyTee::Tdx => {
             let Some(path) = &args.collateral else { bail!("--collateral is required for TDX") };
             let collateral = match TdxCollateral::from_json(&read(path)?) {
                 Ok(c) => c,
@@ -102,7 +139,7 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<Result<Claims, VerifyError>> {
                 Ok(parts) => parts,
                 Err(e) => return Ok(Err(e)),
             };
-            Ok(TdxVerifier::new(anchors).verify_with_event_log(
+            Ok(TdxVerifier::new(tdx_anchors()).verify_with_event_log(
                 &quote,
                 event_log.as_deref(),
                 &collateral,
@@ -118,15 +155,42 @@ enum Failure {
     Usage(anyhow::Error),
 }
 
+/// `--crl` as a revocation requirement, when given.
+fn revocation(args: &VerifyArgs) -> anyhow::Result<Option<SnpRevocation>> {
+    if args.crl.is_empty() {
+        return Ok(None);
+    }
+    let mut crls = Vec::new();
+    for path in &args.crl {
+        let bytes = read(path)?;
+        let der = keylatch_broker::collateral::der_from_any(&bytes)
+            .with_context(|| format!("{}: not a DER or PEM CRL", path.display()))?;
+        crls.push(der.into());
+    }
+    Ok(Some(SnpRevocation::required(crls, 0)))
+}
+
 /// The report and its endorsements, from raw or guest-components JSON evidence plus flags.
 fn snp_inputs(evidence: &[u8], args: &VerifyArgs) -> Result<(Vec<u8>, SnpEndorsements), Failure> {
-    let (report, mut endorsements) = if looks_like_json(evidence) {
+    let (report, endorsements) = if looks_like_json(evidence) {
         let coco = verifier::snp::report_from_coco_evidence(evidence).map_err(Failure::Verify)?;
         let endorsements = coco.endorsements();
         (coco.report, endorsements)
     } else {
         (evidence.to_vec(), None)
     };
+    let mut endorsements = flag_endorsements(args)?.or(endorsements).ok_or_else(|| {
+        Failure::Usage(anyhow::anyhow!(
+            "no VCEK or VLEK: pass --endorsement, or evidence JSON whose cert_chain carries it"
+        ))
+    })?;
+    add_chain(args, &mut endorsements)?;
+    Ok((report, endorsements))
+}
+
+/// `--endorsement` (signer, then any intermediates in the file), when given.
+fn flag_endorsements(args: &VerifyArgs) -> Result<Option<SnpEndorsements>, Failure> {
+    let mut endorsements = None;
     if let Some(path) = &args.endorsement {
         let bytes = read(path).map_err(Failure::Usage)?;
         let mut certs = split_certificates(&bytes).map_err(Failure::Verify)?.into_iter();
@@ -139,18 +203,16 @@ fn snp_inputs(evidence: &[u8], args: &VerifyArgs) -> Result<(Vec<u8>, SnpEndorse
         }
         endorsements = Some(e);
     }
-    let Some(mut endorsements) = endorsements else {
-        return Err(Failure::Usage(anyhow::anyhow!(
-            "no VCEK or VLEK: pass --endorsement, or evidence JSON whose cert_chain carries it"
-        )));
-    };
+    Ok(endorsements)
+}
+
+/// Adds the `--chain` certificates to `e`.
+fn add_chain(args: &VerifyArgs, e: &mut SnpEndorsements) -> Result<(), Failure> {
     for path in &args.chain {
         let bytes = read(path).map_err(Failure::Usage)?;
-        for cert in split_certificates(&bytes).map_err(Failure::Verify)? {
-            endorsements = endorsements.with_intermediate(cert);
-        }
+        e.intermediates.extend(split_certificates(&bytes).map_err(Failure::Verify)?);
     }
-    Ok((report, endorsements))
+    Ok(())
 }
 
 /// One DER certificate, or every certificate of a PEM file, as DER.

@@ -8,9 +8,9 @@
 //! TDINFO (512: ATTRIBUTES 8, XFAM 8, MRTD 48, MRCONFIGID 48, MROWNER 48, MROWNERCONFIG 48,
 //! RTMR 4 x 48, ...). The MAC is only checkable by the CPU; the binding comes from the quote.
 
-use crate::claims::{Claims, TdxClaims};
 use crate::error::{AtStep, Reason, Step, VerifyError};
 use crate::reader::Reader;
+use crate::tdx::TdReport;
 
 /// TDREPORT type byte for TDX.
 const REPORT_TYPE_TDX: u8 = 0x81;
@@ -77,39 +77,33 @@ fn parse(bytes: &[u8]) -> Result<TdReportFields, Reason> {
     })
 }
 
-/// Checks that the verified quote's claims carry exactly this TD report's fields.
-pub fn check_matches_claims(td: &TdReportFields, claims: &Claims) -> Result<(), VerifyError> {
-    let Some(q) = &claims.tdx else {
-        return Err(VerifyError::new(Step::HclReport, Reason::Missing { what: "TDX claims" }));
-    };
+/// Checks that the TD quote's TD report is exactly this TD report (every field the quote
+/// repeats).
+pub fn check_matches_quote(td: &TdReportFields, quote: &TdReport) -> Result<(), VerifyError> {
     let pairs: [(&'static str, &[u8], &[u8]); 11] = [
-        ("REPORTDATA", &td.report_data, &claims.report_data.0),
-        ("TEE_TCB_SVN", &td.tee_tcb_svn, &q.tee_tcb_svn.0),
-        ("MRSEAM", &td.mr_seam, &q.mr_seam.0),
-        ("MRSIGNERSEAM", &td.mr_signer_seam, &q.mr_signer_seam.0),
-        ("SEAMATTRIBUTES", &td.seam_attributes, &q.seam_attributes.0),
-        ("TDATTRIBUTES", &td.td_attributes, &q.td_attributes.raw.0),
-        ("XFAM", &td.xfam, &q.xfam.0),
-        ("MRTD", &td.mr_td, &q.mr_td.0),
-        ("MRCONFIGID", &td.mr_config_id, &q.mr_config_id.0),
-        ("MROWNER", &td.mr_owner, &q.mr_owner.0),
-        ("MROWNERCONFIG", &td.mr_owner_config, &q.mr_owner_config.0),
+        ("REPORTDATA", &td.report_data, &quote.report_data),
+        ("TEE_TCB_SVN", &td.tee_tcb_svn, &quote.tee_tcb_svn),
+        ("MRSEAM", &td.mr_seam, &quote.mr_seam),
+        ("MRSIGNERSEAM", &td.mr_signer_seam, &quote.mr_signer_seam),
+        ("SEAMATTRIBUTES", &td.seam_attributes, &quote.seam_attributes),
+        ("TDATTRIBUTES", &td.td_attributes, &quote.td_attributes),
+        ("XFAM", &td.xfam, &quote.xfam),
+        ("MRTD", &td.mr_td, &quote.mr_td),
+        ("MRCONFIGID", &td.mr_config_id, &quote.mr_config_id),
+        ("MROWNER", &td.mr_owner, &quote.mr_owner),
+        ("MROWNERCONFIG", &td.mr_owner_config, &quote.mr_owner_config),
     ];
     for (what, hcl, quote) in pairs {
         if hcl != quote {
             return Err(mismatch(what, hcl, quote));
         }
     }
-    for (hcl, quote) in td.rtmr.iter().zip(rtmrs(q)) {
+    for (hcl, quote) in td.rtmr.iter().zip(&quote.rtmr) {
         if hcl != quote {
             return Err(mismatch("RTMR", hcl, quote));
         }
     }
     Ok(())
-}
-
-fn rtmrs(q: &TdxClaims) -> impl Iterator<Item = &[u8; 48]> {
-    q.rtmr.iter().map(|r| &r.0)
 }
 
 fn mismatch(field: &'static str, hcl: &[u8], quote: &[u8]) -> VerifyError {

@@ -8,7 +8,8 @@
 //! 4. the hardware report verifies exactly as a bare one: for SEV-SNP through
 //!    [`SnpVerifier`] (VCEK chain to the pinned ARK, validity, CRLs when given, TCB, CHIP_ID,
 //!    signature; the VCEK from the evidence, else the caller's); for TDX through
-//!    [`TdxVerifier`] with its collateral, and the TD quote's TD report must be the HCL's;
+//!    [`TdxVerifier`] with its collateral, and the TD quote's TD report must be the HCL's
+//!    ([`Step::HclReport`]; checked first, so that without collateral everything else is);
 //! 5. the HCL asked at VMPL 0 (SNP; [`Step::HclReport`]);
 //! 6. the runtime data carries exactly one RSA attestation key ([`Step::RuntimeData`]); the AK
 //!    is taken from there and from nowhere else;
@@ -30,7 +31,7 @@ use sha2::{Digest, Sha256};
 use crate::claims::{AzureClaims, Claims, Tee};
 use crate::error::{Reason, Step, VerifyError};
 use crate::snp::{parse_report, SnpEndorsements, SnpRevocation, SnpVerifier};
-use crate::tdx::{TdxCollateral, TdxVerifier};
+use crate::tdx::{parse_quote, TdxCollateral, TdxVerifier};
 use crate::{HexBytes, Now};
 
 use super::evidence::{AzureEvidence, AzureHardware, AzureTee};
@@ -89,11 +90,13 @@ pub fn verify_az_snp(
     finish(claims, &evidence, &hcl, evidence_json, expected_nonce)
 }
 
-/// Verifies `az-tdx-vtpm` evidence JSON with `tdx` and `collateral`.
+/// Verifies `az-tdx-vtpm` evidence JSON with `tdx` and `collateral`. Without collateral the
+/// TD quote cannot be judged: every step that needs none still runs (and may fail first), and
+/// then verification stops at [`Step::Collateral`]; it never passes.
 pub fn verify_az_tdx(
     tdx: &TdxVerifier,
     evidence_json: &[u8],
-    collateral: &TdxCollateral,
+    collateral: Option<&TdxCollateral>,
     expected_nonce: Option<&[u8]>,
     now: Now,
 ) -> Result<Claims, VerifyError> {
@@ -104,8 +107,17 @@ pub fn verify_az_tdx(
     let AzureHardware::Tdx { td_quote } = &evidence.hardware else {
         return Err(VerifyError::new(Step::Parse, Reason::Missing { what: "td_quote" }));
     };
+    tdreport::check_matches_quote(&td_report, &parse_quote(td_quote)?.report)?;
+    let Some(collateral) = collateral else {
+        check_vtpm(&evidence, &hcl, expected_nonce)?;
+        return Err(VerifyError::new(
+            Step::Collateral,
+            Reason::Missing {
+                what: "Intel collateral for the TD quote (TCB info, QE identity, CRLs)",
+            },
+        ));
+    };
     let mut claims = tdx.verify(td_quote, collateral, Some(&expected_rd), now)?; // 4
-    tdreport::check_matches_claims(&td_report, &claims)?;
     claims.tee = Tee::AzTdxVtpm;
     finish(claims, &evidence, &hcl, evidence_json, expected_nonce)
 }
