@@ -44,6 +44,8 @@ const SHA256_LEN: usize = 32;
 /// PCRs 0 to 23: three bytes of selection bitmap.
 const PCR_SELECT_BYTES: usize = 3;
 const PCR_COUNT: u8 = 24;
+/// The largest PCR selection bitmap read back (64 PCRs; TPMs have 24 or 32).
+const MAX_PCR_SELECT_BYTES: usize = 8;
 
 const TPM_CC_NV_READ: u32 = 0x0000_014E;
 const TPM_CC_QUOTE: u32 = 0x0000_0158;
@@ -364,24 +366,27 @@ pub fn parse_pcr_read(params: &[u8]) -> Result<PcrValues, TpmError> {
     let mut c = Cursor::new(CMD, params);
     let _update_counter = c.u32("pcrUpdateCounter")?;
     let banks = c.u32("pcrSelectionOut.count")?;
+    if banks > 1 {
+        return Err(malformed(CMD, "more than the one PCR bank asked for"));
+    }
     let mut indices = Vec::new();
-    for _ in 0..banks.min(2) {
+    for _ in 0..banks {
         let hash = c.u16("pcrSelectionOut.hash")?;
         let n = c.u8("pcrSelectionOut.sizeofSelect")?;
+        if usize::from(n) > MAX_PCR_SELECT_BYTES {
+            return Err(malformed(CMD, "a PCR selection bitmap over 8 bytes"));
+        }
         let bitmap = c.take(usize::from(n), "pcrSelectionOut.pcrSelect")?;
         if hash != TPM_ALG_SHA256 {
             return Err(malformed(CMD, "a PCR bank other than the SHA-256 one asked for"));
         }
-        for (byte_index, byte) in (0u8..).zip(bitmap) {
+        for (byte_index, byte) in (0..MAX_PCR_SELECT_BYTES as u8).zip(bitmap) {
             for bit in 0..8u8 {
                 if byte & (1 << bit) != 0 {
-                    indices.push(byte_index.saturating_mul(8).saturating_add(bit));
+                    indices.push(byte_index * 8 + bit);
                 }
             }
         }
-    }
-    if banks > 1 {
-        return Err(malformed(CMD, "more than the one PCR bank asked for"));
     }
     let count = c.u32("pcrValues.count")?;
     if usize::try_from(count).ok() != Some(indices.len()) {
@@ -646,6 +651,17 @@ mod tests {
         for n in 0..p.len() {
             assert!(parse_pcr_read(&p[..n]).is_err(), "prefix {n}");
         }
+    }
+
+    #[test]
+    fn an_oversized_pcr_selection_bitmap_is_refused_not_walked() {
+        let mut p = vec![0, 0, 0, 7, 0, 0, 0, 1, 0, 0x0B, 255];
+        p.extend_from_slice(&[0xff; 255]);
+        p.extend_from_slice(&[0, 0, 0, 0]);
+        assert!(matches!(
+            parse_pcr_read(&p),
+            Err(TpmError::Malformed { what: "a PCR selection bitmap over 8 bytes", .. })
+        ));
     }
 
     #[test]
