@@ -11,7 +11,7 @@ source scripts/lib.sh
 seconds="${1:-30}"; shift || true
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(snp_report snp_coco_evidence tdx_quote sgx_quote tdx_collateral certificate
-  kbs_request jwe signed_bundle checkpoint audit_export broker_inputs amd_crl tdx_event_log)
+  kbs_request jwe signed_bundle checkpoint audit_export broker_inputs amd_crl tdx_event_log tpm_response)
 
 command -v cargo-fuzz >/dev/null 2>&1 || { step "installing cargo-fuzz"; cargo install --locked cargo-fuzz; }
 vectors="${KEYLATCH_VECTORS:-$(cd .. && pwd)/shared/vectors}"
@@ -38,6 +38,9 @@ seed() { # seed TARGET: copy matching vector files into the target's corpus
       printf '%s' 'eyJhbGciOiJFUzI1NiJ9.eyJpc3MiOiJrZXlsYXRjaCJ9.AAAA' > "$dir/token.txt"
       printf '%s' 'default/disk-key/vm-1' > "$dir/path.txt"
       printf '[[rules]]\nname = "sim"\ntees = ["snp", "tdx"]\nallow_simulated = true\n' > "$dir/policy.toml" ;;
+    tpm_response) # a TPM2_PCR_Read response (one SHA-256 PCR) and a TPM_RC_HANDLE refusal
+      printf '\x80\x01\x00\x00\x00\x3e\x00\x00\x00\x00\x00\x00\x00\x07\x00\x00\x00\x01\x00\x0b\x03\x01\x00\x00\x00\x00\x00\x01\x00\x20%032d' 0 > "$dir/pcr_read.bin"
+      printf '\x80\x01\x00\x00\x00\x0a\x00\x00\x01\x8b' > "$dir/rc_handle.bin" ;;
     certificate) for f in "$vectors"/snp/*/*.der "$vectors"/roots/amd/*/*.pem; do cp "$f" "$dir/$(basename "$(dirname "$f")")-$(basename "$f")"; done ;;
   esac
 }

@@ -15,6 +15,8 @@ apt_install cryptsetup-bin softhsm2 postgresql
 # The boot test (tests/tests/qemu_boot.rs): a Debian kernel under QEMU (TCG) with an initramfs
 # from the shipped hook; the package test installs the .deb files and checks the unit.
 apt_install qemu-system-x86 linux-image-amd64 initramfs-tools busybox socat systemd
+# The Azure vTPM test (tests/tests/azure_vtpm.rs): a software TPM provisioned with tpm2-tools.
+apt_install swtpm swtpm-tools tpm2-tools
 
 step "format"
 cargo fmt --all -- --check

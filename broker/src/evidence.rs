@@ -1,7 +1,9 @@
 //! Evidence checking for `attest`: the verifiers (built once per process, their chain and
 //! collateral caches shared by every request), the choice of trust anchors, the unsigned
 //! `sample` TEE, and the init-data digest check. TDX evidence may carry the CCEL event log
-//! (`cc_eventlog`); the verifier then replays it against the quote's RTMRs.
+//! (`cc_eventlog`); the verifier then replays it against the quote's RTMRs. Azure vTPM evidence
+//! (`az-snp-vtpm`, `az-tdx-vtpm`) goes through the same domains' SNP and TDX verifiers (and
+//! their caches), its TPM quote bound to the 48-byte KBS binding (see `azure_nonce`).
 //!
 //! Anchors: when a simulation PKI is configured, evidence is first tried under it; evidence
 //! whose chain verifies there is simulated, and is refused by name unless `allow_simulated`.
@@ -14,6 +16,7 @@ use serde_json::Value;
 use sha2::{Digest as _, Sha256, Sha384, Sha512};
 use std::sync::Arc;
 
+use verifier::azure::{verify_az_snp, verify_az_tdx, AzSnpInputs};
 use verifier::snp::{SnpRevocation, SnpTrustAnchors, SnpVerifier};
 use verifier::tdx::{TdxCollateral, TdxTrustAnchors, TdxVerifier};
 use verifier::{Claims, CocoEvidence, HexBytes, Now, Reason, Step, Tee, VerifyError};
@@ -156,6 +159,7 @@ impl Verifiers {
             evidence_sha256: HexBytes(Sha256::digest(&evidence_bytes).into()),
             snp: None,
             tdx: None,
+            azure: None,
         })
     }
 }
@@ -191,7 +195,22 @@ fn verify_in(
                 now,
             )
         }
+        CocoEvidence::AzSnpVtpm(json) => {
+            let inputs = AzSnpInputs { fallback: hw.snp.as_ref(), revocation: Some(revocation) };
+            verify_az_snp(&d.snp, json, inputs, Some(azure_nonce(expected)), now)
+        }
+        CocoEvidence::AzTdxVtpm(json) => {
+            let collateral = hw.tdx.as_deref().or(d.tdx_collateral.as_ref());
+            verify_az_tdx(&d.tdx, json, collateral, Some(azure_nonce(expected)), now)
+        }
     }
+}
+
+/// The nonce an Azure vTPM quote must carry: guest-components' Azure attesters pass the
+/// KBS binding (SHA-384 of nonce and tee-pubkey, 48 bytes) to `TPM2_Quote` unpadded, where the
+/// SNP and TDX attesters zero-pad it into the 64-byte REPORT_DATA.
+fn azure_nonce(expected: &[u8; 64]) -> &[u8] {
+    expected.get(..48).unwrap_or(expected)
 }
 
 /// Verifies evidence at `at`: decodes it once, finds the hardware collateral it needs
@@ -220,7 +239,8 @@ pub async fn verify_at(
 /// An SNP chain refused by an AMD CRL (`chain: ... revoked`), or an AMD CRL that is stale,
 /// missing or badly signed (SNP's only collateral step).
 fn is_revocation_failure(tee: Tee, e: &VerifyError) -> bool {
-    tee == Tee::Snp && (e.step == Step::Collateral || matches!(e.reason, Reason::RevokedBy { .. }))
+    matches!(tee, Tee::Snp | Tee::AzSnpVtpm)
+        && (e.step == Step::Collateral || matches!(e.reason, Reason::RevokedBy { .. }))
 }
 
 /// A verification failure as the client sees it. SNP's collateral step (an AMD CRL not to be
@@ -229,7 +249,9 @@ fn is_revocation_failure(tee: Tee, e: &VerifyError) -> bool {
 fn evidence_error(tee: Tee, e: &VerifyError) -> ApiError {
     let kind = match e.step {
         Step::ReportData => ErrorKind::ReportDataMismatch,
-        Step::Collateral if tee == Tee::Snp => ErrorKind::CollateralUnavailable,
+        Step::Collateral if matches!(tee, Tee::Snp | Tee::AzSnpVtpm) => {
+            ErrorKind::CollateralUnavailable
+        }
         _ => ErrorKind::EvidenceInvalid,
     };
     ApiError::new(kind, e.to_string())
@@ -242,14 +264,14 @@ fn simulated_refused() -> ApiError {
     )
 }
 
-/// The TEE names `/kbs/v0/auth` accepts: `snp` and `tdx`, and the unsigned `sample` only with
-/// `allow_sample`.
+/// The TEE names `/kbs/v0/auth` accepts: `snp`, `tdx`, `az-snp-vtpm`, `az-tdx-vtpm`, and the
+/// unsigned `sample` only with `allow_sample`.
 #[must_use]
 pub fn served_tees(allow_sample: bool) -> &'static [&'static str] {
     if allow_sample {
-        &["snp", "tdx", "sample"]
+        &["snp", "tdx", "az-snp-vtpm", "az-tdx-vtpm", "sample"]
     } else {
-        &["snp", "tdx"]
+        &["snp", "tdx", "az-snp-vtpm", "az-tdx-vtpm"]
     }
 }
 

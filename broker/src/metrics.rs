@@ -154,6 +154,8 @@ fn tee_label(tee: Option<&str>) -> &'static str {
         None => "none",
         Some("snp") => "snp",
         Some("tdx") => "tdx",
+        Some("az-snp-vtpm") => "az-snp-vtpm",
+        Some("az-tdx-vtpm") => "az-tdx-vtpm",
         Some("sample") => "sample",
         Some(_) => "other",
     }
@@ -232,7 +234,9 @@ mod tests {
     #[test]
     fn maps_unknown_tees_to_other() {
         assert_eq!(tee_label(Some("snp")), "snp");
-        assert_eq!(tee_label(Some("az-snp-vtpm")), "other");
+        assert_eq!(tee_label(Some("az-snp-vtpm")), "az-snp-vtpm");
+        assert_eq!(tee_label(Some("az-tdx-vtpm")), "az-tdx-vtpm");
+        assert_eq!(tee_label(Some("sgx")), "other");
         assert_eq!(tee_label(None), "none");
     }
 }

@@ -2,7 +2,8 @@
 //! allows when at least one of its `rules` holds, and a rule holds when every condition in it
 //! holds:
 //!
-//! - `tees`: the evidence's TEE is listed (`snp`, `tdx`; the unsigned `sample` only when named);
+//! - `tees`: the evidence's TEE is listed (`snp`, `tdx`, `az-snp-vtpm`, `az-tdx-vtpm`; the
+//!   unsigned `sample` only when named);
 //! - `allow_simulated` (default false): simulated evidence needs it;
 //! - `allow_debug` (default false): a debug guest (`snp.policy.debug` or
 //!   `tdx.td_attributes.debug`) needs it — the only way to release to a debug guest;
@@ -103,9 +104,7 @@ impl Policy {
             if rule.tees.is_empty() {
                 return Err(PolicyError(format!("rule {}: tees is empty", i + 1)));
             }
-            if let Some(t) =
-                rule.tees.iter().find(|t| !matches!(t.as_str(), "snp" | "tdx" | "sample"))
-            {
+            if let Some(t) = rule.tees.iter().find(|t| verifier::Tee::from_name(t).is_none()) {
                 return Err(PolicyError(format!("rule {}: unknown tee {t:?}", i + 1)));
             }
             for c in &rule.claims {

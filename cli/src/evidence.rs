@@ -1,12 +1,13 @@
-//! `keylatch evidence verify`: verifies one SEV-SNP report, TDX quote or SGX quote offline and
-//! prints its claims. Owns turning files and flags into verifier inputs; the verification itself
-//! is the `verifier` crate's.
+//! `keylatch evidence verify`: verifies one SEV-SNP report, TDX quote, SGX quote or Azure
+//! confidential VM's vTPM evidence offline and prints its claims. Owns turning files and flags
+//! into verifier inputs; the verification itself is the `verifier` crate's.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use verifier::claims::SgxClaims;
 use verifier::sgx::SgxVerifier;
+use verifier::azure::{verify_az_snp, verify_az_tdx, AzSnpInputs};
 use verifier::snp::{SnpEndorsements, SnpRevocation, SnpTrustAnchors, SnpVerifier};
 use verifier::tdx::{TdxCollateral, TdxTrustAnchors, TdxVerifier};
 use verifier::{Claims, Now, VerifyError};
@@ -20,6 +21,10 @@ pub enum VerifyTee {
     Tdx,
     /// An SGX (version 3) quote: verified offline only; the broker does not serve SGX enclaves.
     Sgx,
+    /// Azure SEV-SNP confidential VM: guest-components `az-snp-vtpm` evidence JSON.
+    AzSnpVtpm,
+    /// Azure TDX confidential VM: guest-components `az-tdx-vtpm` evidence JSON.
+    AzTdxVtpm,
 }
 
 /// What verified evidence says: a confidential VM's [`Claims`], or an SGX enclave's.
@@ -37,12 +42,13 @@ pub struct VerifyArgs {
     pub tee: VerifyTee,
     /// The evidence: a raw SNP report (1184 bytes) or guest-components SNP evidence JSON; a raw
     /// TDX quote or guest-components TDX evidence JSON (`{"quote": base64, "cc_eventlog":
-    /// base64}`; a `cc_eventlog` is replayed against the quote's RTMRs); a raw SGX quote.
+    /// base64}`; a `cc_eventlog` is replayed against the quote's RTMRs); a raw SGX quote; for the Azure TEEs
+    /// the evidence JSON as the attester sent it (versions 0, 1, 2).
     #[arg(long)]
     pub evidence: PathBuf,
     /// SNP: the VCEK or VLEK (DER or PEM). A PEM file may carry more certificates after it
     /// (ASK, ASVK); they are checked against the pinned ARK. Not needed when the evidence JSON
-    /// carries the VCEK.
+    /// carries the VCEK (Azure evidence always does).
     #[arg(long)]
     pub endorsement: Option<PathBuf>,
     /// SNP: extra intermediate certificates (DER or PEM), checked against the pinned ARK. AMD's
@@ -55,8 +61,9 @@ pub struct VerifyArgs {
     /// step. Without it, revocation is not checked.
     #[arg(long)]
     pub crl: Vec<PathBuf>,
-    /// TDX and SGX: the collateral in Intel PCS JSON layout (TCB info, QE identity, CRLs,
-    /// chains; for SGX, TCB info id `SGX` and QE identity id `QE`).
+    /// TDX, SGX and az-tdx-vtpm: the collateral in Intel PCS JSON layout (TCB info, QE identity,
+    /// CRLs, chains; for SGX, TCB info id `SGX` and QE identity id `QE`). Without it,
+    /// az-tdx-vtpm evidence is checked as far as it can be and then fails at the collateral step.
     #[arg(long)]
     pub collateral: Option<PathBuf>,
     /// Verify as of this instant (RFC 3339). Default: now.
@@ -65,6 +72,10 @@ pub struct VerifyArgs {
     /// Require this REPORT_DATA (128 hex digits; shorter values are zero-padded).
     #[arg(long)]
     pub report_data: Option<String>,
+    /// Azure: require this TPM quote nonce (extraData), hex, exactly (for the KBS protocol: the
+    /// 48-byte SHA-384 binding of nonce and tee-pubkey).
+    #[arg(long)]
+    pub nonce: Option<String>,
     /// Trust the simulation PKI in DIR instead of AMD's and Intel's roots.
     #[arg(long, value_name = "DIR")]
     pub sim_pki: Option<PathBuf>,
@@ -83,6 +94,8 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<Result<Verified, VerifyError>> {
         VerifyTee::Snp => run_snp(args, &common)?.map(vm),
         VerifyTee::Tdx => run_tdx(args, &common)?.map(vm),
         VerifyTee::Sgx => run_sgx(args, &common)?.map(|c| Verified::Sgx(Box::new(c))),
+        VerifyTee::AzSnpVtpm => run_az_snp(args, &common)?.map(vm),
+        VerifyTee::AzTdxVtpm => run_az_tdx(args, &common)?.map(vm),
     })
 }
 
@@ -94,34 +107,65 @@ struct Common {
 }
 
 fn run_snp(args: &VerifyArgs, c: &Common) -> anyhow::Result<Result<Claims, VerifyError>> {
-    let anchors = match args.sim_pki.as_deref().map(load_sim_pki).transpose()? {
-        Some(pki) => pki.amd.anchors().context("simulation anchors")?,
-        None => SnpTrustAnchors::production().context("AMD roots")?,
-    };
+    let anchors = snp_anchors(args)?;
     let (report, endorsements) = match snp_inputs(&c.evidence, args) {
         Ok(inputs) => inputs,
         Err(Failure::Verify(e)) => return Ok(Err(e)),
         Err(Failure::Usage(e)) => return Err(e),
     };
     let verifier = SnpVerifier::new(anchors);
-    if args.crl.is_empty() {
-        return Ok(verifier.verify(&report, &endorsements, c.expected.as_ref(), c.now));
+    Ok(match revocation(args)? {
+        None => verifier.verify(&report, &endorsements, c.expected.as_ref(), c.now),
+        Some(r) => verifier.verify_with_revocation(
+            &report,
+            &endorsements,
+            c.expected.as_ref(),
+            c.now,
+            &r,
+        ),
+    })
+}
+
+/// Azure SNP: the evidence JSON, with `--endorsement`/`--chain` as the VCEK when the evidence
+/// lacks one, `--crl` and `--nonce`.
+fn run_az_snp(args: &VerifyArgs, c: &Common) -> anyhow::Result<Result<Claims, VerifyError>> {
+    let fallback = match flag_endorsements(args)
+        .and_then(|e| e.map(|mut e| add_chain(args, &mut e).map(|()| e)).transpose())
+    {
+        Ok(e) => e,
+        Err(Failure::Verify(e)) => return Ok(Err(e)),
+        Err(Failure::Usage(e)) => return Err(e),
+    };
+    let revocation = revocation(args)?;
+    let inputs = AzSnpInputs { fallback: fallback.as_ref(), revocation: revocation.as_ref() };
+    let verifier = SnpVerifier::new(snp_anchors(args)?);
+    Ok(verify_az_snp(&verifier, &c.evidence, inputs, nonce(args)?.as_deref(), c.now))
+}
+
+/// Azure TDX: the evidence JSON, with `--collateral` when there is some, and `--nonce`.
+fn run_az_tdx(args: &VerifyArgs, c: &Common) -> anyhow::Result<Result<Claims, VerifyError>> {
+    let collateral = match args.collateral.as_deref().map(read).transpose()? {
+        Some(bytes) => match TdxCollateral::from_json(&bytes) {
+            Ok(col) => Some(col),
+            Err(e) => return Ok(Err(e)),
+        },
+        None => None,
+    };
+    let verifier = TdxVerifier::new(intel_anchors(args)?);
+    Ok(verify_az_tdx(&verifier, &c.evidence, collateral.as_ref(), nonce(args)?.as_deref(), c.now))
+}
+
+/// `--nonce` as bytes.
+fn nonce(args: &VerifyArgs) -> anyhow::Result<Option<Vec<u8>>> {
+    args.nonce.as_deref().map(hex::decode).transpose().context("--nonce is not hex")
+}
+
+/// AMD's production roots, or the simulation PKI's with `--sim-pki`.
+fn snp_anchors(args: &VerifyArgs) -> anyhow::Result<SnpTrustAnchors> {
+    match args.sim_pki.as_deref().map(load_sim_pki).transpose()? {
+        Some(pki) => pki.amd.anchors().context("simulation anchors"),
+        None => SnpTrustAnchors::production().context("AMD roots"),
     }
-    let mut crls = Vec::new();
-    for path in &args.crl {
-        let bytes = read(path)?;
-        let der = keylatch_broker::collateral::der_from_any(&bytes)
-            .with_context(|| format!("{}: not a DER or PEM CRL", path.display()))?;
-        crls.push(der.into());
-    }
-    let revocation = SnpRevocation::required(crls, 0);
-    Ok(verifier.verify_with_revocation(
-        &report,
-        &endorsements,
-        c.expected.as_ref(),
-        c.now,
-        &revocation,
-    ))
 }
 
 fn run_tdx(args: &VerifyArgs, c: &Common) -> anyhow::Result<Result<Claims, VerifyError>> {
@@ -175,15 +219,42 @@ enum Failure {
     Usage(anyhow::Error),
 }
 
+/// `--crl` as a revocation requirement, when given.
+fn revocation(args: &VerifyArgs) -> anyhow::Result<Option<SnpRevocation>> {
+    if args.crl.is_empty() {
+        return Ok(None);
+    }
+    let mut crls = Vec::new();
+    for path in &args.crl {
+        let bytes = read(path)?;
+        let der = keylatch_broker::collateral::der_from_any(&bytes)
+            .with_context(|| format!("{}: not a DER or PEM CRL", path.display()))?;
+        crls.push(der.into());
+    }
+    Ok(Some(SnpRevocation::required(crls, 0)))
+}
+
 /// The report and its endorsements, from raw or guest-components JSON evidence plus flags.
 fn snp_inputs(evidence: &[u8], args: &VerifyArgs) -> Result<(Vec<u8>, SnpEndorsements), Failure> {
-    let (report, mut endorsements) = if looks_like_json(evidence) {
+    let (report, endorsements) = if looks_like_json(evidence) {
         let coco = verifier::snp::report_from_coco_evidence(evidence).map_err(Failure::Verify)?;
         let endorsements = coco.endorsements();
         (coco.report, endorsements)
     } else {
         (evidence.to_vec(), None)
     };
+    let mut endorsements = flag_endorsements(args)?.or(endorsements).ok_or_else(|| {
+        Failure::Usage(anyhow::anyhow!(
+            "no VCEK or VLEK: pass --endorsement, or evidence JSON whose cert_chain carries it"
+        ))
+    })?;
+    add_chain(args, &mut endorsements)?;
+    Ok((report, endorsements))
+}
+
+/// `--endorsement` (signer, then any intermediates in the file), when given.
+fn flag_endorsements(args: &VerifyArgs) -> Result<Option<SnpEndorsements>, Failure> {
+    let mut endorsements = None;
     if let Some(path) = &args.endorsement {
         let bytes = read(path).map_err(Failure::Usage)?;
         let mut certs = split_certificates(&bytes).map_err(Failure::Verify)?.into_iter();
@@ -196,18 +267,16 @@ fn snp_inputs(evidence: &[u8], args: &VerifyArgs) -> Result<(Vec<u8>, SnpEndorse
         }
         endorsements = Some(e);
     }
-    let Some(mut endorsements) = endorsements else {
-        return Err(Failure::Usage(anyhow::anyhow!(
-            "no VCEK or VLEK: pass --endorsement, or evidence JSON whose cert_chain carries it"
-        )));
-    };
+    Ok(endorsements)
+}
+
+/// Adds the `--chain` certificates to `e`.
+fn add_chain(args: &VerifyArgs, e: &mut SnpEndorsements) -> Result<(), Failure> {
     for path in &args.chain {
         let bytes = read(path).map_err(Failure::Usage)?;
-        for cert in split_certificates(&bytes).map_err(Failure::Verify)? {
-            endorsements = endorsements.with_intermediate(cert);
-        }
+        e.intermediates.extend(split_certificates(&bytes).map_err(Failure::Verify)?);
     }
-    Ok((report, endorsements))
+    Ok(())
 }
 
 /// One DER certificate, or every certificate of a PEM file, as DER.

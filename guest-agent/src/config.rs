@@ -15,6 +15,7 @@ use std::time::Duration;
 use keylatch_wire::KeyKind;
 use serde::Deserialize;
 
+use crate::evidence::tpm::TpmPath;
 use crate::evidence::{DetectOptions, SimTee};
 use crate::AgentError;
 
@@ -57,6 +58,12 @@ pub struct Settings {
     pub init_data: Option<PathBuf>,
     /// Seconds to keep retrying an unreachable broker.
     pub deadline: Option<u64>,
+    /// The TPM looked at for an Azure confidential VM's vTPM: a device (default
+    /// `/dev/tpmrm0`) or `tcp:HOST:PORT` (a `swtpm` server socket, for tests).
+    pub tpm: Option<String>,
+    /// Azure's instance metadata service, where the VCEK (SNP) or the TD quote (TDX) comes
+    /// from (default `http://169.254.169.254`).
+    pub azure_imds: Option<String>,
     #[serde(default)]
     pub luks: LuksSettings,
     #[serde(default)]
@@ -149,6 +156,8 @@ impl Settings {
             key_type: over.key_type.or(self.key_type),
             init_data: over.init_data.or(self.init_data),
             deadline: over.deadline.or(self.deadline),
+            tpm: over.tpm.or(self.tpm),
+            azure_imds: over.azure_imds.or(self.azure_imds),
             luks: LuksSettings {
                 device: over.luks.device.or(self.luks.device),
                 name: over.luks.name.or(self.luks.name),
@@ -211,7 +220,8 @@ impl Settings {
     }
 
     /// Where evidence comes from: the simulator when `simulate.tee` is set (it then needs
-    /// `simulate.sim_pki`), otherwise the hardware under `configfs_root` / `sev_guest`.
+    /// `simulate.sim_pki`), otherwise the hardware: the TPM (an Azure vTPM), `configfs_root`,
+    /// `sev_guest`.
     pub fn resolve_detect(
         &self,
         configfs_root: PathBuf,
@@ -249,7 +259,17 @@ impl Settings {
             }
             (None, _) => None,
         };
-        Ok(DetectOptions { configfs_root, sev_guest, ccel, simulate, init_data, sim_measurement })
+        let defaults = DetectOptions::default();
+        Ok(DetectOptions {
+            configfs_root,
+            sev_guest,
+            ccel,
+            tpm: self.tpm.as_deref().map_or(defaults.tpm, TpmPath::parse),
+            azure_imds: self.azure_imds.clone().unwrap_or(defaults.azure_imds),
+            simulate,
+            init_data,
+            sim_measurement,
+        })
     }
 }
 
@@ -279,6 +299,8 @@ ca = "/etc/keylatch/ca.pem"
 resource = "kbs:///default/disk-key/vm-1"
 key_type = "p384"
 deadline = 120
+tpm = "tcp:127.0.0.1:2321"
+azure_imds = "http://127.0.0.1:8080"
 
 [luks]
 device = "/dev/vda"
@@ -301,6 +323,9 @@ sim_pki = "/etc/keylatch/sim-pki"
         assert_eq!(s.deadline, Some(120));
         assert_eq!(s.luks.name.as_deref(), Some("root"));
         assert_eq!(s.simulate.tee, Some(SimulateTee::Snp));
+        let detect = s.resolve_detect("/x".into(), "/y".into(), "/z".into(), None).unwrap();
+        assert_eq!(detect.tpm, TpmPath::Tcp("127.0.0.1:2321".into()));
+        assert_eq!(detect.azure_imds, "http://127.0.0.1:8080");
         assert_eq!(
             s.files(),
             vec![Path::new("/etc/keylatch/ca.pem"), Path::new("/etc/keylatch/sim-pki")]

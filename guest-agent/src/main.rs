@@ -105,6 +105,12 @@ struct EvidenceArgs {
     /// default: the simulator's built-in image. Lets a demo play a VM that booted something else.
     #[arg(long, env = "KEYLATCH_AGENT_SIM_MEASUREMENT")]
     sim_measurement: Option<String>,
+    /// The TPM to look at for an Azure vTPM: a device or tcp:HOST:PORT [default: /dev/tpmrm0].
+    #[arg(long, env = "KEYLATCH_AGENT_TPM")]
+    tpm: Option<String>,
+    /// Azure's instance metadata service [default: http://169.254.169.254].
+    #[arg(long, env = "KEYLATCH_AGENT_AZURE_IMDS")]
+    azure_imds: Option<String>,
     #[arg(long, hide = true, default_value = keylatch_agent::evidence::configfs::DEFAULT_ROOT)]
     configfs_root: PathBuf,
     #[arg(long, hide = true, default_value = keylatch_agent::evidence::sevguest::DEFAULT_DEVICE)]
@@ -114,27 +120,32 @@ struct EvidenceArgs {
 }
 
 impl EvidenceArgs {
-    fn settings(&self) -> SimulateSettings {
-        SimulateSettings {
-            tee: self.simulate,
-            sim_pki: self.sim_pki.clone(),
-            measurement: self.sim_measurement.clone(),
-        }
+    /// These flags as the top layer over `file`.
+    fn over(&self, file: Settings) -> Settings {
+        file.overlay(Settings {
+            tpm: self.tpm.clone(),
+            azure_imds: self.azure_imds.clone(),
+            simulate: SimulateSettings {
+                tee: self.simulate,
+                sim_pki: self.sim_pki.clone(),
+                measurement: self.sim_measurement.clone(),
+            },
+            ..Settings::default()
+        })
     }
 }
 
 impl BrokerArgs {
     /// These flags as the top layer over `file`.
     fn over(&self, file: Settings, ev: &EvidenceArgs, luks: LuksSettings) -> Settings {
-        file.overlay(Settings {
+        ev.over(file).overlay(Settings {
             url: self.url.clone(),
             ca: self.ca.clone(),
-            resource: None,
             key_type: self.key_type,
             init_data: self.init_data.clone(),
             deadline: self.deadline,
             luks,
-            simulate: ev.settings(),
+            ..Settings::default()
         })
     }
 }
@@ -188,8 +199,7 @@ fn run(cli: Cli) -> Result<(), AgentError> {
     let file = Settings::load(cli.config.as_deref())?;
     match cli.command {
         Command::Detect(ev) => {
-            let settings =
-                file.overlay(Settings { simulate: ev.settings(), ..Settings::default() });
+            let settings = ev.over(file);
             let source = detect(&detect_opts(&settings, &ev, None)?)?;
             println!("{}", source.describe());
             Ok(())
@@ -202,8 +212,7 @@ fn run(cli: Cli) -> Result<(), AgentError> {
             }
             let mut rd = [0u8; 64];
             rd.iter_mut().zip(&bytes).for_each(|(o, b)| *o = *b);
-            let settings =
-                file.overlay(Settings { simulate: ev.settings(), ..Settings::default() });
+            let settings = ev.over(file);
             let source = detect(&detect_opts(&settings, &ev, None)?)?;
             let evidence = source.evidence(&rd)?;
             println!("{}", serde_json::to_string_pretty(&evidence).unwrap_or_default());

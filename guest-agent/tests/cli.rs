@@ -43,6 +43,8 @@ fn detect_without_tee_exits_4_with_one_line() {
         root.to_str().unwrap(),
         "--sev-guest",
         root.to_str().unwrap(),
+        "--tpm",
+        root.to_str().unwrap(),
     ]);
     assert_eq!(o.status.code(), Some(4));
     let err = stderr(&o);

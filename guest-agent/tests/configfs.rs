@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use keylatch_agent::evidence::certtable::{self, ASK_GUID, VCEK_GUID};
 use keylatch_agent::evidence::configfs::{ConfigfsTsm, Provider};
+use keylatch_agent::evidence::tpm::TpmPath;
 use keylatch_agent::evidence::{detect, DetectOptions};
 use keylatch_agent::{AgentError, ExitCode};
 use keylatch_wire::kbs_types::Tee;
@@ -140,6 +141,8 @@ fn opts(dir: &Path) -> DetectOptions {
         configfs_root: dir.join("tsm/report"),
         sev_guest: dir.join("no-sev-guest"),
         ccel: dir.join(CCEL),
+        tpm: TpmPath::Device(dir.join("no-tpm")),
+        azure_imds: String::new(),
         simulate: None,
         init_data: None,
         sim_measurement: None,

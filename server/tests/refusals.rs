@@ -205,16 +205,19 @@ fn unsupported_tee_detail(broker: &Broker, tee: &str) -> String {
 #[test]
 fn unsupported_tee_refusal_lists_exactly_the_tees_served() {
     let broker = Broker::start(|c| c, ALLOW_SIM);
-    assert_eq!(unsupported_tee_detail(&broker, "sgx"), "tee \"sgx\" is not served (snp, tdx)");
+    assert_eq!(
+        unsupported_tee_detail(&broker, "sgx"),
+        "tee \"sgx\" is not served (snp, tdx, az-snp-vtpm, az-tdx-vtpm)"
+    );
 
     let broker =
         Broker::start(|c| c.replace("allow_sample = false", "allow_sample = true"), ALLOW_SIM);
     assert_eq!(
         unsupported_tee_detail(&broker, "sgx"),
-        "tee \"sgx\" is not served (snp, tdx, sample)"
+        "tee \"sgx\" is not served (snp, tdx, az-snp-vtpm, az-tdx-vtpm, sample)"
     );
     // Each TEE it lists is served: auth answers a challenge.
-    for tee in ["snp", "tdx", "sample"] {
+    for tee in ["snp", "tdx", "az-snp-vtpm", "az-tdx-vtpm", "sample"] {
         Raw::auth(&broker, tee);
     }
 }

@@ -328,7 +328,8 @@ fn auth_refuses_other_versions_and_unserved_tees_without_a_cookie() {
         (json!({"version": "0.4.0", "tee": "tdx "}), 401, "unsupported-tee"),
         (json!({"version": "0.4.0", "tee": "snp\u{0}"}), 401, "unsupported-tee"),
         (json!({"version": "0.4.0", "tee": ""}), 401, "unsupported-tee"),
-        (json!({"version": "0.4.0", "tee": "az-snp-vtpm"}), 401, "unsupported-tee"),
+        (json!({"version": "0.4.0", "tee": "AZ-SNP-VTPM"}), 401, "unsupported-tee"),
+        (json!({"version": "0.4.0", "tee": "cca"}), 401, "unsupported-tee"),
         (json!({"version": "0.4.0", "tee": "se"}), 401, "unsupported-tee"),
         (json!({"version": "0.4.0", "tee": long}), 401, "unsupported-tee"),
         // ERRORS.md names this refusal `sample-not-allowed` (not `unsupported-tee`).

@@ -16,6 +16,13 @@ use crate::HexBytes;
 pub enum Tee {
     Snp,
     Tdx,
+    /// An Azure confidential VM on SEV-SNP: a paravisor's HCL report (an SNP report inside)
+    /// binds a vTPM attestation key, whose TPM quote covers the PCRs and the nonce.
+    #[serde(rename = "az-snp-vtpm")]
+    AzSnpVtpm,
+    /// An Azure confidential VM on TDX: as [`Tee::AzSnpVtpm`] with a TD report and its TD quote.
+    #[serde(rename = "az-tdx-vtpm")]
+    AzTdxVtpm,
     /// Trustee's unsigned sample TEE: no hardware, no signature. Accepted only when enabled.
     Sample,
 }
@@ -26,8 +33,18 @@ impl Tee {
         match self {
             Self::Snp => "snp",
             Self::Tdx => "tdx",
+            Self::AzSnpVtpm => "az-snp-vtpm",
+            Self::AzTdxVtpm => "az-tdx-vtpm",
             Self::Sample => "sample",
         }
+    }
+
+    /// Parses a KBS TEE name (`snp`, `tdx`, `az-snp-vtpm`, `az-tdx-vtpm`, `sample`).
+    #[must_use]
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Self::Snp, Self::Tdx, Self::AzSnpVtpm, Self::AzTdxVtpm, Self::Sample]
+            .into_iter()
+            .find(|t| t.as_str() == name)
     }
 }
 
@@ -45,6 +62,48 @@ pub struct Claims {
     pub snp: Option<SnpClaims>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tdx: Option<TdxClaims>,
+    /// Azure vTPM evidence only: the PCRs the TPM quote covers and the HCL's runtime claims.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub azure: Option<AzureClaims>,
+}
+
+/// What an Azure confidential VM's vTPM evidence says beyond the hardware report
+/// (`azure.*` in the claims). Every field is bound to the hardware report: the runtime data by
+/// REPORT_DATA, the PCRs by the quote the runtime data's attestation key signed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AzureClaims {
+    /// The evidence JSON version the attester sent (0, 1 or 2).
+    pub evidence_version: u32,
+    /// SHA-256 PCR values by index (`azure.pcrs.7`), exactly the PCRs the quote selects.
+    pub pcrs: BTreeMap<u8, HexBytes<32>>,
+    /// The HCL's `vm-configuration` object from the runtime data.
+    pub vm_configuration: AzureVmConfiguration,
+    /// The runtime data's `user-data` (hex, as the HCL wrote it); evidence version 2 binds the
+    /// nonce here too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_data: Option<String>,
+    /// SHA-256 of the attestation key's modulus (big-endian, as the TPM gives it): the vTPM's
+    /// identity for audit.
+    pub ak_modulus_sha256: HexBytes<32>,
+}
+
+/// The HCL runtime data's `vm-configuration` (field names as Azure writes them, in snake case).
+/// A member the HCL did not write is absent.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(clippy::struct_field_names)] // reason: the names are Azure's
+pub struct AzureVmConfiguration {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secure_boot: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpm_enabled: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpm_persisted: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console_enabled: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vm_unique_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_cert_thumbprint: Option<String>,
 }
 
 /// AMD product line (the ARK a report chains to).

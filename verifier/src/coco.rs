@@ -12,6 +12,10 @@ use crate::{Reason, Step, Tee, VerifyError};
 pub enum CocoEvidence {
     Snp(CocoSnpEvidence),
     Tdx(CocoTdxEvidence),
+    /// `az-snp-vtpm` evidence as JSON text: [`crate::azure`] decodes it in its own first step.
+    AzSnpVtpm(Vec<u8>),
+    /// `az-tdx-vtpm` evidence as JSON text, likewise.
+    AzTdxVtpm(Vec<u8>),
 }
 
 impl CocoEvidence {
@@ -22,6 +26,12 @@ impl CocoEvidence {
         match tee {
             Tee::Snp => report_from_coco_value(primary).map(Self::Snp),
             Tee::Tdx => tdx_from_coco_value(primary).map(Self::Tdx),
+            Tee::AzSnpVtpm | Tee::AzTdxVtpm => {
+                let json = serde_json::to_vec(primary).map_err(|_| {
+                    VerifyError::new(Step::Parse, Reason::Malformed { what: "Azure evidence JSON" })
+                })?;
+                Ok(if tee == Tee::AzSnpVtpm { Self::AzSnpVtpm(json) } else { Self::AzTdxVtpm(json) })
+            }
             Tee::Sample => Err(VerifyError::new(
                 Step::Parse,
                 Reason::Malformed { what: "sample evidence (no hardware evidence to decode)" },
@@ -35,6 +45,8 @@ impl CocoEvidence {
         match self {
             Self::Snp(_) => Tee::Snp,
             Self::Tdx(_) => Tee::Tdx,
+            Self::AzSnpVtpm(_) => Tee::AzSnpVtpm,
+            Self::AzTdxVtpm(_) => Tee::AzTdxVtpm,
         }
     }
 }

@@ -30,6 +30,18 @@ pub enum Step {
     ReportData,
     /// The TDX event log (CCEL) is malformed, or replaying it does not give the quote's RTMRs.
     EventLog,
+    /// Azure: the HCL report (the paravisor's envelope around the hardware report) is
+    /// malformed, of the wrong type, or its hardware report is not the one the HCL produces.
+    HclReport,
+    /// Azure: the HCL runtime data is not what the hardware report's REPORT_DATA commits to,
+    /// or does not carry exactly one RSA attestation key.
+    RuntimeData,
+    /// Azure: the TPM quote (TPMS_ATTEST) is malformed, not a quote, or not signed by the
+    /// attestation key from the runtime data.
+    TpmQuote,
+    /// Azure: the PCR values sent do not hash to the quote's PCR digest, or do not match its
+    /// selection.
+    Pcrs,
 }
 
 impl Step {
@@ -46,6 +58,10 @@ impl Step {
             Self::QeIdentity => "qe-identity",
             Self::ReportData => "report-data",
             Self::EventLog => "event-log",
+            Self::HclReport => "hcl-report",
+            Self::RuntimeData => "runtime-data",
+            Self::TpmQuote => "tpm-quote",
+            Self::Pcrs => "pcrs",
         }
     }
 }

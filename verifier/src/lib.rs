@@ -1,9 +1,9 @@
 //! Keylatch evidence verification. This crate owns the question "is this hardware evidence
-//! genuine, and what does it say?": strict parsers for AMD SEV-SNP attestation reports and Intel
-//! TDX quotes (and SGX quotes, verified offline only: [`sgx`]), their certificate chains to
-//! pinned hardware roots, TCB evaluation, the normalized [`Claims`] every later decision reads,
-//! and the simulator ([`sim`]) that mints evidence in the same binary formats under a simulation
-//! PKI.
+//! genuine, and what does it say?": strict parsers for AMD SEV-SNP attestation reports, Intel
+//! TDX quotes (and SGX quotes, verified offline only: [`sgx`]) and Azure confidential VMs' vTPM
+//! evidence ([`azure`]), their certificate chains to pinned hardware roots, TCB evaluation, the
+//! normalized [`Claims`] every later decision reads, and the simulator ([`sim`]) that mints
+//! evidence in the same binary formats under a simulation PKI.
 //!
 //! The crate is pure: no I/O, no clock, no network. Time (`now`), endorsements (VCEK/VLEK and
 //! their chains) and collateral (TCB info, QE identity, CRLs) are arguments, so every check is
@@ -11,6 +11,7 @@
 //!
 //! Every failure is a [`VerifyError`] naming the [`Step`] that failed and a [`Reason`].
 
+pub mod azure;
 pub mod claims;
 pub mod coco;
 pub mod error;
@@ -23,7 +24,7 @@ pub mod snp;
 pub mod tdx;
 pub mod x509;
 
-pub use claims::{Claims, Tee};
+pub use claims::{AzureClaims, AzureVmConfiguration, Claims, Tee};
 pub use coco::CocoEvidence;
 pub use error::{Reason, Step, VerifyError};
 pub use hex_bytes::HexBytes;

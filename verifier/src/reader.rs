@@ -63,6 +63,19 @@ impl<'a> Reader<'a> {
         Ok(u64::from_le_bytes(self.take_array()?))
     }
 
+    /// Big-endian reads, for TPM 2.0 structures (which are marshalled big-endian).
+    pub(crate) fn u16_be(&mut self) -> Result<u16, Reason> {
+        Ok(u16::from_be_bytes(self.take_array()?))
+    }
+
+    pub(crate) fn u32_be(&mut self) -> Result<u32, Reason> {
+        Ok(u32::from_be_bytes(self.take_array()?))
+    }
+
+    pub(crate) fn u64_be(&mut self) -> Result<u64, Reason> {
+        Ok(u64::from_be_bytes(self.take_array()?))
+    }
+
     /// A sub-reader over the next `n` bytes, named for its own errors.
     pub(crate) fn sub(&mut self, what: &'static str, n: usize) -> Result<Reader<'a>, Reason> {
         Ok(Reader::new(what, self.take(n)?))

@@ -6,7 +6,8 @@
 //!
 //! [`snp`] owns the AMD side (ARK, ASK, ASVK, VCEKs minted per chip and TCB, a VLEK), [`tdx`]
 //! the Intel side (root CA, PCK CA, PCK leaf, TCB signing key, signed collateral), [`ccel`] a
-//! TD's event log and the RTMRs that go with it. This module
+//! TD's event log and the RTMRs that go with it, [`azure`] the HCL report of an Azure
+//! confidential VM around a sim SNP report. This module
 //! joins them into one PKI that is saved as a directory of PEM files by the caller (the crate
 //! does no I/O itself).
 //!
@@ -14,6 +15,7 @@
 //! guest costs the broker and the sim what a real one would; keys are still stored as the
 //! RustCrypto PKCS#8 PEM files they always were.
 
+pub mod azure;
 pub mod ccel;
 pub mod snp;
 pub mod tdx;

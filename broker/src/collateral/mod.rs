@@ -169,6 +169,30 @@ impl CollateralService {
                 tdx: self.tdx.for_quote(&ev.quote, now.unix_timestamp()).await?,
                 snp_crls: Vec::new(),
             }),
+            CocoEvidence::AzSnpVtpm(json) => {
+                // The attester always sends the VCEK; KDS only when it is absent.
+                let Some((vcek, report)) = azure_snp_parts(json) else {
+                    return Ok(HardwareCollateral::default());
+                };
+                let snp = match vcek {
+                    Some(_) => None,
+                    None => Some(self.snp.for_report(&report).await?),
+                };
+                let signer = vcek.or_else(|| snp.as_ref().map(|e| e.signer.clone()));
+                let snp_crls = match signer {
+                    Some(s) => self.amd_crl.for_signer(&s, now.unix_timestamp()).await?,
+                    None => Vec::new(),
+                };
+                Ok(HardwareCollateral { snp, tdx: None, snp_crls })
+            }
+            CocoEvidence::AzTdxVtpm(json) => Ok(HardwareCollateral {
+                snp: None,
+                tdx: match azure_td_quote(json) {
+                    Some(quote) => self.tdx.for_quote(&quote, now.unix_timestamp()).await?,
+                    None => None,
+                },
+                snp_crls: Vec::new(),
+            }),
         }
     }
 
@@ -192,6 +216,24 @@ impl CollateralService {
 }
 
 /// The VCEK or VLEK that guest-components SNP evidence carries, if any.
+/// The VCEK (when sent) and the SNP report of az-snp-vtpm evidence, if it decodes that far.
+fn azure_snp_parts(json: &[u8]) -> Option<(Option<Vec<u8>>, Vec<u8>)> {
+    use verifier::azure::{parse_hcl_report, AzureEvidence, AzureHardware, AzureTee};
+    let ev = AzureEvidence::from_json(AzureTee::Snp, json).ok()?;
+    let report = parse_hcl_report(&ev.hcl_report).ok()?.hw_report.to_vec();
+    let AzureHardware::Snp { vcek } = ev.hardware else { return None };
+    Some(((!vcek.is_empty()).then_some(vcek), report))
+}
+
+/// The TD quote of az-tdx-vtpm evidence, if it decodes.
+fn azure_td_quote(json: &[u8]) -> Option<Vec<u8>> {
+    use verifier::azure::{AzureEvidence, AzureHardware, AzureTee};
+    match AzureEvidence::from_json(AzureTee::Tdx, json).ok()?.hardware {
+        AzureHardware::Tdx { td_quote } => Some(td_quote),
+        AzureHardware::Snp { .. } => None,
+    }
+}
+
 /// Decodes a CRL or certificate body that may be DER, PEM or hex text (PCCS serves the root
 /// CA CRL as hex).
 #[must_use]

@@ -142,11 +142,8 @@ async fn appraise_session(
             "this session's nonce was already answered",
         ));
     }
-    let tee = match session.tee.as_str() {
-        "snp" => Tee::Snp,
-        "tdx" => Tee::Tdx,
-        "sample" => Tee::Sample,
-        _ => return Err(ApiError::new(ErrorKind::UnsupportedTee, "session TEE is not served")),
+    let Some(tee) = Tee::from_name(&session.tee) else {
+        return Err(ApiError::new(ErrorKind::UnsupportedTee, "session TEE is not served"));
     };
     // Rebuilt from the session's nonce: the body's copy was only compared above.
     let expected = report_data_binding(&session.nonce, &jwk, &req.tee_evidence.additional_evidence);

@@ -1,16 +1,21 @@
-//! Where evidence comes from. One trait, three sources, and [`detect`], which picks one and says
+//! Where evidence comes from. One trait, four sources, and [`detect`], which picks one and says
 //! why:
 //!
 //! 1. `--simulate snp|tdx --sim-pki DIR`: the simulator, when asked for explicitly;
-//! 2. Linux configfs-tsm (`/sys/kernel/config/tsm/report`), whose `provider` says SNP or TDX;
-//! 3. `/dev/sev-guest` extended reports (SNP on kernels without configfs-tsm).
+//! 2. an Azure confidential VM's vTPM (`/dev/tpmrm0`, or `tpm = "..."`): its NV index
+//!    0x01400001 holds an HCL report of type SNP or TDX (`az-snp-vtpm`, `az-tdx-vtpm`). Looked
+//!    at before the others, as guest-components does: on Azure the paravisor owns the hardware;
+//! 3. Linux configfs-tsm (`/sys/kernel/config/tsm/report`), whose `provider` says SNP or TDX;
+//! 4. `/dev/sev-guest` extended reports (SNP on kernels without configfs-tsm).
 //!
 //! With none of them, detection fails: there is no unsigned fallback.
 
+pub mod azure;
 pub mod certtable;
 pub mod configfs;
 pub mod sevguest;
 pub mod sim;
+pub mod tpm;
 
 use std::path::PathBuf;
 
@@ -46,6 +51,10 @@ pub struct DetectOptions {
     pub sev_guest: PathBuf,
     /// The TDX event log (default `/sys/firmware/acpi/tables/data/CCEL`).
     pub ccel: PathBuf,
+    /// The TPM looked at for an Azure vTPM (default `/dev/tpmrm0`).
+    pub tpm: tpm::TpmPath,
+    /// Azure's instance metadata service (default `http://169.254.169.254`).
+    pub azure_imds: String,
     /// Use the simulator instead of hardware.
     pub simulate: Option<(SimTee, PathBuf)>,
     /// Init-data TOML; the simulator measures it into HOST_DATA / MRCONFIGID as a VMM would.
@@ -60,6 +69,8 @@ impl Default for DetectOptions {
             configfs_root: PathBuf::from(configfs::DEFAULT_ROOT),
             sev_guest: PathBuf::from(sevguest::DEFAULT_DEVICE),
             ccel: PathBuf::from(configfs::DEFAULT_CCEL),
+            tpm: tpm::TpmPath::default(),
+            azure_imds: azure::DEFAULT_IMDS.to_owned(),
             simulate: None,
             init_data: None,
             sim_measurement: None,
@@ -76,6 +87,10 @@ pub fn detect(opts: &DetectOptions) -> Result<Box<dyn EvidenceSource>, AgentErro
         }
         return Ok(Box::new(source));
     }
+    let not_azure = match azure::AzureVtpm::probe(&opts.tpm, &opts.azure_imds)? {
+        Ok(vtpm) => return Ok(Box::new(vtpm)),
+        Err(why) => why,
+    };
     if opts.configfs_root.is_dir() {
         let tsm = configfs::ConfigfsTsm::probe(&opts.configfs_root)?.with_ccel(opts.ccel.clone());
         return Ok(Box::new(tsm));
@@ -84,7 +99,8 @@ pub fn detect(opts: &DetectOptions) -> Result<Box<dyn EvidenceSource>, AgentErro
         return Ok(Box::new(sevguest::SevGuest::new(&opts.sev_guest)));
     }
     Err(AgentError::NoTee(format!(
-        "{} is not a directory (configfs-tsm), {} does not exist, and no --simulate was given",
+        "{not_azure}, {} is not a directory (configfs-tsm), {} does not exist, and no --simulate \
+         was given",
         opts.configfs_root.display(),
         opts.sev_guest.display()
     )))

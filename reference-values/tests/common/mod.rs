@@ -73,6 +73,7 @@ pub fn claims_of(case: &Case) -> Claims {
             evidence_sha256: HexBytes::default(),
             snp: Some(snp_claims(e)),
             tdx: None,
+            azure: None,
         },
         "tdx" => Claims {
             tee: Tee::Tdx,
@@ -81,6 +82,7 @@ pub fn claims_of(case: &Case) -> Claims {
             evidence_sha256: HexBytes::default(),
             snp: None,
             tdx: Some(tdx_claims(e)),
+            azure: None,
         },
         other => panic!("unknown tee {other}"),
     }

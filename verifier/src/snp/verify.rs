@@ -157,6 +157,7 @@ impl SnpVerifier {
             evidence_sha256: HexBytes(Sha256::digest(report).into()),
             snp: Some(snp_claims(&parsed, product, signer.kind, &tcbs)),
             tdx: None,
+            azure: None,
         })
     }
 

@@ -136,5 +136,6 @@ fn claims(
             pce_svn: pck.ext.pce_svn,
             event_log: None,
         }),
+        azure: None,
     }
 }
