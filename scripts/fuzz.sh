@@ -11,7 +11,8 @@ source scripts/lib.sh
 seconds="${1:-30}"; shift || true
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(snp_report snp_coco_evidence tdx_quote sgx_quote tdx_collateral certificate
-  kbs_request jwe signed_bundle checkpoint audit_export broker_inputs amd_crl tdx_event_log tpm_response)
+  kbs_request jwe signed_bundle checkpoint audit_export broker_inputs amd_crl tdx_event_log tpm_response
+  azure_hcl_report azure_tpms_attest azure_evidence)
 
 command -v cargo-fuzz >/dev/null 2>&1 || { step "installing cargo-fuzz"; cargo install --locked cargo-fuzz; }
 vectors="${KEYLATCH_VECTORS:-$(cd .. && pwd)/shared/vectors}"

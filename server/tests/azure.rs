@@ -184,8 +184,7 @@ fn azure_upstream_evidence_json_is_accepted_byte_for_byte_by_the_broker() {
         let expected: Value =
             serde_json::from_slice(&std::fs::read(case.join("expected.json")).unwrap()).unwrap();
         let text = std::fs::read(case.join("evidence.json")).unwrap();
-        // Exactly what arrives as `tee-evidence.primary_evidence` in an attestation body.
-        let primary: Value = serde_json::from_slice(&text).unwrap();
+        // Parsed exactly as `tee-evidence.primary_evidence` of an attestation body is.
         let mut binding = [0u8; 64];
         binding[..48].copy_from_slice(&hex::decode(expected["nonce"].as_str().unwrap()).unwrap());
         let at = time::OffsetDateTime::parse(
@@ -193,37 +192,25 @@ fn azure_upstream_evidence_json_is_accepted_byte_for_byte_by_the_broker() {
             &time::format_description::well_known::Rfc3339,
         )
         .unwrap();
-        let verifiers = Arc::clone(&broker.state.broker.verifiers);
-        let collateral = &broker.state.broker.collateral;
-        let claims = broker
-            .rt
-            .block_on(keylatch_broker::evidence::verify_at(
-                collateral,
-                &verifiers,
+        let verify = |binding: [u8; 64]| {
+            let primary: Value = serde_json::from_slice(&text).unwrap();
+            broker.rt.block_on(keylatch_broker::evidence::verify_at(
+                &broker.state.broker.collateral,
+                &broker.state.broker.verifiers,
                 verifier::Tee::AzSnpVtpm,
                 primary,
                 binding,
                 at,
             ))
-            .unwrap_or_else(|e| panic!("{name}: {}", e.detail));
+        };
+        let claims = verify(binding).unwrap_or_else(|e| panic!("{name}: {}", e.detail));
         assert_eq!(claims.tee, verifier::Tee::AzSnpVtpm);
         assert!(!claims.simulated);
         let az = claims.azure.unwrap();
         assert_eq!(serde_json::to_value(&az.pcrs).unwrap(), expected["claims"]["pcrs"]);
         // And the session's binding is what it is checked against: another one is refused.
         binding[0] ^= 1;
-        let primary: Value = serde_json::from_slice(&text).unwrap();
-        let e = broker
-            .rt
-            .block_on(keylatch_broker::evidence::verify_at(
-                collateral,
-                &verifiers,
-                verifier::Tee::AzSnpVtpm,
-                primary,
-                binding,
-                at,
-            ))
-            .unwrap_err();
+        let e = verify(binding).unwrap_err();
         assert_eq!(e.kind.type_id(), "report-data-mismatch", "{name}: {}", e.detail);
     }
     let _ = Raw::auth(&broker, "az-snp-vtpm");

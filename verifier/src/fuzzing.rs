@@ -52,3 +52,25 @@ pub fn amd_crl(data: &[u8]) {
         let _ = crate::snp::check_crl(anchors, data);
     }
 }
+
+/// Azure HCL report, and the runtime data JSON inside it when the report parses.
+pub fn azure_hcl_report(data: &[u8]) {
+    if let Ok(hcl) = crate::azure::parse_hcl_report(data) {
+        let _ = crate::azure::parse_runtime_data(hcl.runtime_data);
+        let _ = crate::azure::tdreport::parse_td_report(hcl.hw_report);
+    }
+    let _ = crate::azure::parse_runtime_data(data);
+}
+
+/// TPMS_ATTEST (a vTPM quote message), and its PCR check against 24 zero PCRs.
+pub fn azure_tpms_attest(data: &[u8]) {
+    if let Ok(q) = crate::azure::TpmsAttest::parse(data) {
+        let _ = crate::azure::check_pcrs(&q, &vec![vec![0u8; 32]; 24]);
+    }
+}
+
+/// guest-components' Azure evidence JSON, both TEEs, every version.
+pub fn azure_evidence(data: &[u8]) {
+    let _ = crate::azure::AzureEvidence::from_json(crate::azure::AzureTee::Snp, data);
+    let _ = crate::azure::AzureEvidence::from_json(crate::azure::AzureTee::Tdx, data);
+}

@@ -158,11 +158,7 @@ impl CollateralService {
                     Some(e) => Some(e.signer.clone()),
                     None => ev.signer().map(<[u8]>::to_vec),
                 };
-                let snp_crls = match signer {
-                    Some(s) => self.amd_crl.for_signer(&s, now.unix_timestamp()).await?,
-                    None => Vec::new(),
-                };
-                Ok(HardwareCollateral { snp, tdx: None, snp_crls })
+                self.with_crls(snp, signer, now).await
             }
             CocoEvidence::Tdx(ev) => Ok(HardwareCollateral {
                 snp: None,
@@ -179,11 +175,7 @@ impl CollateralService {
                     None => Some(self.snp.for_report(&report).await?),
                 };
                 let signer = vcek.or_else(|| snp.as_ref().map(|e| e.signer.clone()));
-                let snp_crls = match signer {
-                    Some(s) => self.amd_crl.for_signer(&s, now.unix_timestamp()).await?,
-                    None => Vec::new(),
-                };
-                Ok(HardwareCollateral { snp, tdx: None, snp_crls })
+                self.with_crls(snp, signer, now).await
             }
             CocoEvidence::AzTdxVtpm(json) => Ok(HardwareCollateral {
                 snp: None,
@@ -194,6 +186,20 @@ impl CollateralService {
                 snp_crls: Vec::new(),
             }),
         }
+    }
+
+    /// SNP collateral: `snp` endorsements found (if any) and the AMD CRLs for `signer`.
+    async fn with_crls(
+        &self,
+        snp: Option<verifier::snp::SnpEndorsements>,
+        signer: Option<Vec<u8>>,
+        now: Now,
+    ) -> Result<HardwareCollateral, ApiError> {
+        let snp_crls = match signer {
+            Some(s) => self.amd_crl.for_signer(&s, now.unix_timestamp()).await?,
+            None => Vec::new(),
+        };
+        Ok(HardwareCollateral { snp, tdx: None, snp_crls })
     }
 
     /// The SNP side (for tests and tools).
