@@ -5,9 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
+use verifier::azure::{verify_az_snp, verify_az_tdx, AzSnpInputs};
 use verifier::claims::SgxClaims;
 use verifier::sgx::SgxVerifier;
-use verifier::azure::{verify_az_snp, verify_az_tdx, AzSnpInputs};
 use verifier::snp::{SnpEndorsements, SnpRevocation, SnpTrustAnchors, SnpVerifier};
 use verifier::tdx::{TdxCollateral, TdxTrustAnchors, TdxVerifier};
 use verifier::{Claims, Now, VerifyError};
@@ -116,13 +116,9 @@ fn run_snp(args: &VerifyArgs, c: &Common) -> anyhow::Result<Result<Claims, Verif
     let verifier = SnpVerifier::new(anchors);
     Ok(match revocation(args)? {
         None => verifier.verify(&report, &endorsements, c.expected.as_ref(), c.now),
-        Some(r) => verifier.verify_with_revocation(
-            &report,
-            &endorsements,
-            c.expected.as_ref(),
-            c.now,
-            &r,
-        ),
+        Some(r) => {
+            verifier.verify_with_revocation(&report, &endorsements, c.expected.as_ref(), c.now, &r)
+        }
     })
 }
 

@@ -30,7 +30,11 @@ impl CocoEvidence {
                 let json = serde_json::to_vec(primary).map_err(|_| {
                     VerifyError::new(Step::Parse, Reason::Malformed { what: "Azure evidence JSON" })
                 })?;
-                Ok(if tee == Tee::AzSnpVtpm { Self::AzSnpVtpm(json) } else { Self::AzTdxVtpm(json) })
+                Ok(if tee == Tee::AzSnpVtpm {
+                    Self::AzSnpVtpm(json)
+                } else {
+                    Self::AzTdxVtpm(json)
+                })
             }
             Tee::Sample => Err(VerifyError::new(
                 Step::Parse,
