@@ -20,7 +20,7 @@ fn azure_dir() -> Option<PathBuf> {
     if dir.is_dir() {
         Some(dir)
     } else {
-        println!("skipped: no azure/ cases at {} (they are in /work/extra-vectors)", dir.display());
+        println!("skipped: no azure/ cases at {} (real Azure evidence from confidential-containers/trustee deps/verifier/test_data; not yet in the shared vectors)", dir.display());
         None
     }
 }
