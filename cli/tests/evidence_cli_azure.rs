@@ -7,23 +7,13 @@
 // reason: test helpers fail loudly; clippy.toml relaxes this only inside #[test] functions.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use serde_json::Value;
 
 const CASES: [&str; 6] =
     ["snp-milan-v0", "snp-milan-v1", "snp-milan-v2", "snp-genoa-v0", "tdx-v0", "tdx-v1"];
-
-fn azure_dir() -> Option<PathBuf> {
-    let dir = keylatch_test_vectors::dir()?.join("azure");
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        println!("skipped: no azure/ cases at {} (real Azure evidence from confidential-containers/trustee deps/verifier/test_data; not yet in the shared vectors)", dir.display());
-        None
-    }
-}
 
 /// `keylatch evidence verify` with what expected.json says: tee, evidence, at, nonce.
 fn verify(case: &Path, expected: &Value, evidence: &Path) -> Output {
@@ -47,7 +37,7 @@ fn verify(case: &Path, expected: &Value, evidence: &Path) -> Output {
 
 #[test]
 fn azure_evidence_verify_reproduces_every_expected_claim_of_the_real_cases() {
-    let Some(dir) = azure_dir() else { return };
+    let Some(dir) = keylatch_test_vectors::azure_dir() else { return };
     let mut checked = 0;
     for name in CASES {
         let case = dir.join(name);
@@ -94,7 +84,7 @@ fn azure_evidence_verify_reproduces_every_expected_claim_of_the_real_cases() {
 
 #[test]
 fn azure_evidence_verify_names_the_step_of_a_tampered_copy() {
-    let Some(dir) = azure_dir() else { return };
+    let Some(dir) = keylatch_test_vectors::azure_dir() else { return };
     let case = dir.join("snp-milan-v2");
     let expected: Value =
         serde_json::from_slice(&std::fs::read(case.join("expected.json")).unwrap()).unwrap();

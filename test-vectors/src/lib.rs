@@ -29,3 +29,20 @@ pub fn dir() -> Option<PathBuf> {
         None
     }
 }
+
+/// The `azure/` cases (real Azure confidential VM evidence from confidential-containers/trustee
+/// `deps/verifier/test_data`), or `None` after printing why they are skipped: they are not in
+/// every copy of the shared vectors yet.
+#[must_use]
+pub fn azure_dir() -> Option<PathBuf> {
+    let dir = dir()?.join("azure");
+    if dir.is_dir() {
+        Some(dir)
+    } else {
+        println!(
+            "skipped: no azure/ cases at {} (real Azure evidence from confidential-containers/trustee deps/verifier/test_data; not yet in the shared vectors)",
+            dir.display()
+        );
+        None
+    }
+}

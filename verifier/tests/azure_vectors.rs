@@ -7,8 +7,6 @@
 //! The `azure/` cases are not in shared/vectors yet: without them each test prints why it skipped.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)] // reason: tests fail loudly on purpose
 
-use std::path::PathBuf;
-
 use serde_json::Value;
 use verifier::azure::{
     check_vtpm, parse_hcl_report, verify_az_snp, verify_az_tdx, AzSnpInputs, AzureEvidence,
@@ -20,16 +18,6 @@ use verifier::{Claims, Reason, Step, VerifyError};
 
 const SNP_CASES: [&str; 4] = ["snp-milan-v0", "snp-milan-v1", "snp-milan-v2", "snp-genoa-v0"];
 const TDX_CASES: [&str; 2] = ["tdx-v0", "tdx-v1"];
-
-fn azure_dir() -> Option<PathBuf> {
-    let dir = keylatch_test_vectors::dir()?.join("azure");
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        println!("skipped: no azure/ cases at {} (real Azure evidence from confidential-containers/trustee deps/verifier/test_data; not yet in the shared vectors)", dir.display());
-        None
-    }
-}
 
 struct Case {
     evidence: Vec<u8>,
@@ -88,7 +76,7 @@ fn assert_azure_claims(claims: &Claims, e: &Value) {
 
 #[test]
 fn azure_real_snp_cases_verify_with_every_expected_claim() {
-    let Some(dir) = azure_dir() else { return };
+    let Some(dir) = keylatch_test_vectors::azure_dir() else { return };
     let v = snp_verifier();
     for name in SNP_CASES {
         let case = Case::load(&dir, name);
@@ -116,7 +104,7 @@ fn tampered(json: &[u8], edit: impl FnOnce(&mut AzureEvidence)) -> Vec<u8> {
 
 #[test]
 fn azure_tampered_real_snp_evidence_fails_at_the_right_step() {
-    let Some(dir) = azure_dir() else { return };
+    let Some(dir) = keylatch_test_vectors::azure_dir() else { return };
     let v = snp_verifier();
     for name in ["snp-milan-v1", "snp-milan-v2"] {
         let case = Case::load(&dir, name);
@@ -166,7 +154,7 @@ fn azure_tampered_real_snp_evidence_fails_at_the_right_step() {
 
 #[test]
 fn azure_real_snp_evidence_after_its_certificates_expire_fails_at_chain() {
-    let Some(dir) = azure_dir() else { return };
+    let Some(dir) = keylatch_test_vectors::azure_dir() else { return };
     let case = Case::load(&dir, "snp-milan-v1");
     let late = time::macros::datetime!(2050-01-01 0:00 UTC);
     let inputs = AzSnpInputs { fallback: None, revocation: None };
@@ -177,7 +165,7 @@ fn azure_real_snp_evidence_after_its_certificates_expire_fails_at_chain() {
 
 #[test]
 fn azure_real_tdx_cases_verify_up_to_the_collateral_they_lack() {
-    let Some(dir) = azure_dir() else { return };
+    let Some(dir) = keylatch_test_vectors::azure_dir() else { return };
     for name in TDX_CASES {
         let case = Case::load(&dir, name);
         let e = &case.expected;
