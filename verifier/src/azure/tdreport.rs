@@ -8,6 +8,7 @@
 //! TDINFO (512: ATTRIBUTES 8, XFAM 8, MRTD 48, MRCONFIGID 48, MROWNER 48, MROWNERCONFIG 48,
 //! RTMR 4 x 48, ...). The MAC is only checkable by the CPU; the binding comes from the quote.
 
+use crate::claims::TdxBody;
 use crate::error::{AtStep, Reason, Step, VerifyError};
 use crate::reader::Reader;
 use crate::tdx::TdReport;
@@ -15,29 +16,13 @@ use crate::tdx::TdReport;
 /// TDREPORT type byte for TDX.
 const REPORT_TYPE_TDX: u8 = 0x81;
 
-/// The TD report fields a TD quote repeats.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TdReportFields {
-    pub report_data: [u8; 64],
-    pub tee_tcb_svn: [u8; 16],
-    pub mr_seam: [u8; 48],
-    pub mr_signer_seam: [u8; 48],
-    pub seam_attributes: [u8; 8],
-    pub td_attributes: [u8; 8],
-    pub xfam: [u8; 8],
-    pub mr_td: [u8; 48],
-    pub mr_config_id: [u8; 48],
-    pub mr_owner: [u8; 48],
-    pub mr_owner_config: [u8; 48],
-    pub rtmr: [[u8; 48]; 4],
-}
-
-/// Reads a 1024-byte TDREPORT ([`Step::HclReport`]).
-pub fn parse_td_report(bytes: &[u8]) -> Result<TdReportFields, VerifyError> {
+/// Reads a 1024-byte TDREPORT ([`Step::HclReport`]) into the quote's own [`TdReport`] type
+/// (a TDX 1.0 body: the TDREPORT does not carry the TDX 1.5 fields).
+pub fn parse_td_report(bytes: &[u8]) -> Result<TdReport, VerifyError> {
     parse(bytes).at(Step::HclReport)
 }
 
-fn parse(bytes: &[u8]) -> Result<TdReportFields, Reason> {
+fn parse(bytes: &[u8]) -> Result<TdReport, Reason> {
     let mut r = Reader::new("TDREPORT", bytes);
     if r.u8()? != REPORT_TYPE_TDX {
         return Err(Reason::InvalidValue { what: "TDREPORT type", why: "not TDX (0x81)" });
@@ -61,7 +46,8 @@ fn parse(bytes: &[u8]) -> Result<TdReportFields, Reason> {
     if bytes.len() != super::hcl::TD_REPORT_LEN {
         return Err(Reason::InvalidValue { what: "TDREPORT", why: "not 1024 bytes" });
     }
-    Ok(TdReportFields {
+    Ok(TdReport {
+        body: TdxBody::Tdx10,
         report_data,
         tee_tcb_svn,
         mr_seam,
@@ -74,12 +60,14 @@ fn parse(bytes: &[u8]) -> Result<TdReportFields, Reason> {
         mr_owner,
         mr_owner_config,
         rtmr,
+        tee_tcb_svn2: None,
+        mr_service_td: None,
     })
 }
 
 /// Checks that the TD quote's TD report is exactly this TD report (every field the quote
 /// repeats).
-pub fn check_matches_quote(td: &TdReportFields, quote: &TdReport) -> Result<(), VerifyError> {
+pub fn check_matches_quote(td: &TdReport, quote: &TdReport) -> Result<(), VerifyError> {
     let pairs: [(&'static str, &[u8], &[u8]); 11] = [
         ("REPORTDATA", &td.report_data, &quote.report_data),
         ("TEE_TCB_SVN", &td.tee_tcb_svn, &quote.tee_tcb_svn),
