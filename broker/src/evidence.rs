@@ -16,7 +16,7 @@ use serde_json::Value;
 use sha2::{Digest as _, Sha256, Sha384, Sha512};
 use std::sync::Arc;
 
-use verifier::azure::{verify_az_snp, verify_az_tdx, AzSnpInputs};
+use verifier::azure::{verify_decoded_az_snp, verify_decoded_az_tdx, AzSnpInputs};
 use verifier::snp::{SnpRevocation, SnpTrustAnchors, SnpVerifier};
 use verifier::tdx::{TdxCollateral, TdxTrustAnchors, TdxVerifier};
 use verifier::{Claims, CocoEvidence, HexBytes, Now, Reason, Step, Tee, VerifyError};
@@ -195,13 +195,13 @@ fn verify_in(
                 now,
             )
         }
-        CocoEvidence::AzSnpVtpm(json) => {
+        CocoEvidence::AzSnpVtpm(ev) => {
             let inputs = AzSnpInputs { fallback: hw.snp.as_ref(), revocation: Some(revocation) };
-            verify_az_snp(&d.snp, json, inputs, Some(azure_nonce(expected)), now)
+            verify_decoded_az_snp(&d.snp, ev, inputs, Some(azure_nonce(expected)), now)
         }
-        CocoEvidence::AzTdxVtpm(json) => {
+        CocoEvidence::AzTdxVtpm(ev) => {
             let collateral = hw.tdx.as_deref().or(d.tdx_collateral.as_ref());
-            verify_az_tdx(&d.tdx, json, collateral, Some(azure_nonce(expected)), now)
+            verify_decoded_az_tdx(&d.tdx, ev, collateral, Some(azure_nonce(expected)), now)
         }
     }
 }

@@ -1,8 +1,9 @@
 //! The evidence confidential-containers' guest-components attesters send, decoded once per
 //! attestation whatever the TEE: the broker's collateral lookup and every trust domain it tries
-//! read this decoded form, never the JSON again. Each TEE's format is its own module's
+//! read this decoded form, never the JSON again (Azure evidence included: [`DecodedAzure`]). Each TEE's format is its own module's
 //! ([`crate::snp::report_from_coco_value`], [`crate::tdx::tdx_from_coco_value`]).
 
+use crate::azure::{AzureTee, DecodedAzure};
 use crate::snp::{report_from_coco_value, CocoSnpEvidence};
 use crate::tdx::{tdx_from_coco_value, CocoTdxEvidence};
 use crate::{Reason, Step, Tee, VerifyError};
@@ -12,10 +13,8 @@ use crate::{Reason, Step, Tee, VerifyError};
 pub enum CocoEvidence {
     Snp(CocoSnpEvidence),
     Tdx(CocoTdxEvidence),
-    /// `az-snp-vtpm` evidence as JSON text: [`crate::azure`] decodes it in its own first step.
-    AzSnpVtpm(Vec<u8>),
-    /// `az-tdx-vtpm` evidence as JSON text, likewise.
-    AzTdxVtpm(Vec<u8>),
+    AzSnpVtpm(DecodedAzure),
+    AzTdxVtpm(DecodedAzure),
 }
 
 impl CocoEvidence {
@@ -31,9 +30,9 @@ impl CocoEvidence {
                     VerifyError::new(Step::Parse, Reason::Malformed { what: "Azure evidence JSON" })
                 })?;
                 Ok(if tee == Tee::AzSnpVtpm {
-                    Self::AzSnpVtpm(json)
+                    Self::AzSnpVtpm(DecodedAzure::from_json(AzureTee::Snp, &json)?)
                 } else {
-                    Self::AzTdxVtpm(json)
+                    Self::AzTdxVtpm(DecodedAzure::from_json(AzureTee::Tdx, &json)?)
                 })
             }
             Tee::Sample => Err(VerifyError::new(

@@ -34,6 +34,7 @@ pub mod tdx;
 
 use std::sync::Arc;
 
+use verifier::azure::{AzureEvidence, AzureHardware};
 use verifier::{CocoEvidence, Now};
 
 pub use crate::config::CollateralConfig;
@@ -165,9 +166,9 @@ impl CollateralService {
                 tdx: self.tdx.for_quote(&ev.quote, now.unix_timestamp()).await?,
                 snp_crls: Vec::new(),
             }),
-            CocoEvidence::AzSnpVtpm(json) => {
+            CocoEvidence::AzSnpVtpm(ev) => {
                 // The attester always sends the VCEK; KDS only when it is absent.
-                let Some((vcek, report)) = azure_snp_parts(json) else {
+                let Some((vcek, report)) = azure_snp_parts(&ev.evidence) else {
                     return Ok(HardwareCollateral::default());
                 };
                 let snp = match vcek {
@@ -177,11 +178,13 @@ impl CollateralService {
                 let signer = vcek.or_else(|| snp.as_ref().map(|e| e.signer.clone()));
                 self.with_crls(snp, signer, now).await
             }
-            CocoEvidence::AzTdxVtpm(json) => Ok(HardwareCollateral {
+            CocoEvidence::AzTdxVtpm(ev) => Ok(HardwareCollateral {
                 snp: None,
-                tdx: match azure_td_quote(json) {
-                    Some(quote) => self.tdx.for_quote(&quote, now.unix_timestamp()).await?,
-                    None => None,
+                tdx: match &ev.evidence.hardware {
+                    AzureHardware::Tdx { td_quote } => {
+                        self.tdx.for_quote(td_quote, now.unix_timestamp()).await?
+                    }
+                    AzureHardware::Snp { .. } => None,
                 },
                 snp_crls: Vec::new(),
             }),
@@ -222,22 +225,12 @@ impl CollateralService {
 }
 
 /// The VCEK or VLEK that guest-components SNP evidence carries, if any.
-/// The VCEK (when sent) and the SNP report of az-snp-vtpm evidence, if it decodes that far.
-fn azure_snp_parts(json: &[u8]) -> Option<(Option<Vec<u8>>, Vec<u8>)> {
-    use verifier::azure::{parse_hcl_report, AzureEvidence, AzureHardware, AzureTee};
-    let ev = AzureEvidence::from_json(AzureTee::Snp, json).ok()?;
-    let report = parse_hcl_report(&ev.hcl_report).ok()?.hw_report.to_vec();
-    let AzureHardware::Snp { vcek } = ev.hardware else { return None };
-    Some(((!vcek.is_empty()).then_some(vcek), report))
-}
-
-/// The TD quote of az-tdx-vtpm evidence, if it decodes.
-fn azure_td_quote(json: &[u8]) -> Option<Vec<u8>> {
-    use verifier::azure::{AzureEvidence, AzureHardware, AzureTee};
-    match AzureEvidence::from_json(AzureTee::Tdx, json).ok()?.hardware {
-        AzureHardware::Tdx { td_quote } => Some(td_quote),
-        AzureHardware::Snp { .. } => None,
-    }
+/// The VCEK (when sent) and the SNP report of decoded az-snp-vtpm evidence, if its HCL report
+/// parses.
+fn azure_snp_parts(ev: &AzureEvidence) -> Option<(Option<Vec<u8>>, Vec<u8>)> {
+    let report = verifier::azure::parse_hcl_report(&ev.hcl_report).ok()?.hw_report.to_vec();
+    let AzureHardware::Snp { vcek } = &ev.hardware else { return None };
+    Some(((!vcek.is_empty()).then(|| vcek.clone()), report))
 }
 
 /// Decodes a CRL or certificate body that may be DER, PEM or hex text (PCCS serves the root

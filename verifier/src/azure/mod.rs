@@ -22,4 +22,7 @@ pub use hcl::{
     parse_hcl_report, parse_runtime_data, AkPublicKey, HclReport, HclReportType, RuntimeData,
 };
 pub use tpm::{check_pcrs, verify_quote_signature, PcrSelection, TpmsAttest};
-pub use verify::{check_vtpm, verify_az_snp, verify_az_tdx, AzSnpInputs};
+pub use verify::{
+    check_vtpm, verify_az_snp, verify_az_tdx, verify_decoded_az_snp, verify_decoded_az_tdx,
+    AzSnpInputs, DecodedAzure,
+};

@@ -51,6 +51,24 @@ pub struct AzSnpInputs<'a> {
     pub revocation: Option<&'a SnpRevocation>,
 }
 
+/// Azure evidence after step 1, with the SHA-256 of the JSON it was decoded from (the claims'
+/// `evidence_sha256`): decode once, verify under as many trust domains as needed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodedAzure {
+    pub evidence: AzureEvidence,
+    pub json_sha256: [u8; 32],
+}
+
+impl DecodedAzure {
+    /// Step 1: decodes `json` as `tee`'s evidence, any version ([`Step::Parse`]).
+    pub fn from_json(tee: AzureTee, json: &[u8]) -> Result<Self, VerifyError> {
+        Ok(Self {
+            evidence: AzureEvidence::from_json(tee, json)?,
+            json_sha256: Sha256::digest(json).into(),
+        })
+    }
+}
+
 /// Verifies `az-snp-vtpm` evidence JSON (as the attester sent it) with `snp`.
 pub fn verify_az_snp(
     snp: &SnpVerifier,
@@ -59,8 +77,20 @@ pub fn verify_az_snp(
     expected_nonce: Option<&[u8]>,
     now: Now,
 ) -> Result<Claims, VerifyError> {
-    let evidence = AzureEvidence::from_json(AzureTee::Snp, evidence_json)?; // 1
-    let hcl = hcl_of(&evidence, HclReportType::Snp)?; // 2
+    let decoded = DecodedAzure::from_json(AzureTee::Snp, evidence_json)?; // 1
+    verify_decoded_az_snp(snp, &decoded, inputs, expected_nonce, now)
+}
+
+/// [`verify_az_snp`] from step 2 on, for evidence decoded once.
+pub fn verify_decoded_az_snp(
+    snp: &SnpVerifier,
+    decoded: &DecodedAzure,
+    inputs: AzSnpInputs<'_>,
+    expected_nonce: Option<&[u8]>,
+    now: Now,
+) -> Result<Claims, VerifyError> {
+    let evidence = &decoded.evidence;
+    let hcl = hcl_of(evidence, HclReportType::Snp)?; // 2
     let report = parse_report(hcl.hw_report)?;
     let expected_rd = check_runtime_binding(&hcl, &report.report_data)?; // 3
     let endorsements = match &evidence.hardware {
@@ -87,7 +117,7 @@ pub fn verify_az_snp(
         )); // 5
     }
     claims.tee = Tee::AzSnpVtpm;
-    finish(claims, &evidence, &hcl, evidence_json, expected_nonce)
+    finish(claims, decoded, &hcl, expected_nonce)
 }
 
 /// Verifies `az-tdx-vtpm` evidence JSON with `tdx` and `collateral`. Without collateral the
@@ -100,8 +130,20 @@ pub fn verify_az_tdx(
     expected_nonce: Option<&[u8]>,
     now: Now,
 ) -> Result<Claims, VerifyError> {
-    let evidence = AzureEvidence::from_json(AzureTee::Tdx, evidence_json)?; // 1
-    let hcl = hcl_of(&evidence, HclReportType::Tdx)?; // 2
+    let decoded = DecodedAzure::from_json(AzureTee::Tdx, evidence_json)?; // 1
+    verify_decoded_az_tdx(tdx, &decoded, collateral, expected_nonce, now)
+}
+
+/// [`verify_az_tdx`] from step 2 on, for evidence decoded once.
+pub fn verify_decoded_az_tdx(
+    tdx: &TdxVerifier,
+    decoded: &DecodedAzure,
+    collateral: Option<&TdxCollateral>,
+    expected_nonce: Option<&[u8]>,
+    now: Now,
+) -> Result<Claims, VerifyError> {
+    let evidence = &decoded.evidence;
+    let hcl = hcl_of(evidence, HclReportType::Tdx)?; // 2
     let td_report = tdreport::parse_td_report(hcl.hw_report)?;
     let expected_rd = check_runtime_binding(&hcl, &td_report.report_data)?; // 3
     let AzureHardware::Tdx { td_quote } = &evidence.hardware else {
@@ -109,7 +151,7 @@ pub fn verify_az_tdx(
     };
     tdreport::check_matches_quote(&td_report, &parse_quote(td_quote)?.report)?;
     let Some(collateral) = collateral else {
-        check_vtpm(&evidence, &hcl, expected_nonce)?;
+        check_vtpm(evidence, &hcl, expected_nonce)?;
         return Err(VerifyError::new(
             Step::Collateral,
             Reason::Missing {
@@ -119,7 +161,7 @@ pub fn verify_az_tdx(
     };
     let mut claims = tdx.verify(td_quote, collateral, Some(&expected_rd), now)?; // 4
     claims.tee = Tee::AzTdxVtpm;
-    finish(claims, &evidence, &hcl, evidence_json, expected_nonce)
+    finish(claims, decoded, &hcl, expected_nonce)
 }
 
 fn hcl_of(evidence: &AzureEvidence, want: HclReportType) -> Result<HclReport<'_>, VerifyError> {
@@ -154,13 +196,12 @@ fn check_runtime_binding(hcl: &HclReport<'_>, actual: &[u8; 64]) -> Result<[u8; 
 
 fn finish(
     mut claims: Claims,
-    evidence: &AzureEvidence,
+    decoded: &DecodedAzure,
     hcl: &HclReport<'_>,
-    evidence_json: &[u8],
     expected_nonce: Option<&[u8]>,
 ) -> Result<Claims, VerifyError> {
-    claims.azure = Some(check_vtpm(evidence, hcl, expected_nonce)?);
-    claims.evidence_sha256 = HexBytes(Sha256::digest(evidence_json).into());
+    claims.azure = Some(check_vtpm(&decoded.evidence, hcl, expected_nonce)?);
+    claims.evidence_sha256 = HexBytes(decoded.json_sha256);
     Ok(claims)
 }
 
